@@ -1,0 +1,27 @@
+"""`infra-inference` command line: one typer app, one module per command group.
+
+Each runtime entrypoint lives beside the code it runs and is registered here,
+so this file stays an index.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="infra-inference",
+    help="GPU inference infrastructure as code: render manifests, serve models, scale them.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from infra_inference.render_cli import render
+
+    app.command("render")(render)
+
+
+def main() -> None:
+    _register()
+    app()
