@@ -1,0 +1,112 @@
+"""AutoscalePolicy arguments: which signal, what target, how fast, how low."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from infra_inference.errors import SpecProblem
+from infra_inference.specs.base import Spec
+from infra_inference.specs.names import DnsLabel
+
+Metric = Literal["concurrency", "throughput", "latency", "gpu-utilization", "cpu-utilization", "custom"]
+Engine = Literal["native", "hpa", "keda"]
+
+# Scaling to zero needs a signal that still reads "there is demand" when no
+# replica exists: requests queued at the gateway (concurrency) or arriving
+# (throughput). Utilization and latency are measured on replicas, so with none
+# they read nothing and the service could never wake up.
+SCALE_TO_ZERO_METRICS = ("concurrency", "throughput")
+
+# Defaults when `target` is omitted: 70 % utilization leaves headroom for a
+# burst while a new replica starts (the KPA and HPA defaults sit there too).
+DEFAULT_UTILIZATION_TARGET = 70.0
+# Concurrency target as a share of the replica's max_concurrency: with 8 slots,
+# aim at 5.6 in flight, so a replica is rarely saturated before the next arrives.
+CONCURRENCY_TARGET_SHARE = 0.7
+
+
+class CustomMetricSpec(Spec):
+    """A Prometheus query whose value, per replica, is compared with `target`."""
+
+    query: str = Field(min_length=1, description="PromQL returning one number for the whole service.")
+
+
+class ScalingSpec(Spec):
+    """The policy knobs shared by an inline `autoscale` and a standalone AutoscalePolicy."""
+
+    metric: Metric = Field("concurrency", description="Signal to scale on.")
+    target: float | None = Field(
+        None, gt=0, description="Per replica: requests in flight, req/s, ms p95, % or custom units. "
+                                "Default: 70 % of max_concurrency for concurrency, 70 for utilization; "
+                                "required for throughput, latency and custom.")
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas; 0 needs scale_to_zero_after_s.")
+    max_replicas: int = Field(10, ge=1, description="Most replicas.")
+    scale_to_zero_after_s: float = Field(
+        0, ge=0, description="Idle seconds before scaling to zero; 0 = never. Concurrency/throughput only.")
+    step: int = Field(1, ge=1, description="Replicas are added in multiples of this; match StandbyPool instances.")
+    stable_window_s: float = Field(60, gt=0, description="Window the stable (non-panic) average is taken over.")
+    scale_up_window_s: float = Field(0, ge=0, description="Scale-up stabilization: a rise must hold this long.")
+    scale_down_window_s: float = Field(300, ge=0, description="Scale-down stabilization: the highest "
+                                                             "recommendation of this window wins.")
+    panic_window_s: float = Field(6, gt=0, description="Short window that detects bursts.")
+    panic_threshold: float = Field(2.0, gt=1, description="Panic when the short-window demand is this "
+                                                          "multiple of what ready replicas can take.")
+    max_scale_up_rate: float = Field(1000.0, gt=1, description="At most this x ready replicas per decision.")
+    max_scale_down_rate: float = Field(2.0, gt=1, description="At least ready / this replicas per decision.")
+    custom: CustomMetricSpec | None = Field(None, description="The query for metric 'custom'.")
+    prometheus_url: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        description="Prometheus HTTP API for metric 'custom' and for engine 'keda'.")
+    engine: Engine = Field("native", description="native (our autoscaler), hpa or keda.")
+
+    def cross_checks(self) -> list[SpecProblem]:
+        out: list[SpecProblem] = []
+        if self.min_replicas > self.max_replicas:
+            out.append(SpecProblem("min_replicas", f"min_replicas {self.min_replicas} is above max_replicas "
+                                   f"{self.max_replicas}"))
+        if self.step > self.max_replicas:
+            out.append(SpecProblem("step", f"step {self.step} is above max_replicas {self.max_replicas}; "
+                                   f"one scale-up could never happen"))
+        if self.scale_to_zero_after_s > 0:
+            if self.metric not in SCALE_TO_ZERO_METRICS:
+                out.append(SpecProblem("scale_to_zero_after_s", f"scale to zero needs metric concurrency or "
+                                       f"throughput, not {self.metric!r} (a service at zero replicas reports "
+                                       f"no {self.metric}); set it to 0 or change metric"))
+            elif self.engine == "hpa":
+                out.append(SpecProblem("scale_to_zero_after_s", "the HPA cannot scale to zero; use engine "
+                                       "'native' or 'keda', or set it to 0"))
+            if self.min_replicas > 0:
+                out.append(SpecProblem("min_replicas", f"is {self.min_replicas}, so scale_to_zero_after_s "
+                                       f"never applies; set min_replicas: 0"))
+        elif self.min_replicas == 0:
+            out.append(SpecProblem("min_replicas", "0 replicas needs scale_to_zero_after_s > 0 (how long to "
+                                   "wait idle before going to zero)"))
+        if self.metric in ("throughput", "latency", "custom") and self.target is None:
+            out.append(SpecProblem("target", f"required for metric {self.metric!r}"))
+        if self.metric in ("gpu-utilization", "cpu-utilization") and self.target is not None \
+                and self.target > 100:
+            out.append(SpecProblem("target", f"{self.target} % is above 100 %; utilization cannot reach it"))
+        if self.metric == "custom" and self.custom is None:
+            out.append(SpecProblem("custom", "metric 'custom' needs custom: {query: ...}"))
+        if self.metric != "custom" and self.custom is not None:
+            out.append(SpecProblem("custom", f"only applies to metric 'custom', not {self.metric!r}"))
+        if self.engine == "hpa" and self.metric == "custom":
+            out.append(SpecProblem("engine", "the HPA cannot run a PromQL query; use engine 'keda' or 'native'"))
+        return out
+
+    def resolved_target(self, max_concurrency: int | None) -> float:
+        """`target`, or the metric's default (e.g. 0.7 x 8 slots = 5.6 requests in flight)."""
+        if self.target is not None:
+            return self.target
+        if self.metric == "concurrency":
+            return CONCURRENCY_TARGET_SHARE * (max_concurrency or 1)
+        return DEFAULT_UTILIZATION_TARGET
+
+
+class AutoscalePolicySpec(ScalingSpec):
+    """Validated AutoscalePolicy arguments for a Deployment not declared by an InferenceService."""
+
+    deployment: DnsLabel | None = Field(None, description="Name of an existing Deployment to scale.")
+    namespace: DnsLabel = Field("inference", description="Namespace of `deployment`.")

@@ -1,0 +1,142 @@
+"""InferenceService arguments: the model, how it is served, where it runs, how it scales."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from infra_inference.errors import SpecProblem
+from infra_inference.specs.autoscale import ScalingSpec
+from infra_inference.specs.base import Spec
+from infra_inference.specs.names import DnsLabel
+from infra_inference.specs.quantity import Quantity
+
+ModelFormat = Literal["safetensors", "torch", "onnx", "sklearn", "python"]
+Priority = Literal["online", "batch"]
+Mode = Literal["online", "batch"]
+
+# The runtime image of this release; a service may name any other image.
+DEFAULT_IMAGE = "ghcr.io/infra-inference/runtime:0.1.0"
+DEFAULT_PORT = 8080
+
+
+class ModelSpec(Spec):
+    """Which model to serve."""
+
+    uri: str = Field(min_length=1, description="Where the model is: a path, file://, http(s)://, s3:// or gs://.")
+    format: ModelFormat = Field("safetensors", description="safetensors, torch, onnx, sklearn or python.")
+    name: DnsLabel | None = Field(None, description="Name in the inference URL; default the service name.")
+    revision: str | None = Field(None, description="Revision or version tag, recorded in labels.")
+
+
+class BatchingSpec(Spec):
+    """Dynamic batching: whichever comes first, a full batch or the wait."""
+
+    max_batch_size: int = Field(ge=1, le=4096, description="Most requests in one model call.")
+    max_wait_ms: float = Field(ge=0, le=10_000, description="Longest a request waits for the batch to fill.")
+
+
+class RuntimeSpec(Spec):
+    """How each replica serves."""
+
+    image: str = Field(DEFAULT_IMAGE, min_length=1, description="Serving image; ours by default, any other "
+                                                                "(vLLM, Triton) allowed.")
+    max_concurrency: int = Field(8, ge=1, le=4096, description="Requests in the model at once per replica.")
+    max_queue: int = Field(64, ge=0, le=100_000, description="Requests waiting per replica; beyond, 429.")
+    batching: BatchingSpec | None = Field(None, description="Dynamic batching; off when absent.")
+    timeout_s: float = Field(30, gt=0, le=3600, description="Per-request timeout (504 after it).")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    port: int = Field(DEFAULT_PORT, ge=1024, le=65535, description="Port the server listens on (non-root: >= 1024).")
+
+    def cross_checks(self) -> list[SpecProblem]:
+        reserved = sorted(k for k in self.env if k.startswith("INFRA_INFERENCE_"))
+        return [SpecProblem(f"env.{k}", "INFRA_INFERENCE_* variables are set from the spec; use the "
+                            "matching runtime field instead") for k in reserved]
+
+
+class CanarySpec(Spec):
+    """A second revision that gets a share of the traffic."""
+
+    model: ModelSpec | None = Field(None, description="Canary model; default the main one.")
+    runtime: RuntimeSpec | None = Field(None, description="Canary runtime; default the main one.")
+    traffic_percent: float = Field(ge=0, le=100, description="Share of requests for the canary, 0..100.")
+
+    def cross_checks(self) -> list[SpecProblem]:
+        if self.model is None and self.runtime is None:
+            return [SpecProblem("", "a canary needs a model or a runtime that differs from the main one")]
+        return []
+
+
+class VariantSpec(Spec):
+    """One arm of an A/B split."""
+
+    model: ModelSpec = Field(description="The variant's model.")
+    weight: float = Field(ge=0, le=100, description="Share of requests, percent; all weights sum to 100.")
+
+
+class BatchJobSpec(Spec):
+    """Offline inference: read every record under `input_uri`, write predictions to `output_uri`."""
+
+    input_uri: str = Field(min_length=1, description="Input records (JSON lines).")
+    output_uri: str = Field(min_length=1, description="Where predictions are written.")
+    parallelism: int = Field(1, ge=1, le=1000, description="Pods working at once.")
+    backoff_limit: int = Field(3, ge=0, description="Retries before the Job fails.")
+
+
+class InferenceServiceSpec(Spec):
+    """Validated InferenceService arguments (the pool is passed separately)."""
+
+    name: DnsLabel = Field(description="Service name; prefix of every child object.")
+    model: ModelSpec = Field(description="The model to serve.")
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, description="Serving settings.")
+    gpu_fraction: float | None = Field(None, gt=0, le=1, description="Share of one GPU per replica, (0, 1].")
+    gpus: int | None = Field(None, ge=1, le=16, description="Whole GPUs per replica.")
+    cpu: Quantity = Field("1", description="CPU request and limit per replica.")
+    memory: Quantity = Field("4Gi", description="Memory request and limit per replica.")
+    replicas: int | None = Field(None, ge=0, le=10_000, description="Fixed replica count (no autoscaling).")
+    autoscale: ScalingSpec | None = Field(None, description="Autoscaling policy; see AutoscalePolicy.")
+    priority: Priority | None = Field(None, description="online or batch; default follows mode.")
+    canary: CanarySpec | None = Field(None, description="Canary release.")
+    variants: dict[DnsLabel, VariantSpec] | None = Field(None, description="A/B variants by name.")
+    mode: Mode = Field("online", description="online (Deployment + gateway) or batch (Job).")
+    batch: BatchJobSpec | None = Field(None, description="Input and output of mode 'batch'.")
+    zones_spread: bool = Field(False, description="Spread replicas across zones; PDB when >= 2 replicas.")
+    cpu_fallback: bool = Field(False, description="Allow a CPU variant when no GPU slot is free.")
+    namespace: DnsLabel = Field("inference", description="Namespace of every child object.")
+
+    def cross_checks(self) -> list[SpecProblem]:
+        out: list[SpecProblem] = []
+        if self.gpu_fraction is not None and self.gpus is not None:
+            out.append(SpecProblem("gpus", "give gpu_fraction or gpus, not both"))
+        if self.replicas is not None and self.autoscale is not None:
+            out.append(SpecProblem("replicas", "give replicas (fixed) or autoscale, not both"))
+        if self.canary is not None and self.variants:
+            out.append(SpecProblem("variants", "a canary and A/B variants cannot be combined; pick one"))
+        if self.variants is not None:
+            total = sum(v.weight for v in self.variants.values())
+            if abs(total - 100) > 1e-6:
+                out.append(SpecProblem("variants", f"weights sum to {total:g}, not 100"))
+            if len(self.variants) < 2:
+                out.append(SpecProblem("variants", "an A/B split needs at least two variants"))
+        if self.mode == "batch":
+            if self.batch is None:
+                out.append(SpecProblem("batch", "mode 'batch' needs batch: {input_uri, output_uri}"))
+            for field in ("autoscale", "canary", "variants"):
+                if getattr(self, field):
+                    out.append(SpecProblem(field, "does not apply to mode 'batch'"))
+        elif self.batch is not None:
+            out.append(SpecProblem("batch", "only applies to mode 'batch'; set mode: batch or remove it"))
+        return out
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name or self.name
+
+    @property
+    def effective_priority(self) -> Priority:
+        return self.priority or ("batch" if self.mode == "batch" else "online")
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.gpu_fraction is not None or self.gpus is not None

@@ -1,0 +1,19 @@
+"""StandbyPool arguments: warm capacity held by placeholder pods."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from infra_inference.specs.base import Spec
+
+
+class StandbyPoolSpec(Spec):
+    """Validated StandbyPool arguments (the pool is passed separately)."""
+
+    instances: int | None = Field(
+        None, ge=0, le=1000, description="Placeholders to keep; default one scaling step of the services "
+                                         "on the pool (else 1).")
+    slots_per_instance: int | None = Field(
+        None, ge=1, description="GPU slots each placeholder holds; default one node's worth.")
+    prepull_images: list[str] = Field(default_factory=list, description="Images pulled onto every pool node.")
+    warm_models: list[str] = Field(default_factory=list, description="Model URIs cached on every pool node.")
