@@ -119,6 +119,10 @@ class InferenceServiceSpec(Spec):
                 out.append(SpecProblem("variants", f"weights sum to {total:g}, not 100"))
             if len(self.variants) < 2:
                 out.append(SpecProblem("variants", "an A/B split needs at least two variants"))
+        multi = self.canary is not None or bool(self.variants) or self.cpu_fallback
+        if self.autoscale is not None and self.autoscale.engine != "native" and multi:
+            out.append(SpecProblem("autoscale.engine", f"{self.autoscale.engine!r} scales one Deployment; canary, "
+                                   f"variants and cpu_fallback need engine 'native'"))
         if self.mode == "batch":
             if self.batch is None:
                 out.append(SpecProblem("batch", "mode 'batch' needs batch: {input_uri, output_uri}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from infra_inference.specs.base import Spec
+from infra_inference.specs.names import DnsLabel
 
 
 class StandbyPoolSpec(Spec):
@@ -17,3 +18,4 @@ class StandbyPoolSpec(Spec):
         None, ge=1, description="GPU slots each placeholder holds; default one node's worth.")
     prepull_images: list[str] = Field(default_factory=list, description="Images pulled onto every pool node.")
     warm_models: list[str] = Field(default_factory=list, description="Model URIs cached on every pool node.")
+    namespace: DnsLabel = Field("inference", description="Namespace of the placeholders and pre-pull DaemonSet.")

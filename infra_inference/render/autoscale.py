@@ -1,0 +1,151 @@
+"""Scaling objects for the three engines: our autoscaler (native), the HPA, or KEDA."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from infra_inference.render.common import Obj, container, labels, meta, obj, pod_spec, scratch_volume
+from infra_inference.render.service import CONFIG_DIR
+from infra_inference.specs.autoscale import ScalingSpec
+from infra_inference.specs.service import DEFAULT_IMAGE
+
+# HPA/KEDA evaluate every 15 s (the controller-manager's default sync period).
+HPA_PERIOD_S = 15
+
+# Metric names a Prometheus adapter exposes to the HPA for our own signals
+# (sdk-docs/autoscaling.md lists the adapter rules that produce them).
+HPA_PODS_METRIC = {
+    "concurrency": "infra_inference_inflight_requests",
+    "throughput": "infra_inference_requests_per_second",
+    "latency": "infra_inference_request_duration_p95_ms",
+    "gpu-utilization": "DCGM_FI_DEV_GPU_UTIL",
+}
+
+
+def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpec, target: float,
+           gateway_url: str | None) -> list[Obj]:
+    """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment."""
+    lbls = labels(name, "autoscaler")
+    config = {
+        **policy.model_dump(mode="json"),
+        "target": target,
+        "namespace": namespace,
+        "deployments": deployments,
+        "gateway_url": gateway_url,
+    }
+    return [
+        obj("v1", "ServiceAccount", meta(name, namespace, lbls), automountServiceAccountToken=True),
+        obj("rbac.authorization.k8s.io/v1", "Role", meta(name, namespace, lbls), rules=[
+            {"apiGroups": ["apps"], "resources": ["deployments/scale"], "resourceNames": list(deployments),
+             "verbs": ["get", "patch", "update"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": list(deployments),
+             "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["pods", "endpoints"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+        ]),
+        obj("rbac.authorization.k8s.io/v1", "RoleBinding", meta(name, namespace, lbls),
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            subjects=[{"kind": "ServiceAccount", "name": name, "namespace": namespace}]),
+        obj("v1", "ConfigMap", meta(name, namespace, lbls),
+            data={"policy.json": json.dumps(config, indent=2, sort_keys=True)}),
+        obj("apps/v1", "Deployment", meta(name, namespace, lbls), spec={
+            # One decider per service: two would fight over the scale subresource.
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {"metadata": {"labels": lbls}, "spec": pod_spec(
+                [container("autoscaler", DEFAULT_IMAGE,
+                           args=["autoscaler", "--config", f"{CONFIG_DIR}/policy.json"], cpu="100m", memory="128Mi",
+                           volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                         {"name": "tmp", "mountPath": "/tmp"}])],
+                serviceAccountName=name, automountServiceAccountToken=True,
+                priorityClassName="inference-online",
+                volumes=[{"name": "config", "configMap": {"name": name}}, scratch_volume()],
+            )},
+        }),
+    ]
+
+
+def behavior(policy: ScalingSpec) -> Obj:
+    """HPA `behavior` from our windows and rates.
+
+    max_scale_up_rate 2 means "at most double per period": a Percent policy of
+    (2 - 1) x 100 = 100 %. A Pods policy of `step` keeps small deployments able
+    to grow by a full step; selectPolicy Max takes the larger of the two.
+    max_scale_down_rate 2 means "at most halve": (1 - 1/2) x 100 = 50 %.
+    """
+    up_percent = min(int((policy.max_scale_up_rate - 1) * 100), 100_000)
+    down_percent = max(1, min(100, math.floor((1 - 1 / policy.max_scale_down_rate) * 100)))
+    return {
+        "scaleUp": {"stabilizationWindowSeconds": int(policy.scale_up_window_s), "selectPolicy": "Max",
+                    "policies": [{"type": "Percent", "value": up_percent, "periodSeconds": HPA_PERIOD_S},
+                                 {"type": "Pods", "value": policy.step, "periodSeconds": HPA_PERIOD_S}]},
+        "scaleDown": {"stabilizationWindowSeconds": int(policy.scale_down_window_s), "selectPolicy": "Max",
+                      "policies": [{"type": "Percent", "value": down_percent, "periodSeconds": HPA_PERIOD_S}]},
+    }
+
+
+def _hpa_metric(policy: ScalingSpec, target: float) -> Obj:
+    if policy.metric == "cpu-utilization":
+        return {"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": int(round(target))}}}
+    return {"type": "Pods", "pods": {"metric": {"name": HPA_PODS_METRIC[policy.metric]},
+                                     "target": {"type": "AverageValue", "averageValue": _quantity(target)}}}
+
+
+def _quantity(value: float) -> str:
+    # Kubernetes quantities take milli-units: 5.6 -> "5600m".
+    return str(int(value)) if float(value).is_integer() else f"{int(round(value * 1000))}m"
+
+
+def hpa(name: str, namespace: str, deployment: str, policy: ScalingSpec, target: float) -> list[Obj]:
+    return [obj("autoscaling/v2", "HorizontalPodAutoscaler", meta(name, namespace, labels(name, "autoscaler")), spec={
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": max(1, policy.min_replicas),
+        "maxReplicas": policy.max_replicas,
+        "metrics": [_hpa_metric(policy, target)],
+        "behavior": behavior(policy),
+    })]
+
+
+def keda_query(policy: ScalingSpec, namespace: str, service: str) -> str:
+    """Service-wide PromQL for KEDA; KEDA divides it by `threshold` to get replicas."""
+    sel = f'namespace="{namespace}",service="{service}"'
+    return {
+        "concurrency": f"sum(infra_inference_inflight_requests{{{sel}}}) + sum(infra_inference_queue_depth{{{sel}}})",
+        "throughput": f"sum(rate(infra_inference_requests_total{{{sel}}}[1m]))",
+        "latency": "histogram_quantile(0.95, sum by (le) "
+                   f"(rate(infra_inference_request_duration_seconds_bucket{{{sel}}}[1m]))) * 1000",
+        "gpu-utilization": f'avg(DCGM_FI_DEV_GPU_UTIL{{namespace="{namespace}",pod=~"{service}-.*"}})',
+    }.get(policy.metric, policy.custom.query if policy.custom else "")
+
+
+def keda(name: str, namespace: str, deployment: str, service: str, policy: ScalingSpec, target: float) -> list[Obj]:
+    if policy.metric == "cpu-utilization":
+        trigger: Obj = {"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(int(round(target)))}}
+    else:
+        trigger = {"type": "prometheus", "metadata": {
+            "serverAddress": policy.prometheus_url, "query": keda_query(policy, namespace, service),
+            "threshold": f"{target:g}", "activationThreshold": "0"}}
+    spec: Obj = {
+        "scaleTargetRef": {"name": deployment},
+        "pollingInterval": HPA_PERIOD_S,
+        "minReplicaCount": policy.min_replicas,
+        "maxReplicaCount": policy.max_replicas,
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(policy)}},
+        "triggers": [trigger],
+    }
+    if policy.scale_to_zero_after_s > 0:
+        spec["cooldownPeriod"] = int(policy.scale_to_zero_after_s)
+    return [obj("keda.sh/v1alpha1", "ScaledObject", meta(name, namespace, labels(name, "autoscaler")), spec=spec)]
+
+
+def autoscale_objects(name: str, namespace: str, deployments: list[str], service: str, policy: ScalingSpec,
+                      target: float, gateway_url: str | None) -> list[Obj]:
+    """The engine's objects. HPA and KEDA scale one Deployment, so A/B variants need the native engine."""
+    if policy.engine == "hpa":
+        return hpa(name, namespace, deployments[0], policy, target)
+    if policy.engine == "keda":
+        return keda(name, namespace, deployments[0], service, policy, target)
+    return native(name, namespace, deployments, policy, target, gateway_url)

@@ -1,0 +1,105 @@
+"""Building blocks every rendered object shares: metadata, labels, hardened containers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Obj = dict[str, Any]
+
+PART_OF = "infra-inference"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_SERVICE = "infra-inference.dev/service"
+LABEL_VARIANT = "infra-inference.dev/variant"
+
+# The runtime image's non-root user (docker/Dockerfile.*); the pause image's is 65535.
+RUNTIME_UID = 10001
+PAUSE_UID = 65535
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+
+# Node-local model cache shared by the warm-up DaemonSet and every replica on the node.
+MODEL_CACHE_HOST_PATH = "/var/cache/infra-inference/models"
+MODEL_CACHE_MOUNT = "/var/cache/infra-inference/models"
+
+
+def labels(name: str, component: str, **extra: str) -> dict[str, str]:
+    return {LABEL_NAME: name, LABEL_COMPONENT: component, LABEL_PART_OF: PART_OF, **extra}
+
+
+def meta(name: str, namespace: str | None, lbls: dict[str, str], **annotations: str) -> Obj:
+    out: Obj = {"name": name, "labels": dict(lbls)}
+    if namespace is not None:
+        out["namespace"] = namespace
+    if annotations:
+        out["annotations"] = dict(annotations)
+    return out
+
+
+def obj(api_version: str, kind: str, metadata: Obj, **body: Any) -> Obj:
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, **body}
+
+
+def hardened(uid: int = RUNTIME_UID) -> Obj:
+    """Container securityContext every container of ours runs with."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def resources(cpu: str, memory: str, extended: dict[str, int] | None = None) -> Obj:
+    """Requests equal limits: Guaranteed QoS, so a replica is the last to be evicted on pressure."""
+    amounts: Obj = {"cpu": cpu, "memory": memory}
+    for resource, count in (extended or {}).items():
+        amounts[resource] = str(count)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def container(name: str, image: str, *, args: list[str] | None = None, command: list[str] | None = None,
+              cpu: str = "100m", memory: str = "128Mi", uid: int = RUNTIME_UID, **extra: Any) -> Obj:
+    out: Obj = {"name": name, "image": image}
+    if command is not None:
+        out["command"] = command
+    if args is not None:
+        out["args"] = args
+    out.update(extra)
+    out["resources"] = extra.get("resources") or resources(cpu, memory)
+    out["securityContext"] = hardened(uid)
+    return out
+
+
+def pod_spec(containers: list[Obj], **extra: Any) -> Obj:
+    return {"automountServiceAccountToken": False, "containers": containers, **extra}
+
+
+def scratch_volume(name: str = "tmp") -> Obj:
+    """A writable /tmp for a read-only root filesystem."""
+    return {"name": name, "emptyDir": {"sizeLimit": "1Gi"}}
+
+
+def env_list(values: dict[str, str]) -> list[Obj]:
+    return [{"name": k, "value": v} for k, v in sorted(values.items())]
+
+
+def cache_owner_init(image: str) -> Obj:
+    """Init container that hands the node's model-cache hostPath to the runtime user.
+
+    A hostPath directory is created root-owned, and fsGroup does not apply to
+    hostPath, so without this the non-root server could not write its cache.
+    It is the one container of ours that runs as root, with CAP_CHOWN only.
+    """
+    c = container("cache-owner", image, command=["chown", f"{RUNTIME_UID}:{RUNTIME_UID}", MODEL_CACHE_MOUNT],
+                  cpu="10m", memory="32Mi", volumeMounts=[{"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT}])
+    c["securityContext"] = {**c["securityContext"], "runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0,
+                            "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}}
+    return c
+
+
+def model_cache_volume() -> Obj:
+    return {"name": "model-cache", "hostPath": {"path": MODEL_CACHE_HOST_PATH, "type": "DirectoryOrCreate"}}

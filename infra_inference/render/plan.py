@@ -1,0 +1,156 @@
+"""From user arguments to validated plans and their objects, one function per component.
+
+The Pulumi components and `infra-inference render` both call these, so both
+delivery paths produce the same objects by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from infra_inference.decide.packing import service_problems, slots_per_replica, standby_instances, standby_problems
+from infra_inference.errors import SpecError, SpecProblem
+from infra_inference.render.autoscale import autoscale_objects
+from infra_inference.render.common import Obj
+from infra_inference.render.platform import platform
+from infra_inference.render.pool import pool_objects
+from infra_inference.render.service import Placement, service_objects, service_url, variants
+from infra_inference.render.standby import standby_objects
+from infra_inference.specs.autoscale import AutoscalePolicySpec, ScalingSpec
+from infra_inference.specs.platform import PlatformSpec
+from infra_inference.specs.pool import GpuPoolSpec
+from infra_inference.specs.service import InferenceServiceSpec
+from infra_inference.specs.standby import StandbyPoolSpec
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    name: str
+    spec: GpuPoolSpec
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    spec: InferenceServiceSpec
+    placement: Placement
+
+    @property
+    def deployments(self) -> list[str]:
+        return [v.deployment for v in variants(self.spec)]
+
+    @property
+    def step_and_slots(self) -> tuple[int, int]:
+        return (self.spec.autoscale.step if self.spec.autoscale else 1), self.placement.slots
+
+
+@dataclass(frozen=True)
+class StandbyPlan:
+    name: str
+    namespace: str
+    pool: PoolPlan
+    spec: StandbyPoolSpec
+    instances: int
+    slots_per_instance: int
+
+
+@dataclass(frozen=True)
+class PolicyPlan:
+    name: str
+    namespace: str
+    deployments: list[str]
+    service: str
+    policy: ScalingSpec
+    target: float
+    gateway_url: str | None
+
+
+def plan_platform(args: Mapping[str, Any], subject: str = "InferencePlatform") -> PlatformSpec:
+    return PlatformSpec.parse(args, subject=subject)
+
+
+def plan_pool(name: str, args: Mapping[str, Any], subject: str = "") -> PoolPlan:
+    return PoolPlan(name, GpuPoolSpec.parse(args, subject=subject or f"GpuPool {name!r}"))
+
+
+def plan_service(name: str, args: Mapping[str, Any], pool: PoolPlan | None, subject: str = "") -> ServicePlan:
+    subject = subject or f"InferenceService {name!r}"
+    spec = InferenceServiceSpec.parse({"name": name, **args}, subject=subject)
+    problems = service_problems(spec, pool.spec if pool else None)
+    if problems:
+        raise SpecError(problems, subject=subject)
+    slots, _ = slots_per_replica(spec, pool.spec if pool else None)
+    placement = Placement(pool.name if pool else None, pool.spec if pool else None, slots)
+    return ServicePlan(spec, placement)
+
+
+def plan_standby(name: str, args: Mapping[str, Any], pool: PoolPlan, services: list[ServicePlan],
+                 subject: str = "") -> StandbyPlan:
+    subject = subject or f"StandbyPool {name!r}"
+    spec = StandbyPoolSpec.parse(args, subject=subject)
+    slots = spec.slots_per_instance or pool.spec.slots_per_node
+    steps = [s.step_and_slots for s in services if s.placement.pool_name == pool.name]
+    instances = standby_instances(spec.instances, slots, steps)
+    problems = standby_problems(instances, slots, pool.spec)
+    if problems:
+        raise SpecError(problems, subject=subject)
+    return StandbyPlan(name, spec.namespace, pool, spec, instances, slots)
+
+
+def plan_service_policy(service: ServicePlan) -> PolicyPlan | None:
+    """The policy of a service's inline `autoscale`, or None for fixed replicas and batch."""
+    spec = service.spec
+    if spec.autoscale is None:
+        return None
+    target = spec.autoscale.resolved_target(spec.runtime.max_concurrency)
+    return PolicyPlan(f"{spec.name}-autoscaler", spec.namespace, service.deployments, spec.name, spec.autoscale,
+                      target, service_url(spec))
+
+
+def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None, subject: str = "") -> PolicyPlan:
+    """A standalone AutoscalePolicy: for a declared service, or an existing Deployment by name."""
+    subject = subject or f"AutoscalePolicy {name!r}"
+    spec = AutoscalePolicySpec.parse(args, subject=subject)
+    problems: list[SpecProblem] = []
+    if (service is None) == (spec.deployment is None):
+        problems.append(SpecProblem("deployment", "give exactly one of service (an InferenceService) or "
+                                    "deployment (the name of an existing Deployment)"))
+    elif service is not None and service.spec.autoscale is not None:
+        problems.append(SpecProblem("service", f"{service.spec.name!r} already has an inline autoscale; "
+                                    f"remove one of the two"))
+    elif service is not None and spec.metric == "gpu-utilization" and not service.spec.uses_gpu:
+        problems.append(SpecProblem("metric", "gpu-utilization on a CPU-only service; use cpu-utilization"))
+    if problems:
+        raise SpecError(problems, subject=subject)
+    policy = ScalingSpec.model_validate(spec.model_dump(exclude={"deployment", "namespace"}))
+    if service is None:
+        assert spec.deployment is not None
+        return PolicyPlan(name, spec.namespace, [spec.deployment], spec.deployment, policy,
+                          policy.resolved_target(None), None)
+    s = service.spec
+    return PolicyPlan(name, s.namespace, service.deployments, s.name, policy,
+                      policy.resolved_target(s.runtime.max_concurrency), service_url(s))
+
+
+def pool_manifests(plan: PoolPlan) -> list[Obj]:
+    return pool_objects(plan.name, plan.spec)
+
+
+def service_manifests(plan: ServicePlan) -> list[Obj]:
+    return service_objects(plan.spec, plan.placement)
+
+
+def standby_manifests(plan: StandbyPlan) -> list[Obj]:
+    p = plan.spec
+    return standby_objects(plan.name, plan.namespace, plan.pool.name, plan.pool.spec, plan.instances,
+                           plan.slots_per_instance, p.prepull_images, p.warm_models)
+
+
+def policy_manifests(plan: PolicyPlan) -> list[Obj]:
+    return autoscale_objects(plan.name, plan.namespace, plan.deployments, plan.service, plan.policy, plan.target,
+                             plan.gateway_url)
+
+
+def platform_manifests(spec: PlatformSpec) -> list[Obj]:
+    return platform(spec)

@@ -1,0 +1,75 @@
+"""Cluster-wide objects: the four priority classes, tenants, device plugin, DCGM exporter."""
+
+from __future__ import annotations
+
+from infra_inference.render.common import Obj, labels, meta, obj
+from infra_inference.render.nvidia import dcgm_exporter, device_plugin, shared_gpu_resources
+from infra_inference.specs.platform import PlatformSpec, TenantSpec
+
+# Online inference outranks batch, which outranks training; a pod without a
+# class gets 0. Standby placeholders sit below everything (negative), so any
+# real pod evicts them, yet cluster-autoscaler still adds nodes for them because
+# their priority is not below its expendable cutoff (-10).
+PRIORITY_ONLINE = 1_000_000
+PRIORITY_BATCH = 100_000
+PRIORITY_TRAINING = 10_000
+PRIORITY_STANDBY = -5
+
+PRIORITY_CLASS = {"online": "inference-online", "batch": "inference-batch",
+                  "training": "training", "standby": "inference-standby"}
+
+
+def priority_classes() -> list[Obj]:
+    def pc(role: str, value: int, policy: str, description: str) -> Obj:
+        name = PRIORITY_CLASS[role]
+        return obj("scheduling.k8s.io/v1", "PriorityClass", meta(name, None, labels(name, "priority")),
+                   value=value, globalDefault=False, preemptionPolicy=policy, description=description)
+
+    return [
+        pc("online", PRIORITY_ONLINE, "PreemptLowerPriority",
+           "Customer-facing inference: preempts batch, training and standby pods."),
+        # Batch inference waits for capacity rather than killing training runs.
+        pc("batch", PRIORITY_BATCH, "Never", "Offline inference: scheduled before training, preempts nothing."),
+        pc("training", PRIORITY_TRAINING, "PreemptLowerPriority", "Training: yields to inference."),
+        pc("standby", PRIORITY_STANDBY, "Never", "Warm-capacity placeholders: every real pod evicts them."),
+    ]
+
+
+def tenant(t: TenantSpec, platform_namespace: str) -> list[Obj]:
+    lbls = labels(t.name, "tenant")
+    # Quota is per resource name, so every MIG profile gets the same cap as whole GPUs.
+    hard: dict[str, str] = {f"requests.{r}": str(t.gpu_quota) for r in shared_gpu_resources()}
+    if t.cpu_quota:
+        hard["requests.cpu"] = t.cpu_quota
+        hard["limits.cpu"] = t.cpu_quota
+    if t.memory_quota:
+        hard["requests.memory"] = t.memory_quota
+        hard["limits.memory"] = t.memory_quota
+    ns_lbls = {**lbls, "kubernetes.io/metadata.name": t.name}
+    return [
+        obj("v1", "Namespace", meta(t.name, None, ns_lbls)),
+        obj("v1", "ResourceQuota", meta("gpu-quota", t.name, lbls), spec={"hard": hard}),
+        obj("networking.k8s.io/v1", "NetworkPolicy", meta("default-deny", t.name, lbls), spec={
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            # Pods of the tenant talk to each other; the shared gateway namespace may reach them.
+            "ingress": [{"from": [
+                {"podSelector": {}},
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": platform_namespace}}},
+            ]}],
+        }),
+    ]
+
+
+def platform(spec: PlatformSpec) -> list[Obj]:
+    """Every object InferencePlatform puts in the cluster."""
+    ns = spec.namespace
+    out = [obj("v1", "Namespace", meta(ns, None, {**labels(ns, "platform"), "kubernetes.io/metadata.name": ns}))]
+    out += priority_classes()
+    for t in spec.tenants:
+        out += tenant(t, ns)
+    if spec.install_device_plugin:
+        out += device_plugin("nvidia-device-plugin", config=None, node_selector=None)
+    if spec.install_dcgm_exporter:
+        out += dcgm_exporter(ns)
+    return out
