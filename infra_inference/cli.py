@@ -16,6 +16,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _group() -> None:
+    """Keeps subcommands as subcommands even while only one is registered."""
+
+
 def _register() -> None:
     from infra_inference.render_cli import render
 
