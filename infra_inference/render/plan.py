@@ -85,12 +85,12 @@ def plan_service(name: str, args: Mapping[str, Any], pool: PoolPlan | None, subj
     return ServicePlan(spec, placement)
 
 
-def plan_standby(name: str, args: Mapping[str, Any], pool: PoolPlan, services: list[ServicePlan],
+def plan_standby(name: str, args: Mapping[str, Any], pool: PoolPlan, steps: list[tuple[int, int]],
                  subject: str = "") -> StandbyPlan:
+    """`steps`: (step, slots per replica) of each service on the pool, for the default size."""
     subject = subject or f"StandbyPool {name!r}"
     spec = StandbyPoolSpec.parse(args, subject=subject)
     slots = spec.slots_per_instance or pool.spec.slots_per_node
-    steps = [s.step_and_slots for s in services if s.placement.pool_name == pool.name]
     instances = standby_instances(spec.instances, slots, steps)
     problems = standby_problems(instances, slots, pool.spec)
     if problems:

@@ -93,7 +93,8 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
         if pool is None:
             continue
         plan = c.attempt(f"standby.{name}",
-                         lambda n=name, a=args, p=pool: plan_standby(n, a, p, list(services.values())))
+                         lambda n=name, a=args, p=pool: plan_standby(n, a, p, [
+                             s.step_and_slots for s in services.values() if s.placement.pool_name == p.name]))
         if plan is not None:
             out += standby_manifests(plan)
 

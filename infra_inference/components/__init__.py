@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources: thin shells that validate, render and create typed resources."""

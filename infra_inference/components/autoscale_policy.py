@@ -1,0 +1,90 @@
+"""AutoscalePolicy: how a service (or any Deployment) scales."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypedDict
+
+import pulumi
+
+from infra_inference.components import kube
+from infra_inference.components.inputs import split
+from infra_inference.render.plan import PolicyPlan, plan_policy, policy_manifests
+
+if TYPE_CHECKING:
+    from infra_inference.components.inference_service import InferenceService
+
+
+class CustomMetricArgs(TypedDict):
+    query: str
+    """PromQL returning one number for the whole service."""
+
+
+class AutoscalePolicyArgs(TypedDict, total=False):
+    service: "InferenceService"
+    """The InferenceService to scale (one of service or deployment)."""
+    deployment: str
+    """Name of an existing Deployment to scale (one of service or deployment)."""
+    namespace: str
+    """Namespace of `deployment`. Default inference."""
+    metric: str
+    """concurrency (default), throughput, latency, gpu-utilization, cpu-utilization or custom."""
+    target: float
+    """Per replica: requests in flight, req/s, ms p95, % or custom units. Default 70 % of max_concurrency
+    (concurrency) or 70 (utilization); required for throughput, latency and custom."""
+    min_replicas: int
+    """Fewest replicas. Default 1; 0 needs scale_to_zero_after_s."""
+    max_replicas: int
+    """Most replicas. Default 10."""
+    scale_to_zero_after_s: float
+    """Idle seconds before scaling to zero (concurrency and throughput only). Default 0 = never."""
+    step: int
+    """Replicas are added in multiples of this; match StandbyPool instances. Default 1."""
+    stable_window_s: float
+    """Averaging window of the stable mode. Default 60."""
+    scale_up_window_s: float
+    """Scale-up stabilization window. Default 0."""
+    scale_down_window_s: float
+    """Scale-down stabilization window. Default 300."""
+    panic_window_s: float
+    """Burst-detection window. Default 6."""
+    panic_threshold: float
+    """Panic when short-window demand reaches this multiple of ready capacity. Default 2."""
+    max_scale_up_rate: float
+    """At most this x ready replicas per decision. Default 1000."""
+    max_scale_down_rate: float
+    """At least ready / this replicas per decision. Default 2."""
+    custom: CustomMetricArgs
+    """The query for metric custom."""
+    prometheus_url: str
+    """Prometheus HTTP API for custom and keda. Default http://prometheus-operated.monitoring.svc:9090."""
+    engine: str
+    """native (default, our autoscaler), hpa or keda."""
+
+
+class AutoscalePolicy(pulumi.ComponentResource):
+    """Scaling objects for one engine.
+
+    native: ServiceAccount, a Role limited to the scale of the service's own
+    Deployments, RoleBinding, policy ConfigMap and the autoscaler Deployment.
+    hpa: an autoscaling/v2 HorizontalPodAutoscaler with `behavior`.
+    keda: a KEDA ScaledObject with a Prometheus (or cpu) trigger.
+    """
+
+    engine: pulumi.Output[str]
+    """The engine in charge."""
+    deployments: pulumi.Output[list[str]]
+    """Deployments this policy scales."""
+
+    def __init__(self, name: str, args: AutoscalePolicyArgs, opts: pulumi.ResourceOptions | None = None,
+                 *, _plan: PolicyPlan | None = None) -> None:
+        if _plan is None:
+            subject = f"AutoscalePolicy {name!r}"
+            plain, _ = split(dict(args), {}, subject)
+            service = plain.pop("service", None)
+            _plan = plan_policy(name, plain, service.plan if service is not None else None, subject)
+        self.plan = _plan
+        super().__init__("infra-inference:index:AutoscalePolicy", name, {}, opts)
+        kube.create(_plan.name, policy_manifests(_plan), pulumi.ResourceOptions(parent=self))
+        self.engine = pulumi.Output.from_input(_plan.policy.engine)
+        self.deployments = pulumi.Output.from_input(list(_plan.deployments))
+        self.register_outputs({"engine": self.engine, "deployments": self.deployments})

@@ -1,0 +1,116 @@
+"""GpuPool: GPU nodes (GKE node pool, EKS node group, or nodes you run) and their sharing."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+import pulumi
+
+from infra_inference.components import kube
+from infra_inference.components.clouds import eks, gke
+from infra_inference.components.inputs import PENDING, split, validated
+from infra_inference.render.plan import PoolPlan, plan_pool, pool_manifests
+from infra_inference.render.pool import node_selector, tolerations
+from infra_inference.specs.pool import GpuPoolSpec
+
+
+class SharingArgs(TypedDict, total=False):
+    strategy: str
+    """none (default: whole GPUs), time-slicing, mps or mig."""
+    replicas_per_gpu: int
+    """Slots per GPU for time-slicing and mps, 2..48."""
+    mig_profile: str
+    """MIG profile for mig: 1g.5gb.. on A100-40GB; 1g.10gb.. on A100-80GB and H100-80GB."""
+
+
+class TaintArgs(TypedDict, total=False):
+    key: str
+    """Taint key."""
+    value: str
+    """Taint value."""
+    effect: str
+    """NoSchedule (default), PreferNoSchedule or NoExecute."""
+
+
+class GpuPoolArgs(TypedDict, total=False):
+    cloud: str
+    """gke, eks or existing (nodes you already run, labelled infra-inference.dev/pool=<name>). Required."""
+    cluster: pulumi.Input[str]
+    """Name of the cluster the nodes join. Required. May be an Output."""
+    location: str
+    """GKE region or zone, or AWS region. Required for gke and eks."""
+    zones: list[str]
+    """Zones inside `location` for the nodes. Default: the cloud's choice."""
+    gpu_type: str
+    """t4, l4, a10g, a100-40gb, a100-80gb or h100-80gb. Required."""
+    gpus_per_node: int
+    """GPUs per node. Default 1."""
+    machine_type: str
+    """Machine/instance type. Default per cloud and GPU (l4: g2-standard-8 on GKE, a10g: g5.xlarge on EKS)."""
+    min_nodes: int
+    """Fewest nodes, total across zones. Default 0."""
+    max_nodes: int
+    """Most nodes, total across zones. Default 1."""
+    spot: bool
+    """Spot/preemptible capacity. Default false."""
+    sharing: SharingArgs
+    """How a GPU is split into slots. Default strategy none."""
+    labels: dict[str, str]
+    """Extra node labels."""
+    taints: list[TaintArgs]
+    """Node taints. Default nvidia.com/gpu=present:NoSchedule."""
+    node_role_arn: pulumi.Input[str]
+    """EKS only, required there: IAM role of the nodes. May be an Output."""
+    subnet_ids: pulumi.Input[list[str]]
+    """EKS only, required there: subnets of the nodes. May be an Output."""
+    image_streaming: bool
+    """GKE only: image streaming, so large serving images start before they are fully pulled. Default false."""
+
+
+# Cloud references usually come from other resources; everything else shapes the pool.
+_DEFERRABLE = {"cluster": PENDING, "node_role_arn": PENDING, "subnet_ids": [PENDING]}
+
+
+class GpuPool(pulumi.ComponentResource):
+    """GPU nodes plus what makes their GPUs schedulable as slots.
+
+    Creates a GKE `NodePool` or an EKS `NodeGroup` (nothing for cloud
+    "existing"), and on eks/existing the NVIDIA device plugin with this pool's
+    sharing config, pinned to the pool's nodes.
+    """
+
+    node_selector: pulumi.Output[dict[str, str]]
+    """Node selector that lands a pod on this pool."""
+    tolerations: pulumi.Output[list[dict[str, Any]]]
+    """Tolerations for the pool's taints."""
+    gpu_resource: pulumi.Output[str]
+    """Extended resource a pod requests, e.g. nvidia.com/gpu or nvidia.com/mig-1g.10gb."""
+    slots_per_node: pulumi.Output[int]
+    """Schedulable GPU slots per node after sharing."""
+    max_slots: pulumi.Output[int]
+    """Slots at max_nodes."""
+
+    def __init__(self, name: str, args: GpuPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        subject = f"GpuPool {name!r}"
+        plain, deferred = split(dict(args), _DEFERRABLE, subject)
+        self.plan: PoolPlan = plan_pool(name, plain, subject)  # raises SpecError before anything exists
+        super().__init__("infra-inference:index:GpuPool", name, {}, opts)
+        spec = self.plan.spec
+        arg = validated(plain, deferred, lambda full: GpuPoolSpec.parse(full, subject=subject))
+        child = pulumi.ResourceOptions(parent=self)
+        if spec.cloud == "gke":
+            gke.node_pool(name, spec, arg, child)
+        elif spec.cloud == "eks":
+            eks.node_group(name, spec, arg, child)
+        kube.create(name, pool_manifests(self.plan), child)
+        # Steps of the services placed on this pool, for StandbyPool's default size.
+        self.service_steps: list[tuple[int, int]] = []
+
+        self.node_selector = pulumi.Output.from_input(node_selector(name))
+        self.tolerations = pulumi.Output.from_input(tolerations(spec))
+        self.gpu_resource = pulumi.Output.from_input(spec.gpu_resource)
+        self.slots_per_node = pulumi.Output.from_input(spec.slots_per_node)
+        self.max_slots = pulumi.Output.from_input(spec.max_slots)
+        self.register_outputs({"node_selector": self.node_selector, "tolerations": self.tolerations,
+                               "gpu_resource": self.gpu_resource, "slots_per_node": self.slots_per_node,
+                               "max_slots": self.max_slots})

@@ -1,0 +1,149 @@
+"""InferenceService: a model served behind a gateway, on a GPU pool or on CPU."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import pulumi
+
+from infra_inference.components import kube
+from infra_inference.components.autoscale_policy import AutoscalePolicy, AutoscalePolicyArgs
+from infra_inference.components.gpu_pool import GpuPool
+from infra_inference.components.inputs import split
+from infra_inference.render.plan import ServicePlan, plan_service, plan_service_policy, service_manifests
+from infra_inference.render.service import service_url
+
+
+class ModelArgs(TypedDict, total=False):
+    uri: str
+    """Where the model is: path, file://, http(s)://, s3:// or gs://. Required."""
+    format: str
+    """safetensors (default), torch, onnx, sklearn or python."""
+    name: str
+    """Name in the inference URL. Default the service name."""
+    revision: str
+    """Revision tag, recorded as a label."""
+
+
+class BatchingArgs(TypedDict):
+    max_batch_size: int
+    """Most requests in one model call."""
+    max_wait_ms: float
+    """Longest a request waits for its batch to fill."""
+
+
+class RuntimeArgs(TypedDict, total=False):
+    image: str
+    """Serving image. Default ours; vLLM, Triton and others allowed."""
+    max_concurrency: int
+    """Requests in the model at once per replica. Default 8."""
+    max_queue: int
+    """Requests waiting per replica before 429. Default 64."""
+    batching: BatchingArgs
+    """Dynamic batching. Default off."""
+    timeout_s: float
+    """Per-request timeout. Default 30."""
+    env: dict[str, str]
+    """Extra environment variables."""
+    port: int
+    """Server port. Default 8080."""
+
+
+class CanaryArgs(TypedDict, total=False):
+    model: ModelArgs
+    """Canary model. Default the main one."""
+    runtime: RuntimeArgs
+    """Canary runtime. Default the main one."""
+    traffic_percent: float
+    """Share of requests, 0..100. Required."""
+
+
+class VariantArgs(TypedDict):
+    model: ModelArgs
+    """The variant's model."""
+    weight: float
+    """Share of requests in percent; all weights sum to 100."""
+
+
+class BatchJobArgs(TypedDict, total=False):
+    input_uri: str
+    """Input records (JSON lines). Required."""
+    output_uri: str
+    """Where predictions go. Required."""
+    parallelism: int
+    """Pods at once. Default 1."""
+    backoff_limit: int
+    """Retries before failing. Default 3."""
+
+
+class InferenceServiceArgs(TypedDict, total=False):
+    model: ModelArgs
+    """The model. Required."""
+    runtime: RuntimeArgs
+    """Serving settings."""
+    pool: GpuPool
+    """GPU pool; omit for a CPU-only service."""
+    gpu_fraction: float
+    """Share of one GPU per replica, (0, 1]; must be a whole number of the pool's slots."""
+    gpus: int
+    """Whole GPUs per replica (pool with sharing none)."""
+    cpu: str
+    """CPU request and limit per replica. Default "1"."""
+    memory: str
+    """Memory request and limit per replica. Default "4Gi"."""
+    replicas: int
+    """Fixed replica count. Default 1 unless autoscale is given."""
+    autoscale: AutoscalePolicyArgs
+    """Inline AutoscalePolicy (without service/deployment)."""
+    priority: str
+    """online or batch. Default follows mode."""
+    canary: CanaryArgs
+    """Canary release."""
+    variants: dict[str, VariantArgs]
+    """A/B variants by name."""
+    mode: str
+    """online (default) or batch."""
+    batch: BatchJobArgs
+    """Input and output for mode batch."""
+    zones_spread: bool
+    """Spread replicas across zones. Default false."""
+    cpu_fallback: bool
+    """Allow a CPU variant when no GPU slot is free. Default false."""
+    namespace: str
+    """Namespace. Default inference."""
+
+
+class InferenceService(pulumi.ComponentResource):
+    """Replica Deployment(s) with hardened pods, their headless Service, the gateway and its Service,
+    PDBs, and (through a child AutoscalePolicy) the scaling objects; a Job in batch mode."""
+
+    url: pulumi.Output[str]
+    """In-cluster URL of the gateway, the service's entry point."""
+    namespace: pulumi.Output[str]
+    """Namespace of every child."""
+    deployment_name: pulumi.Output[str]
+    """Name of the (first) replica Deployment."""
+    gateway_name: pulumi.Output[str]
+    """Name of the gateway Deployment and Service."""
+
+    def __init__(self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        subject = f"InferenceService {name!r}"
+        plain, _ = split(dict(args), {}, subject)
+        pool: GpuPool | None = plain.pop("pool", None)
+        self.plan: ServicePlan = plan_service(name, plain, pool.plan if pool else None, subject)
+        super().__init__("infra-inference:index:InferenceService", name, {}, opts)
+        if pool is not None:
+            pool.service_steps.append(self.plan.step_and_slots)
+        child = pulumi.ResourceOptions(parent=self)
+        kube.create(name, service_manifests(self.plan), child, depends_on=[pool] if pool else None)
+        policy = plan_service_policy(self.plan)
+        if policy is not None:
+            AutoscalePolicy(policy.name, {}, child, _plan=policy)
+
+        spec = self.plan.spec
+        self.url = pulumi.Output.from_input(service_url(spec))
+        self.namespace = pulumi.Output.from_input(spec.namespace)
+        self.deployment_name = pulumi.Output.from_input(self.plan.deployments[0])
+        self.gateway_name = pulumi.Output.from_input(f"{spec.name}-gateway")
+        self.register_outputs({"url": self.url, "namespace": self.namespace,
+                               "deployment_name": self.deployment_name, "gateway_name": self.gateway_name})

@@ -1,0 +1,54 @@
+"""InferencePlatform: what every cluster needs once."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import pulumi
+
+from infra_inference.components import kube
+from infra_inference.components.inputs import split
+from infra_inference.render.plan import plan_platform, platform_manifests
+from infra_inference.render.platform import PRIORITY_CLASS
+
+
+class TenantArgs(TypedDict, total=False):
+    name: str
+    """Tenant name, also its namespace. Required."""
+    gpu_quota: int
+    """Most GPU slots requested at once. Required."""
+    cpu_quota: str
+    """Most CPU requested at once, e.g. "64"."""
+    memory_quota: str
+    """Most memory requested at once, e.g. "256Gi"."""
+
+
+class InferencePlatformArgs(TypedDict, total=False):
+    namespace: str
+    """Namespace for shared pieces and default services. Default inference."""
+    install_device_plugin: bool
+    """NVIDIA device plugin for GPU nodes outside any GpuPool (pools bring their own). Default false."""
+    install_dcgm_exporter: bool
+    """NVIDIA DCGM exporter for GPU metrics. Default false."""
+    tenants: list[TenantArgs]
+    """Teams with a namespace, a GPU quota and a default-deny NetworkPolicy."""
+
+
+class InferencePlatform(pulumi.ComponentResource):
+    """PriorityClasses (online > batch > training > standby), tenant namespaces with quotas and
+    NetworkPolicies, and optionally the device plugin and DCGM exporter."""
+
+    namespace: pulumi.Output[str]
+    """The platform namespace."""
+    priority_classes: pulumi.Output[dict[str, str]]
+    """PriorityClass name by role: online, batch, training, standby."""
+
+    def __init__(self, name: str, args: InferencePlatformArgs | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        plain, _ = split(dict(args or {}), {}, f"InferencePlatform {name!r}")
+        spec = plan_platform(plain, f"InferencePlatform {name!r}")
+        super().__init__("infra-inference:index:InferencePlatform", name, {}, opts)
+        kube.create(name, platform_manifests(spec), pulumi.ResourceOptions(parent=self))
+        self.namespace = pulumi.Output.from_input(spec.namespace)
+        self.priority_classes = pulumi.Output.from_input(dict(PRIORITY_CLASS))
+        self.register_outputs({"namespace": self.namespace, "priority_classes": self.priority_classes})

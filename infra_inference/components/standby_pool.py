@@ -1,0 +1,53 @@
+"""StandbyPool: warm GPU capacity held by placeholder pods, plus image and model pre-pull."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import pulumi
+
+from infra_inference.components import kube
+from infra_inference.components.gpu_pool import GpuPool
+from infra_inference.components.inputs import split
+from infra_inference.errors import SpecError, SpecProblem
+from infra_inference.render.plan import StandbyPlan, plan_standby, standby_manifests
+
+
+class StandbyPoolArgs(TypedDict, total=False):
+    pool: GpuPool
+    """The GpuPool to keep warm. Required."""
+    instances: int
+    """Placeholders to keep. Default: enough for one scaling step of the services declared on the pool
+    before this StandbyPool, else 1."""
+    slots_per_instance: int
+    """GPU slots each placeholder holds. Default one node's worth, so each placeholder keeps one node warm."""
+    prepull_images: list[str]
+    """Images pulled onto every pool node ahead of need."""
+    warm_models: list[str]
+    """Model URIs fetched into every pool node's model cache."""
+    namespace: str
+    """Namespace of the placeholders. Default inference."""
+
+
+class StandbyPool(pulumi.ComponentResource):
+    """A Deployment of pause pods at `inference-standby` priority holding instances x slots_per_instance
+    of the pool's GPU resource, and a DaemonSet that pre-pulls images and warms the model cache."""
+
+    instances: pulumi.Output[int]
+    """Placeholders held."""
+    slots_per_instance: pulumi.Output[int]
+    """GPU slots per placeholder."""
+
+    def __init__(self, name: str, args: StandbyPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        subject = f"StandbyPool {name!r}"
+        plain, _ = split(dict(args), {}, subject)
+        pool = plain.pop("pool", None)
+        if not isinstance(pool, GpuPool):
+            raise SpecError([SpecProblem("pool", "required: the GpuPool to keep warm")], subject=subject)
+        # Services declared so far on the pool set the default size.
+        self.plan: StandbyPlan = plan_standby(name, plain, pool.plan, pool.service_steps, subject)
+        super().__init__("infra-inference:index:StandbyPool", name, {}, opts)
+        kube.create(name, standby_manifests(self.plan), pulumi.ResourceOptions(parent=self), depends_on=[pool])
+        self.instances = pulumi.Output.from_input(self.plan.instances)
+        self.slots_per_instance = pulumi.Output.from_input(self.plan.slots_per_instance)
+        self.register_outputs({"instances": self.instances, "slots_per_instance": self.slots_per_instance})
