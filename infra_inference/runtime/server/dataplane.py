@@ -1,0 +1,146 @@
+"""The transport-agnostic data plane: model lifecycle, health, metadata and inference.
+
+HTTP (``app.py``) is a thin adapter over this class; another transport (gRPC)
+would be another adapter over the same methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from infra_inference.runtime.server.errors import BadRequest, Draining, ModelNotFound
+from infra_inference.runtime.server.loading.cache import fetch_model
+from infra_inference.runtime.server.metrics import ServerMetrics
+from infra_inference.runtime.server.model import InferRequest, InvalidInput, Model, ModelContext, Tensors, resolve_model
+from infra_inference.runtime.server.scheduler import Predict, Scheduler
+from infra_inference.runtime.server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+class DataPlane:
+    """One served model behind admission control, with its metrics.
+
+    Args:
+        settings: Server configuration.
+    """
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.model_name = settings.served_name
+        self._factory = resolve_model(settings.model)
+        self._model: Model | None = None
+        # Sync predict() runs here; one thread per slot, since a batch never holds fewer than one.
+        self._executor = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="predict")
+        self.scheduler = Scheduler(
+            self._predict,
+            max_concurrency=settings.max_concurrency,
+            max_queue=settings.max_queue,
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_wait_ms / 1000.0,
+            timeout_s=settings.timeout_s,
+            retry_after_s=settings.retry_after_s,
+            on_batch=self._observe_batch,
+        )
+        self.metrics = ServerMetrics(lambda: self.scheduler.inflight, lambda: self.scheduler.queue_depth)
+        self._run_predict: Predict | None = None
+
+    async def load(self) -> None:
+        """Fetch the weights (through the node cache), construct and load the model.
+
+        Raises:
+            Exception: Whatever fetching or the model's ``load()`` raised; the server cannot serve.
+        """
+        start = time.perf_counter()
+        phases: dict[str, float] = {}
+        path = None
+        if self.settings.model_uri:
+            path = await asyncio.to_thread(fetch_model, self.settings.model_uri, self.settings.cache_dir)
+            phases["fetch"] = time.perf_counter() - start
+        context = ModelContext(self.model_name, path, self.settings, phases)
+        model = self._factory(context)
+        await asyncio.to_thread(model.load)
+        phases["total"] = time.perf_counter() - start
+        self.metrics.set_load_phases(phases)
+        self._run_predict = self._bind_predict(model)
+        self._model = model
+        log.info("model %s loaded in %.2fs (%s)", self.model_name, phases["total"], phases)
+
+    def _bind_predict(self, model: Model) -> Predict:
+        if inspect.iscoroutinefunction(model.predict):
+            return model.predict  # type: ignore[return-value]
+        loop = asyncio.get_running_loop()
+
+        def on_thread(batch: list[InferRequest]) -> asyncio.Future[Sequence[Tensors]]:
+            return loop.run_in_executor(self._executor, model.predict, batch)  # type: ignore[arg-type]
+
+        return on_thread
+
+    async def _predict(self, batch: list[InferRequest]) -> Sequence[Tensors]:
+        assert self._run_predict is not None  # infer() admits nothing before load() finished
+        try:
+            return await self._run_predict(batch)
+        except InvalidInput as exc:
+            raise BadRequest(str(exc)) from None
+
+    def _observe_batch(self, size: int) -> None:
+        self.metrics.observe_batch(size)
+
+    def live(self) -> bool:
+        """The process can answer at all (it is never stuck in a way a restart would fix)."""
+        return True
+
+    def ready(self) -> bool:
+        """Loaded, accepting, and the model itself (if it says) is ready."""
+        model = self._model
+        if model is None or not self.scheduler.accepting:
+            return False
+        model_ready = getattr(model, "ready", None)
+        return bool(model_ready()) if callable(model_ready) else True
+
+    def model_metadata(self, name: str) -> dict[str, Any]:
+        """OIP model metadata.
+
+        Raises:
+            ModelNotFound: ``name`` is not the served model.
+        """
+        self._check_name(name)
+        return {"name": self.model_name, "platform": self.settings.model, "versions": [], "inputs": [], "outputs": []}
+
+    def model_ready(self, name: str) -> bool:
+        """Whether the named model is ready. Raises ``ModelNotFound`` for another name."""
+        self._check_name(name)
+        return self.ready()
+
+    def start_drain(self) -> None:
+        """Refuse new requests (503) and report unready; accepted ones still complete."""
+        self.scheduler.close()
+
+    async def infer(self, name: str, request: InferRequest) -> Tensors:
+        """Run one request through admission, batching and the model.
+
+        Raises:
+            ModelNotFound: Unknown model name.
+            Draining: Not loaded yet, or shutting down.
+            QueueFull: Overloaded; retry later or elsewhere.
+            Timeout: Accepted, but no answer within ``timeout_s``.
+            RequestError: The model rejected the input or failed.
+        """
+        self._check_name(name)
+        if self._model is None:
+            raise Draining(f"model {name!r} is still loading")
+        return await self.scheduler.submit(request)
+
+    def _check_name(self, name: str) -> None:
+        if name != self.model_name:
+            raise ModelNotFound(f"model {name!r} is not served here; this server serves {self.model_name!r}")
+
+    def close(self) -> None:
+        """Release the predict threads (after the last request)."""
+        self._executor.shutdown(wait=False, cancel_futures=False)

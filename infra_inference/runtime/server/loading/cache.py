@@ -1,0 +1,147 @@
+"""The node-local model cache: fetch once per node, then every start is a local read.
+
+Layout: ``<cache_dir>/<sha256(uri)[:32]>/<file name>`` plus ``manifest.json``.
+The file is downloaded to a temporary name in the same directory, hashed
+while it streams, fsynced and renamed into place; the manifest (uri, size,
+sha256) is written the same way, last. So a manifest present means a
+complete, verified file, and a crash at any point leaves at most a stray
+``.partial-*`` file, never a truncated model. An exclusive lock per entry
+makes concurrent replicas on one node download once.
+
+Local paths and ``file://`` URIs are returned as they are: they are already
+node-local, and copying would only double the read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+from urllib.parse import unquote, urlsplit
+
+from infra_inference.runtime.server.loading.sources import open_remote
+
+log = logging.getLogger(__name__)
+
+_CHUNK_BYTES = 8 * 2**20
+
+
+def fetch_model(uri: str, cache_dir: Path) -> Path:
+    """Return a local path holding the model at ``uri``, downloading it on a cache miss.
+
+    Args:
+        uri: Local path, ``file://``, ``http(s)://``, ``s3://`` or ``gs://``. A
+            ``#sha256=<hex>`` fragment pins the content: a download that does
+            not match it is discarded.
+        cache_dir: The node-local cache root.
+
+    Returns:
+        The local file.
+
+    Raises:
+        FileNotFoundError: A local path that does not exist.
+        ValueError: Checksum mismatch, or an unsupported scheme.
+        OSError: The download failed (nothing is cached then).
+    """
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        path = Path(unquote(parts.path) if parts.scheme else uri)
+        if not path.exists():
+            raise FileNotFoundError(f"model path {path} does not exist")
+        return path
+    expected = parts.fragment.removeprefix("sha256=") if parts.fragment.startswith("sha256=") else None
+    source = parts._replace(fragment="").geturl()
+    entry = cache_dir / hashlib.sha256(source.encode()).hexdigest()[:32]
+    target = entry / (Path(parts.path).name or "model")
+    entry.mkdir(parents=True, exist_ok=True)
+    with _locked(entry / ".lock"):
+        if _is_cached(entry, target, expected):
+            log.info("model cache hit for %s: %s", source, target)
+            return target
+        _download(source, entry, target, expected)
+    return target
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_cached(entry: Path, target: Path, expected: str | None) -> bool:
+    try:
+        manifest = json.loads((entry / "manifest.json").read_text())
+        size = target.stat().st_size
+    except (OSError, ValueError):
+        return False
+    return size == manifest.get("size") and expected in (None, manifest.get("sha256"))
+
+
+def _download(source: str, entry: Path, target: Path, expected: str | None) -> None:
+    stream, size = open_remote(source)
+    digest = hashlib.sha256()
+    fd, partial = tempfile.mkstemp(dir=entry, prefix=".partial-")
+    try:
+        with stream, os.fdopen(fd, "wb") as out:
+            written = _copy(stream, out, digest, size, label=target.name)
+            out.flush()
+            os.fsync(out.fileno())
+        if size is not None and written != size:
+            raise OSError(f"{source}: got {written} bytes, expected {size}")
+        if expected is not None and digest.hexdigest() != expected:
+            raise ValueError(f"{source}: sha256 {digest.hexdigest()} does not match the pinned {expected}")
+        os.replace(partial, target)
+        _write_atomically(entry / "manifest.json", {"uri": source, "size": written, "sha256": digest.hexdigest()})
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+def _copy(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", size: int | None, label: str) -> int:
+    if not sys.stderr.isatty():
+        return _pump(stream, out, digest, lambda n: None)
+    # Interactive: show progress, since a multi-GB fetch otherwise looks like a hang.
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
+    ) as progress:
+        task = progress.add_task(f"fetch {label}", total=size)
+        return _pump(stream, out, digest, lambda n: progress.advance(task, n))
+
+
+def _pump(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", advance: Callable[[int], None]) -> int:
+    written = 0
+    while chunk := stream.read(_CHUNK_BYTES):
+        digest.update(chunk)
+        out.write(chunk)
+        written += len(chunk)
+        advance(len(chunk))
+    return written
+
+
+def _write_atomically(path: Path, doc: dict[str, object]) -> None:
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    with os.fdopen(fd, "w") as out:
+        json.dump(doc, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    # The rename is durable only once the directory entry is.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

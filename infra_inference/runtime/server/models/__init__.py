@@ -1,0 +1,1 @@
+"""Built-in models: `echo` for tests and benchmarks, `safetensors-mlp` for real weights."""

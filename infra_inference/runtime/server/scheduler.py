@@ -1,0 +1,184 @@
+"""Admission and dynamic batching in front of one model.
+
+A request is either refused at once (queue full -> ``QueueFull``, closed ->
+``Draining``) or accepted into a FIFO queue, from which it is dispatched in a
+batch as soon as concurrency slots are free. Once accepted, it always gets
+its future resolved: with its outputs, with the model's error, or, if its
+waiter gave up (timeout), by leaving the queue before it reached the model.
+
+Slots count requests, not batches: with ``max_concurrency=8`` and
+``max_batch_size=4`` at most two full batches run at once. A batch is sent
+when it is full (``max_batch_size``, or every free slot) or when its oldest
+request has waited ``max_wait_s``; with ``max_wait_s=0`` whatever is queued
+goes at once, so there is no batching delay under light load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+
+from infra_inference.runtime.server.errors import BadRequest, Draining, ModelFailed, QueueFull, RequestError, Timeout
+from infra_inference.runtime.server.model import InferRequest, Tensors
+
+log = logging.getLogger(__name__)
+
+Predict = Callable[[list[InferRequest]], Awaitable[Sequence[Tensors]]]
+
+
+class _Pending:
+    __slots__ = ("request", "future", "enqueued_s")
+
+    def __init__(self, request: InferRequest, future: asyncio.Future[Tensors], enqueued_s: float) -> None:
+        self.request = request
+        self.future = future
+        self.enqueued_s = enqueued_s
+
+
+class Scheduler:
+    """Bounded FIFO queue, concurrency slots and batch formation for one model.
+
+    Args:
+        predict: Runs one batch through the model, returning one output per request.
+        max_concurrency: Most requests inside the model at once.
+        max_queue: Most requests waiting for a slot; one more is refused.
+        max_batch_size: Most requests per ``predict`` call.
+        max_wait_s: Longest the oldest queued request waits for its batch to fill.
+        timeout_s: Longest an accepted request waits for its answer, queue time included.
+        retry_after_s: Sent back to refused clients as ``Retry-After``.
+        on_batch: Called with each dispatched batch's size (for the histogram).
+    """
+
+    def __init__(
+        self,
+        predict: Predict,
+        *,
+        max_concurrency: int,
+        max_queue: int,
+        max_batch_size: int = 1,
+        max_wait_s: float = 0.0,
+        timeout_s: float = 30.0,
+        retry_after_s: int = 1,
+        on_batch: Callable[[int], None] = lambda size: None,
+    ) -> None:
+        self._predict = predict
+        self._max_concurrency = max_concurrency
+        self._max_queue = max_queue
+        self._max_batch_size = max_batch_size
+        self._max_wait_s = max_wait_s
+        self._timeout_s = timeout_s
+        self._retry_after = ((b"retry-after", str(retry_after_s).encode()),)
+        self._on_batch = on_batch
+        self._queue: deque[_Pending] = deque()
+        self._batches: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self.inflight = 0
+        self.accepting = True
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests accepted but not yet inside the model."""
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Refuse new requests from now on; those already accepted still complete."""
+        self.accepting = False
+
+    async def submit(self, request: InferRequest) -> Tensors:
+        """Admit one request and wait for its outputs.
+
+        Raises:
+            Draining: The scheduler is closed.
+            QueueFull: ``max_queue`` requests are already waiting.
+            Timeout: No answer within ``timeout_s``.
+            RequestError: The model failed or rejected the input.
+        """
+        if not self.accepting:
+            raise Draining("server is draining; retry on another replica")
+        # A free slot means the request goes straight in, so only a backlog counts against max_queue.
+        if len(self._queue) >= self._max_queue and self.inflight >= self._max_concurrency:
+            raise QueueFull(
+                f"model is at max_concurrency and its queue is full ({self._max_queue})", headers=self._retry_after
+            )
+        loop = asyncio.get_running_loop()
+        pending = _Pending(request, loop.create_future(), loop.time())
+        self._queue.append(pending)
+        self._dispatch()
+        # A timer rather than asyncio.wait_for: no extra task per request on the hot path.
+        timer = loop.call_at(pending.enqueued_s + self._timeout_s, self._expire, pending)
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            self._withdraw(pending)  # the client went away
+            raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, pending: _Pending) -> None:
+        if not pending.future.done():
+            self._withdraw(pending)
+            pending.future.set_exception(Timeout(f"no answer within timeout_s={self._timeout_s}"))
+
+    def _withdraw(self, pending: _Pending) -> None:
+        # Still queued: it never reaches the model. Already in a batch: the batch discards its result.
+        try:
+            self._queue.remove(pending)
+        except ValueError:
+            pass
+
+    def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue and self.inflight < self._max_concurrency:
+            size = min(self._max_batch_size, self._max_concurrency - self.inflight)
+            if len(self._queue) < size:
+                due_s = self._queue[0].enqueued_s + self._max_wait_s
+                if loop.time() < due_s:
+                    if self._timer is None:
+                        self._timer = loop.call_at(due_s, self._on_timer)
+                    return
+            batch = [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
+            self.inflight += len(batch)
+            task = loop.create_task(self._run(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        self._on_batch(len(batch))
+        try:
+            await self._settle(batch)
+        finally:
+            self.inflight -= len(batch)
+            self._dispatch()
+
+    async def _settle(self, batch: list[_Pending]) -> None:
+        try:
+            outputs = await self._predict([p.request for p in batch])
+            if len(outputs) != len(batch):
+                raise ModelFailed(f"model returned {len(outputs)} outputs for a batch of {len(batch)}")
+        except BadRequest as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            # One malformed request must not fail the others merged with it: answer each alone.
+            for pending in batch:
+                await self._settle([pending])
+        except RequestError as exc:
+            _fail(batch, exc)
+        except Exception as exc:
+            log.exception("model predict failed")
+            _fail(batch, ModelFailed(f"model failed: {type(exc).__name__}: {exc}"))
+        else:
+            for pending, output in zip(batch, outputs, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(output)
+
+def _fail(batch: list[_Pending], exc: RequestError) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(exc)

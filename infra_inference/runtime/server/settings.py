@@ -1,0 +1,86 @@
+"""Model server configuration: environment (`INFRA_INFERENCE_*`) or CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    """Every knob of `infra-inference serve`.
+
+    Each field is read from the environment as ``INFRA_INFERENCE_<FIELD>``
+    (e.g. ``INFRA_INFERENCE_MAX_CONCURRENCY=8``) and can be overridden by the
+    matching CLI flag (``--max-concurrency 8``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="INFRA_INFERENCE_", extra="forbid")
+
+    host: str = Field("0.0.0.0", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
+    model: str = Field(
+        "echo",
+        description=(
+            "Model implementation: 'echo' (returns its input), 'safetensors-mlp' (an MLP whose "
+            "weights come from --model-uri), or 'package.module:Class' for a user class."
+        ),
+    )
+    model_name: str = Field(
+        "",
+        description="Name the model is served under in URLs; defaults to the implementation name.",
+    )
+    model_uri: str = Field(
+        "",
+        description="Where the weights live: a local path, file://, http(s)://, s3:// or gs:// URI.",
+    )
+    cache_dir: Path = Field(
+        Path("/var/cache/infra-inference"),
+        description="Node-local cache for fetched models; a second start from the same URI reads nothing remote.",
+    )
+    device: str = Field("auto", description="'auto' (GPU when present), 'cpu' or 'cuda[:N]'.")
+    gpu_memory_fraction: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Share of the GPU's memory this replica's framework may use (a fractional GPU slot).",
+    )
+    max_concurrency: int = Field(4, ge=1, description="Most requests inside the model at once.")
+    max_queue: int = Field(64, ge=0, description="Most requests waiting for the model; beyond it 429.")
+    timeout_s: float = Field(30.0, gt=0.0, description="Per-request limit from arrival to answer; beyond it 504.")
+    max_batch_size: int = Field(1, ge=1, description="Most requests merged into one predict call (1 = no batching).")
+    max_wait_ms: float = Field(
+        0.0, ge=0.0, description="How long the oldest waiting request may wait for its batch to fill."
+    )
+    max_request_bytes: int = Field(64 * 2**20, ge=1, description="Largest request body accepted; beyond it 413.")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After header sent with 429 (queue full).")
+    drain_grace_s: float = Field(
+        0.0,
+        ge=0.0,
+        description=(
+            "After SIGTERM, keep answering 503 at least this long before exiting, so load balancers "
+            "see the replica unready before its socket closes."
+        ),
+    )
+    echo_delay_ms: float = Field(0.0, ge=0.0, description="echo model: fixed cost a of each batch (a + b * size).")
+    echo_delay_per_item_ms: float = Field(
+        0.0, ge=0.0, description="echo model: cost b of each request in a batch (a + b * size)."
+    )
+    log_level: str = Field("warning", description="uvicorn log level; access logs stay off on the hot path.")
+
+    @model_validator(mode="after")
+    def _batch_fits_concurrency(self) -> Self:
+        # A batch holds one concurrency slot per request, so a bigger batch could never form.
+        if self.max_batch_size > self.max_concurrency:
+            raise ValueError(
+                f"max_batch_size ({self.max_batch_size}) must not exceed max_concurrency "
+                f"({self.max_concurrency}): each request in a batch holds a concurrency slot"
+            )
+        return self
+
+    @property
+    def served_name(self) -> str:
+        """The name in `/v2/models/{name}` URLs."""
+        return self.model_name or self.model.rsplit(":", 1)[-1].lower()
