@@ -1,0 +1,3 @@
+from infra_inference.cli import main
+
+main()

@@ -1,0 +1,49 @@
+"""Layering rules and the curated public API."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import infra_inference
+
+PACKAGE = Path(infra_inference.__file__).parent
+FORBIDDEN = {"pulumi", "pulumi_kubernetes", "pulumi_gcp", "pulumi_aws", "kubernetes", "lightkube", "kr8s", "httpx",
+             "requests", "aiohttp", "socket", "subprocess", "urllib", "http", "os", "asyncio", "pathlib", "io"}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_specs_decide_render_are_pure() -> None:
+    checked = 0
+    for layer in ("specs", "decide", "render"):
+        for path in (PACKAGE / layer).rglob("*.py"):
+            bad = imported_roots(path) & FORBIDDEN
+            assert not bad, f"{path.relative_to(PACKAGE)} imports {sorted(bad)}"
+            checked += 1
+    assert checked >= 10
+
+
+def test_public_api_is_sorted_complete_and_importable() -> None:
+    assert infra_inference.__all__ == sorted(infra_inference.__all__)
+    for name in infra_inference.__all__:
+        assert getattr(infra_inference, name) is not None
+    assert {"GpuPool", "StandbyPool", "InferenceService", "AutoscalePolicy", "InferencePlatform",
+            "SpecError"} <= set(infra_inference.__all__)
+    assert issubclass(infra_inference.SpecError, ValueError)
+
+
+def test_component_type_tokens_follow_the_contract() -> None:
+    import inspect
+
+    for name in ("GpuPool", "StandbyPool", "InferenceService", "AutoscalePolicy", "InferencePlatform"):
+        source = inspect.getsource(getattr(infra_inference, name))
+        assert f'"infra-inference:index:{name}"' in source
