@@ -8,9 +8,11 @@ waiter gave up (timeout), by leaving the queue before it reached the model.
 
 Slots count requests, not batches: with ``max_concurrency=8`` and
 ``max_batch_size=4`` at most two full batches run at once. A batch is sent
-when it is full (``max_batch_size``, or every free slot) or when its oldest
-request has waited ``max_wait_s``; with ``max_wait_s=0`` whatever is queued
-goes at once, so there is no batching delay under light load.
+when it is full (``max_batch_size``) or when its oldest request has waited
+``max_wait_s``, and only once there are slots for all of it: under a backlog,
+slots freed one by one are pooled into the next full batch instead of being
+spent on batches of one. With ``max_wait_s=0`` whatever is queued goes as
+soon as it fits, so there is no batching delay under light load.
 """
 
 from __future__ import annotations
@@ -130,16 +132,20 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._queue and self.inflight < self._max_concurrency:
-            size = min(self._max_batch_size, self._max_concurrency - self.inflight)
-            if len(self._queue) < size:
+        while self._queue:
+            size = min(self._max_batch_size, len(self._queue))
+            if size > self._max_concurrency - self.inflight:
+                # Wait for slots rather than send a runt batch: something is running
+                # (size <= max_concurrency), and its completion dispatches again.
+                return
+            if size < self._max_batch_size:
                 due_s = self._queue[0].enqueued_s + self._max_wait_s
                 if loop.time() < due_s:
                     if self._timer is None:
                         self._timer = loop.call_at(due_s, self._on_timer)
                     return
-            batch = [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
-            self.inflight += len(batch)
+            batch = [self._queue.popleft() for _ in range(size)]
+            self.inflight += size
             task = loop.create_task(self._run(batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)

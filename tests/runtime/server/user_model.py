@@ -1,0 +1,23 @@
+"""A user model class, loaded by `--model tests.runtime.server.user_model:Doubler`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from infra_inference.runtime.server import InferRequest, ModelContext, Tensors
+
+
+class Doubler:
+    """Doubles every input; a plain (sync) predict, so it runs on the server's worker threads."""
+
+    def __init__(self, context: ModelContext) -> None:
+        self.loaded = False
+
+    def load(self) -> None:
+        self.loaded = True
+
+    def ready(self) -> bool:
+        return self.loaded
+
+    def predict(self, batch: Sequence[InferRequest]) -> list[Tensors]:
+        return [{name: value * 2 for name, value in r.inputs.items()} for r in batch]
