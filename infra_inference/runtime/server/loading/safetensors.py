@@ -84,18 +84,23 @@ def read_layout(path: Path) -> Layout:
         (header_bytes,) = struct.unpack("<Q", prefix)
         if header_bytes > _MAX_HEADER_BYTES:
             raise ValueError(f"{path}: header of {header_bytes} bytes is implausibly large")
-        header = orjson.loads(handle.read(header_bytes))
+        header = orjson.loads(handle.read(header_bytes))  # JSONDecodeError is a ValueError
         size = os.fstat(handle.fileno()).st_size
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: header is not a JSON object")
     data_offset = 8 + header_bytes
     tensors: dict[str, TensorInfo] = {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        begin, end = entry["data_offsets"]
-        info = TensorInfo(entry["dtype"], tuple(entry["shape"]), begin, end)
-        dtype = NUMPY_DTYPES.get(info.dtype)
-        if dtype is None or end - begin != math.prod(info.shape) * dtype.itemsize:
-            raise ValueError(f"{path}: tensor {name!r} has an unsupported dtype or inconsistent offsets")
+        try:
+            begin, end = entry["data_offsets"]
+            info = TensorInfo(entry["dtype"], tuple(entry["shape"]), begin, end)
+            expected_bytes = math.prod(info.shape) * NUMPY_DTYPES[info.dtype].itemsize
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: tensor {name!r} has a malformed entry {entry!r}") from None
+        if end - begin != expected_bytes or begin < 0:
+            raise ValueError(f"{path}: tensor {name!r} has offsets inconsistent with its shape")
         tensors[name] = info
     data_bytes = size - data_offset
     if any(info.end > data_bytes for info in tensors.values()):

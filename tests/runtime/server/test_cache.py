@@ -1,0 +1,110 @@
+"""The node-local cache against a real HTTP server on 127.0.0.1 that counts reads."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from infra_inference.runtime.server.loading.cache import fetch_model
+from tests.runtime.server.support import post, scrape, server_in_thread
+
+
+class _Origin:
+    """A static file server that counts the GETs it answers."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.gets = 0
+        origin = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                origin.gets += 1
+                super().do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Iterator[_Origin]:
+    root = tmp_path / "origin"
+    root.mkdir()
+    server = _Origin(root)
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def _publish(origin: _Origin, name: str, payload: bytes) -> str:
+    (origin.root / name).write_bytes(payload)
+    return f"{origin.url}/{name}"
+
+
+def test_second_fetch_of_the_same_uri_reads_nothing_remote(origin: _Origin, tmp_path: Path) -> None:
+    payload = np.random.default_rng(1).bytes(3 * 2**20)
+    uri = _publish(origin, "weights.bin", payload)
+    first = fetch_model(uri, tmp_path / "cache")
+    assert first.read_bytes() == payload and origin.gets == 1
+    second = fetch_model(uri, tmp_path / "cache")
+    assert second == first and origin.gets == 1
+
+
+def test_pinned_checksum_mismatch_caches_nothing(origin: _Origin, tmp_path: Path) -> None:
+    uri = _publish(origin, "weights.bin", b"actual bytes")
+    with pytest.raises(ValueError, match="does not match"):
+        fetch_model(f"{uri}#sha256={'0' * 64}", tmp_path / "cache")
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.name != ".lock"]
+    good = hashlib.sha256(b"actual bytes").hexdigest()
+    assert fetch_model(f"{uri}#sha256={good}", tmp_path / "cache").read_bytes() == b"actual bytes"
+    assert origin.gets == 2
+
+
+def test_truncated_cache_entry_is_fetched_again(origin: _Origin, tmp_path: Path) -> None:
+    uri = _publish(origin, "weights.bin", b"x" * 1000)
+    cached = fetch_model(uri, tmp_path / "cache")
+    cached.write_bytes(b"x" * 10)  # e.g. a disk-full copy by some other tool
+    assert fetch_model(uri, tmp_path / "cache").read_bytes() == b"x" * 1000
+    assert origin.gets == 2
+
+
+def test_missing_remote_object_raises_and_caches_nothing(origin: _Origin, tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        fetch_model(f"{origin.url}/absent.bin", tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("manifest.json"))
+
+
+def test_local_paths_are_used_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"local")
+    assert fetch_model(str(path), tmp_path / "cache") == path
+    assert fetch_model(path.as_uri(), tmp_path / "cache") == path
+    with pytest.raises(FileNotFoundError):
+        fetch_model(str(tmp_path / "absent"), tmp_path / "cache")
+
+
+def test_server_restart_serves_from_cache_without_remote_reads(origin: _Origin, tmp_path: Path) -> None:
+    weights = {"layers.0.weight": np.eye(2, dtype=np.float32), "layers.0.bias": np.ones(2, dtype=np.float32)}
+    save_file(weights, str(origin.root / "mlp.safetensors"))
+    settings = {"model": "safetensors-mlp", "model_uri": f"{origin.url}/mlp.safetensors", "cache_dir": tmp_path / "c"}
+    for expected_gets in (1, 1):
+        with server_in_thread(**settings) as (port, _):
+            reply = post(port, "/v1/models/safetensors-mlp:predict", {"instances": [[1.0, 2.0]]})
+            assert reply.json() == {"predictions": [[2.0, 3.0]]}
+            phases = scrape(port)
+            assert {"fetch", "read", "to_device", "total"} <= {
+                k.split('"')[1] for k in phases if k.startswith("infra_inference_model_load_seconds{")
+            }
+        assert origin.gets == expected_gets
