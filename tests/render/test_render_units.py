@@ -1,0 +1,63 @@
+"""Pure render pieces whose numbers matter: device-plugin configs, HPA behavior, traffic weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from infra_inference.render import render_stack
+from infra_inference.render.autoscale import behavior
+from infra_inference.render.nvidia import device_plugin_config
+from infra_inference.specs.autoscale import ScalingSpec
+from infra_inference.specs.pool import GpuPoolSpec
+
+BASE = {"cloud": "existing", "cluster": "c", "gpu_type": "a100-80gb", "max_nodes": 1}
+
+
+@pytest.mark.parametrize(("sharing", "expected"), [
+    ({"strategy": "time-slicing", "replicas_per_gpu": 4},
+     {"timeSlicing": {"renameByDefault": False, "failRequestsGreaterThanOne": False,
+                      "resources": [{"name": "nvidia.com/gpu", "replicas": 4}]}}),
+    ({"strategy": "mps", "replicas_per_gpu": 3}, {"mps": {"resources": [{"name": "nvidia.com/gpu", "replicas": 3}]}}),
+    ({"strategy": "mig", "mig_profile": "1g.10gb"}, None),
+    ({"strategy": "none"}, None),
+])
+def test_device_plugin_config_per_strategy(sharing: dict, expected: dict | None) -> None:
+    config = device_plugin_config(GpuPoolSpec.parse({**BASE, "sharing": sharing}))
+    assert config.get("sharing") == expected
+    assert config["flags"]["migStrategy"] == ("mixed" if sharing["strategy"] == "mig" else "none")
+
+
+def test_hpa_behavior_turns_rates_into_percent_policies() -> None:
+    b = behavior(ScalingSpec(max_scale_up_rate=2, max_scale_down_rate=4, step=3, scale_down_window_s=90))
+    assert b["scaleUp"]["policies"] == [{"type": "Percent", "value": 100, "periodSeconds": 15},
+                                        {"type": "Pods", "value": 3, "periodSeconds": 15}]
+    assert b["scaleDown"]["policies"] == [{"type": "Percent", "value": 75, "periodSeconds": 15}]
+    assert b["scaleDown"]["stabilizationWindowSeconds"] == 90
+
+
+def test_canary_and_cpu_fallback_weights_reach_the_gateway_config() -> None:
+    objects = render_stack({"services": {"chat": {
+        "model": {"uri": "m"}, "canary": {"model": {"uri": "m2"}, "traffic_percent": 10}}}})
+    [cm] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "chat-gateway"]
+    backends = json.loads(cm["data"]["gateway.json"])["backends"]
+    assert [(b["deployment"], b["weight"]) for b in backends] == [("chat", 90), ("chat-canary", 10)]
+
+
+def test_keda_engine_scales_to_zero_on_gateway_concurrency() -> None:
+    objects = render_stack({"services": {"chat": {"model": {"uri": "m"}, "autoscale": {
+        "engine": "keda", "min_replicas": 0, "scale_to_zero_after_s": 120, "max_replicas": 4}}}})
+    [so] = [o for o in objects if o["kind"] == "ScaledObject"]
+    assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["cooldownPeriod"] == 120
+    trigger = so["spec"]["triggers"][0]
+    assert "infra_inference_inflight_requests" in trigger["metadata"]["query"]
+    assert trigger["metadata"]["threshold"] == "5.6"  # 0.7 x default max_concurrency 8
+
+
+def test_device_plugin_config_is_valid_yaml_in_its_configmap() -> None:
+    objects = render_stack({"pools": {"gpu": {**BASE, "gpu_type": "l4",
+                                              "sharing": {"strategy": "time-slicing", "replicas_per_gpu": 4}}}})
+    [cm] = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert yaml.safe_load(cm["data"]["config.yaml"])["sharing"]["timeSlicing"]["resources"][0]["replicas"] == 4
