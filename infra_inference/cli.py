@@ -25,6 +25,9 @@ def _register() -> None:
     from infra_inference.render_cli import render
 
     app.command("render")(render)
+    from infra_inference.fetch_cli import fetch
+
+    app.command("fetch")(fetch)
     from infra_inference.runtime.server.cli import serve
 
     app.command("serve")(serve)

@@ -85,3 +85,26 @@ def test_multi_tenant_example_creates_quotas_and_a_batch_job() -> None:
     pod = job.inputs["spec"]["template"]["spec"]
     assert pod["priorityClassName"] == "inference-batch"
     assert pod["containers"][0]["resources"]["requests"]["nvidia.com/mig-1g.10gb"] == "1"
+
+
+def test_fetch_command_named_by_the_warm_up_daemonset_fills_the_cache(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    (tmp_path / "model.bin").write_bytes(b"weights" * 100)
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}/model.bin"
+        cache = tmp_path / "cache"
+        doc = yaml.safe_load((EXAMPLES_DIR / "quickstart" / "spec.yaml").read_text())
+        doc["standby"]["warm"]["warm_models"] = [uri]
+        [ds] = [o for o in render_stack(doc) if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "warm-prepull"]
+        [warm] = [c for c in ds["spec"]["template"]["spec"]["initContainers"] if c["name"] == "warm-models"]
+        args = [a if a != warm["args"][2] else str(cache) for a in warm["args"]]  # the node path -> tmp
+        subprocess.run([sys.executable, "-m", "infra_inference", *args], check=True, capture_output=True)
+        cached = [p for p in cache.rglob("model.bin")]
+        assert len(cached) == 1 and cached[0].read_bytes() == b"weights" * 100
+    finally:
+        server.shutdown()

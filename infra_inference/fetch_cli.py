@@ -1,0 +1,27 @@
+"""`infra-inference fetch URI... --cache-dir DIR`: warm a node's model cache (StandbyPool warm_models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def fetch(
+    uris: Annotated[list[str], typer.Argument(help="Model URIs: path, file://, http(s)://, s3://, gs://.")],
+    cache_dir: Annotated[Path, typer.Option("--cache-dir", help="Node-local model cache.")] = Path(
+        "/var/cache/infra-inference/models"),
+) -> None:
+    """Fetch models into the cache; a model already cached is not read again."""
+    from infra_inference.runtime.server.loading.cache import fetch_model
+
+    failed = 0
+    for uri in uris:
+        try:
+            typer.echo(f"{uri} -> {fetch_model(uri, cache_dir)}")
+        except (OSError, ValueError) as err:
+            failed += 1
+            typer.echo(f"{uri}: {err}", err=True)
+    if failed:
+        raise typer.Exit(1)
