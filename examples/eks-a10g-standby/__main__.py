@@ -25,7 +25,7 @@ vision = InferenceService("vision", {
     "gpus": 1,
     "cpu": "3",
     "memory": "12Gi",
-    "model": {"uri": "s3://models/vision", "format": "torch"},
+    "model": {"uri": "s3://models/vision", "format": "safetensors"},
     "autoscale": {"metric": "concurrency", "min_replicas": 1, "max_replicas": 8, "step": 2,
                   "scale_up_window_s": 0, "scale_down_window_s": 300},
     "zones_spread": True,

@@ -35,10 +35,10 @@ llm = InferenceService("llm", {
 embed = InferenceService("embed", {
     "pool": pool,
     "gpu_fraction": 0.25,
-    "model": {"uri": "gs://models/embedder", "format": "onnx"},
+    "model": {"uri": "gs://models/embedder", "format": "safetensors"},
     "autoscale": {"metric": "throughput", "target": 200, "min_replicas": 0, "max_replicas": 8,
                   "scale_to_zero_after_s": 600},
-    "canary": {"model": {"uri": "gs://models/embedder-v2", "format": "onnx"}, "traffic_percent": 10},
+    "canary": {"model": {"uri": "gs://models/embedder-v2", "format": "safetensors"}, "traffic_percent": 10},
 })
 
 # Declared after the services: defaults to one scaling step of `llm` (2 replicas x 2 slots = one node).

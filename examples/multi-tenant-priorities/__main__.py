@@ -26,7 +26,7 @@ ranker = InferenceService("ranker", {
     "namespace": "search",
     "pool": pool,
     "gpu_fraction": 1 / 7,  # one 1g.10gb MIG slice
-    "model": {"uri": "s3://search/ranker", "format": "onnx"},
+    "model": {"uri": "s3://search/ranker", "format": "safetensors"},
     "autoscale": {"metric": "latency", "target": 80, "min_replicas": 2, "max_replicas": 14},
     "zones_spread": True,
 })

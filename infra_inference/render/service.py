@@ -69,8 +69,9 @@ def replica_env(spec: InferenceServiceSpec, v: Variant, placement: Placement) ->
     rt = v.runtime
     env = {
         **rt.env,
-        "INFRA_INFERENCE_MODEL_URI": v.model.uri,
-        "INFRA_INFERENCE_MODEL_FORMAT": v.model.format,
+        # The built-in runtime's implementation per format (specs.service.BUILTIN_FORMATS).
+        "INFRA_INFERENCE_MODEL": v.model.uri if v.model.format == "python" else "safetensors-mlp",
+        "INFRA_INFERENCE_MODEL_URI": "" if v.model.format == "python" else v.model.uri,
         "INFRA_INFERENCE_MODEL_NAME": spec.model_name,
         "INFRA_INFERENCE_PORT": str(rt.port),
         "INFRA_INFERENCE_MAX_CONCURRENCY": str(rt.max_concurrency),

@@ -19,6 +19,8 @@ Mode = Literal["online", "batch"]
 # The runtime image of this release; a service may name any other image.
 DEFAULT_IMAGE = "ghcr.io/infra-inference/runtime:0.1.0"
 DEFAULT_PORT = 8080
+# What the built-in runtime serves; other formats need an image that serves them.
+BUILTIN_FORMATS = ("safetensors", "python")
 
 
 class ModelSpec(Spec):
@@ -53,6 +55,13 @@ class RuntimeSpec(Spec):
         reserved = sorted(k for k in self.env if k.startswith("INFRA_INFERENCE_"))
         return [SpecProblem(f"env.{k}", "INFRA_INFERENCE_* variables are set from the spec; use the "
                             "matching runtime field instead") for k in reserved]
+
+
+def _format_problems(model: ModelSpec, runtime: RuntimeSpec, path: str) -> list[SpecProblem]:
+    if runtime.image == DEFAULT_IMAGE and model.format not in BUILTIN_FORMATS:
+        return [SpecProblem(path, f"the built-in runtime serves {' and '.join(BUILTIN_FORMATS)}, not "
+                            f"{model.format!r}; set runtime.image to a server for it (e.g. Triton for onnx)")]
+    return []
 
 
 class CanarySpec(Spec):
@@ -119,6 +128,12 @@ class InferenceServiceSpec(Spec):
                 out.append(SpecProblem("variants", f"weights sum to {total:g}, not 100"))
             if len(self.variants) < 2:
                 out.append(SpecProblem("variants", "an A/B split needs at least two variants"))
+        out += _format_problems(self.model, self.runtime, "model.format")
+        if self.canary is not None:
+            out += _format_problems(self.canary.model or self.model, self.canary.runtime or self.runtime,
+                                    "canary.model.format")
+        for key, variant in (self.variants or {}).items():
+            out += _format_problems(variant.model, self.runtime, f"variants.{key}.model.format")
         multi = self.canary is not None or bool(self.variants) or self.cpu_fallback
         if self.autoscale is not None and self.autoscale.engine != "native" and multi:
             out.append(SpecProblem("autoscale.engine", f"{self.autoscale.engine!r} scales one Deployment; canary, "

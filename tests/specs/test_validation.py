@@ -128,3 +128,9 @@ def test_granted_slots_never_exceed_the_fraction_asked(fraction: float, replicas
     if not problems:
         assert abs(slots / replicas - fraction) <= 1e-3 / replicas + 1e-9
         assert 1 <= slots <= pool.slots_per_node
+
+
+def test_format_the_builtin_runtime_cannot_serve_needs_a_runtime_image() -> None:
+    onnx = {"uri": "s3://m", "format": "onnx"}
+    assert paths_of(lambda: plan_service("s", {"model": onnx}, None)) == ["model.format"]
+    plan_service("s", {"model": onnx, "runtime": {"image": "nvcr.io/nvidia/tritonserver:24.08-py3"}}, None)
