@@ -282,6 +282,9 @@ class ControlPlane:
             f"--service-account-signing-key-file={p / 'sa.key'}",
             "--service-cluster-ip-range=10.96.0.0/16",
             "--authorization-mode=Node,RBAC",
+            # The kubernetes Service's endpoints may not be loopback; nothing
+            # in the cluster dials it (no kubelet, no in-cluster pods), so skip it.
+            "--endpoint-reconciler-type=none",
             "--profiling=false",
         ])  # fmt: skip
         self._wait("kube-apiserver", lambda: self._http_ok(f"{self.server}/readyz", self._ssl), timeout_s)
@@ -308,7 +311,8 @@ class ControlPlane:
             "--cidr=10.244.0.0/16", "--node-ip=127.0.0.1",
             "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{kwok_port}",
-        ], env={"HOME": str(self.workdir)})  # kwok's built-in (fast) stages, not a ~/.kwok/kwok.yaml  # fmt: skip
+            f"--config={self.bin_dir / 'kwok-stages.yaml'}",
+        ], env={"HOME": str(self.workdir)})  # our stages only, never a ~/.kwok/kwok.yaml  # fmt: skip
         self._wait("kube-controller-manager", lambda: self._http_ok(f"https://127.0.0.1:{kcm_port}/healthz", insecure), timeout_s)
         self._wait("kube-scheduler", lambda: self._http_ok(f"https://127.0.0.1:{sched_port}/healthz", insecure), timeout_s)
         self._wait("kwok", lambda: self._http_ok(f"http://127.0.0.1:{kwok_port}/healthz", None), timeout_s)

@@ -27,10 +27,12 @@ manifest_hash="$(cat "$here"/{kubernetes,etcd,kwok}/go.{mod,sum} | sha256sum | c
 key="k8s-${k8s_version}_etcd-${etcd_version}_kwok-${kwok_version}-${manifest_hash}"
 bin="$cache_root/controlplane/$key/bin"
 binaries=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+stages="kwok-stages.yaml"  # kwok's "fast" simulation stages, from its module
 
 all_present() {
     local b
     for b in "${binaries[@]}"; do [[ -x "$bin/$b" ]] || return 1; done
+    [[ -s "$bin/$stages" ]]
 }
 
 case "${1:-}" in
@@ -99,6 +101,20 @@ fi
 if ! [[ -x "$bin/kwok" ]]; then
     build "kwok $kwok_version" "$here/kwok" -ldflags "-s -w" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok
     mv "$tmp/kwok" "$bin/"
+fi
+
+if ! [[ -s "$bin/$stages" ]]; then
+    # kwok v0.8 has no built-in stages: without a Stage config it refuses to
+    # start. Take the "fast" set (kustomize/stage/fast in its repository: ready
+    # nodes with lease heartbeats, pods Running at once, deletions finalized)
+    # from the pinned module, so the stages match the kwok binary.
+    src="$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+        echo "---"
+        cat "$src/$f"
+    done > "$tmp/$stages"
+    mv "$tmp/$stages" "$bin/"
 fi
 
 log "all binaries in $bin"
