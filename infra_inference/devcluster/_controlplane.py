@@ -321,19 +321,19 @@ class ControlPlane:
         self._wait("kube-controller-manager", lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"), timeout_s)
 
     def stop(self) -> None:
-        """Stop every process this object started (reverse order), then clean up."""
-        for name, proc in reversed(self._procs):
+        """Stop every process this object started, in reverse order, then clean up."""
+        # One at a time: the apiserver shuts down quickly while etcd is still
+        # there, but waits out its timeouts when etcd went first.
+        for _name, proc in reversed(self._procs):
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=10)
                 except ProcessLookupError:
                     pass
-        for name, proc in reversed(self._procs):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         self._procs.clear()
         if not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
