@@ -1,6 +1,5 @@
 """AutoscalePolicy: how a service (or any Deployment) scales."""
 
-from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypedDict
 
@@ -70,6 +69,8 @@ class AutoscalePolicy(pulumi.ComponentResource):
     keda: a KEDA ScaledObject with a Prometheus (or cpu) trigger.
     """
 
+    pulumi_type = "infra-inference:index:AutoscalePolicy"
+
     engine: pulumi.Output[str]
     """The engine in charge."""
     deployments: pulumi.Output[list[str]]
@@ -83,7 +84,7 @@ class AutoscalePolicy(pulumi.ComponentResource):
             service = plain.pop("service", None)
             _plan = plan_policy(name, plain, service.plan if service is not None else None, subject)
         self.plan = _plan
-        super().__init__("infra-inference:index:AutoscalePolicy", name, {}, opts)
+        super().__init__(self.pulumi_type, name, {}, opts)
         kube.create(_plan.name, policy_manifests(_plan), pulumi.ResourceOptions(parent=self))
         self.engine = pulumi.Output.from_input(_plan.policy.engine)
         self.deployments = pulumi.Output.from_input(list(_plan.deployments))

@@ -1,6 +1,5 @@
 """GpuPool: GPU nodes (GKE node pool, EKS node group, or nodes you run) and their sharing."""
 
-from __future__ import annotations
 
 from typing import Any, TypedDict
 
@@ -79,6 +78,8 @@ class GpuPool(pulumi.ComponentResource):
     sharing config, pinned to the pool's nodes.
     """
 
+    pulumi_type = "infra-inference:index:GpuPool"
+
     node_selector: pulumi.Output[dict[str, str]]
     """Node selector that lands a pod on this pool."""
     tolerations: pulumi.Output[list[dict[str, Any]]]
@@ -94,7 +95,7 @@ class GpuPool(pulumi.ComponentResource):
         subject = f"GpuPool {name!r}"
         plain, deferred = split(dict(args), _DEFERRABLE, subject)
         self.plan: PoolPlan = plan_pool(name, plain, subject)  # raises SpecError before anything exists
-        super().__init__("infra-inference:index:GpuPool", name, {}, opts)
+        super().__init__(self.pulumi_type, name, {}, opts)
         spec = self.plan.spec
         arg = validated(plain, deferred, lambda full: GpuPoolSpec.parse(full, subject=subject))
         child = pulumi.ResourceOptions(parent=self)

@@ -1,6 +1,5 @@
 """InferenceService: a model served behind a gateway, on a GPU pool or on CPU."""
 
-from __future__ import annotations
 
 from typing import TypedDict
 
@@ -117,6 +116,8 @@ class InferenceService(pulumi.ComponentResource):
     """Replica Deployment(s) with hardened pods, their headless Service, the gateway and its Service,
     PDBs, and (through a child AutoscalePolicy) the scaling objects; a Job in batch mode."""
 
+    pulumi_type = "infra-inference:index:InferenceService"
+
     url: pulumi.Output[str]
     """In-cluster URL of the gateway, the service's entry point."""
     namespace: pulumi.Output[str]
@@ -131,7 +132,7 @@ class InferenceService(pulumi.ComponentResource):
         plain, _ = split(dict(args), {}, subject)
         pool: GpuPool | None = plain.pop("pool", None)
         self.plan: ServicePlan = plan_service(name, plain, pool.plan if pool else None, subject)
-        super().__init__("infra-inference:index:InferenceService", name, {}, opts)
+        super().__init__(self.pulumi_type, name, {}, opts)
         if pool is not None:
             pool.service_steps.append(self.plan.step_and_slots)
         child = pulumi.ResourceOptions(parent=self)

@@ -1,6 +1,5 @@
 """InferencePlatform: what every cluster needs once."""
 
-from __future__ import annotations
 
 from typing import TypedDict
 
@@ -38,16 +37,17 @@ class InferencePlatform(pulumi.ComponentResource):
     """PriorityClasses (online > batch > training > standby), tenant namespaces with quotas and
     NetworkPolicies, and optionally the device plugin and DCGM exporter."""
 
+    pulumi_type = "infra-inference:index:InferencePlatform"
+
     namespace: pulumi.Output[str]
     """The platform namespace."""
     priority_classes: pulumi.Output[dict[str, str]]
     """PriorityClass name by role: online, batch, training, standby."""
 
-    def __init__(self, name: str, args: InferencePlatformArgs | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        plain, _ = split(dict(args or {}), {}, f"InferencePlatform {name!r}")
+    def __init__(self, name: str, args: InferencePlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        plain, _ = split(dict(args), {}, f"InferencePlatform {name!r}")
         spec = plan_platform(plain, f"InferencePlatform {name!r}")
-        super().__init__("infra-inference:index:InferencePlatform", name, {}, opts)
+        super().__init__(self.pulumi_type, name, {}, opts)
         kube.create(name, platform_manifests(spec), pulumi.ResourceOptions(parent=self))
         self.namespace = pulumi.Output.from_input(spec.namespace)
         self.priority_classes = pulumi.Output.from_input(dict(PRIORITY_CLASS))

@@ -1,6 +1,5 @@
 """StandbyPool: warm GPU capacity held by placeholder pods, plus image and model pre-pull."""
 
-from __future__ import annotations
 
 from typing import TypedDict
 
@@ -33,6 +32,8 @@ class StandbyPool(pulumi.ComponentResource):
     """A Deployment of pause pods at `inference-standby` priority holding instances x slots_per_instance
     of the pool's GPU resource, and a DaemonSet that pre-pulls images and warms the model cache."""
 
+    pulumi_type = "infra-inference:index:StandbyPool"
+
     instances: pulumi.Output[int]
     """Placeholders held."""
     slots_per_instance: pulumi.Output[int]
@@ -46,7 +47,7 @@ class StandbyPool(pulumi.ComponentResource):
             raise SpecError([SpecProblem("pool", "required: the GpuPool to keep warm")], subject=subject)
         # Services declared so far on the pool set the default size.
         self.plan: StandbyPlan = plan_standby(name, plain, pool.plan, pool.service_steps, subject)
-        super().__init__("infra-inference:index:StandbyPool", name, {}, opts)
+        super().__init__(self.pulumi_type, name, {}, opts)
         kube.create(name, standby_manifests(self.plan), pulumi.ResourceOptions(parent=self), depends_on=[pool])
         self.instances = pulumi.Output.from_input(self.plan.instances)
         self.slots_per_instance = pulumi.Output.from_input(self.plan.slots_per_instance)
