@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.common import Obj, container, labels, meta, obj, pod_spec, scratch_volume
 from infra_inference.render.service import CONFIG_DIR
 from infra_inference.specs.autoscale import ScalingSpec
@@ -60,7 +61,7 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
                            volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                          {"name": "tmp", "mountPath": "/tmp"}])],
                 serviceAccountName=name, automountServiceAccountToken=True,
-                priorityClassName="inference-online",
+                priorityClassName=PRIORITY_CLASS["online"],
                 volumes=[{"name": "config", "configMap": {"name": name}}, scratch_volume()],
             )},
         }),

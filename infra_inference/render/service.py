@@ -65,7 +65,7 @@ def variants(spec: InferenceServiceSpec) -> list[Variant]:
     return out
 
 
-def replica_env(spec: InferenceServiceSpec, v: Variant, placement: Placement) -> dict[str, str]:
+def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
     rt = v.runtime
     env = {
         **rt.env,
@@ -98,7 +98,7 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
     extended = {placement.pool.gpu_resource: placement.slots} if on_pool and placement.pool else None
     server = container(
         "server", rt.image, args=["serve"],
-        env=env_list(replica_env(spec, v, placement)),
+        env=env_list(replica_env(spec, v)),
         ports=[{"name": "http", "containerPort": rt.port}],
         resources=resources(spec.cpu, spec.memory, extended),
         startupProbe=_http_probe("/healthz", rt.port, periodSeconds=STARTUP_PERIOD_S,
