@@ -1,0 +1,181 @@
+"""Server overhead: `infra-inference serve --model echo` against raw Starlette and FastAPI echo apps.
+
+Each server is one uvicorn worker process (httptools, uvloop, no access log)
+pinned to core 0; the load generator (keep-alive HTTP/1.1 connections on
+uvloop) is pinned to core 1. Every server gets the same OIP request body, at
+c=1 and c=32, in the same run, so the ratios compare like with like. Servers
+are measured in rotating order over several rounds and the median is
+reported, so a noisy neighbour on the machine does not decide a ratio.
+`asgi-floor` (a bare ASGI callable answering a constant) shows what uvicorn
+itself costs: no server on uvicorn can beat it.
+
+    .venv/bin/python benchmarks/server_overhead.py [--duration-s 3] [--rounds 3]
+
+Needs the `bench` extra (starlette, fastapi). Targets (issue 3): >= 60 % of
+raw Starlette's req/s, >= 1.5x FastAPI's, p99 <= 1.5x raw Starlette's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import orjson
+
+BODY = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]})
+PATH = "/v2/models/echo/infer"
+SERVER_CORE, CLIENT_CORE = 0, 1
+
+
+def starlette_app() -> Any:
+    """The baseline: the least one can write in Starlette for a JSON echo."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def infer(request: Request) -> JSONResponse:
+        doc = await request.json()
+        return JSONResponse({"model_name": "echo", "outputs": doc["inputs"]})
+
+    return Starlette(routes=[Route(PATH, infer, methods=["POST"])])
+
+
+def fastapi_app() -> Any:
+    """The FastAPI equivalent, as people write it (dict body, returned document)."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post(PATH)
+    async def infer(doc: dict[str, Any]) -> dict[str, Any]:
+        return {"model_name": "echo", "outputs": doc["inputs"]}
+
+    return app
+
+
+def asgi_floor_app() -> Any:
+    """uvicorn's own cost: read the body, answer a constant."""
+    answer = orjson.dumps({"model_name": "echo", "outputs": orjson.loads(BODY)["inputs"]})
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await receive()
+            await send(start)
+            await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
+def _serve_baseline(kind: str, port: int) -> None:
+    import uvicorn
+
+    app = {"starlette": starlette_app, "fastapi": fastapi_app, "asgi-floor": asgi_floor_app}[kind]()
+    uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", loop="uvloop", access_log=False, log_level="warning")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(kind: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    if kind == "infra-inference":
+        command = [sys.executable, "-c", "from infra_inference.cli import main; main()", "serve", "--host", "127.0.0.1",
+                   "--port", str(port), "--model", "echo", "--max-concurrency", "64", "--max-queue", "1024"]
+    else:
+        command = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+    proc = subprocess.Popen(command, preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CORE}))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{kind} did not start")
+
+
+async def _connection(port: int, stop_at: float, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = (
+        f"POST {PATH} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(BODY)}\r\n\r\n"
+    ).encode() + BODY
+    clock = time.perf_counter
+    while (start := clock()) < stop_at:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        body = await reader.readexactly(length)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"unexpected answer: {head!r} {body!r}")
+        latencies.append(clock() - start)
+    writer.close()
+
+
+async def _load(port: int, concurrency: int, duration_s: float) -> list[float]:
+    latencies: list[float] = []
+    await asyncio.gather(*(_connection(port, time.perf_counter() + 0.5, []) for _ in range(concurrency)))  # warm-up
+    stop_at = time.perf_counter() + duration_s
+    await asyncio.gather(*(_connection(port, stop_at, latencies) for _ in range(concurrency)))
+    return latencies
+
+
+def measure(kind: str, concurrency: int, duration_s: float) -> dict[str, float]:
+    """req/s, p50 and p99 (ms) of one server at one concurrency."""
+    import uvloop
+
+    proc, port = _start(kind)
+    try:
+        latencies = uvloop.run(_load(port, concurrency, duration_s))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / duration_s, "p50_ms": quantiles[49] * 1e3, "p99_ms": quantiles[98] * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration-s", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve", choices=["starlette", "fastapi", "asgi-floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        _serve_baseline(args.serve, args.port)
+        return
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    kinds = ["asgi-floor", "starlette", "fastapi", "infra-inference"]
+    print(f"{'server':<16} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}   (median of {args.rounds} rounds)")
+    for concurrency in (1, 32):
+        rounds: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+        for r in range(args.rounds):
+            for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+                rounds[kind].append(measure(kind, concurrency, args.duration_s))
+        results = {k: {m: statistics.median(x[m] for x in v) for m in v[0]} for k, v in rounds.items()}
+        for kind, r in results.items():
+            print(f"{kind:<16} {concurrency:>3} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}")
+        ours, raw, fast = results["infra-inference"], results["starlette"], results["fastapi"]
+        print(
+            f"  c={concurrency}: ours/starlette req/s {ours['rps'] / raw['rps']:.2f} (target >= 0.60), "
+            f"ours/fastapi req/s {ours['rps'] / fast['rps']:.2f} (target >= 1.5), "
+            f"p99 ours/starlette {ours['p99_ms'] / raw['p99_ms']:.2f} (target <= 1.5)"
+        )
+
+
+if __name__ == "__main__":
+    main()
