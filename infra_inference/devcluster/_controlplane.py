@@ -224,6 +224,7 @@ class ControlPlane:
         self.server = ""
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._ssl: ssl.SSLContext | None = None
+        self._discovery: dict[str, dict[str, tuple[str, bool]]] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -361,6 +362,38 @@ class ControlPlane:
         # controller lifts it once kwok reports Ready.
         not_ready_taint = any(t["key"].startswith("node.kubernetes.io/") for t in node["spec"].get("taints", []))
         return ready and not not_ready_taint
+
+    # -- objects -----------------------------------------------------------
+
+    def apply(self, obj: Mapping[str, Any], *, field_manager: str = "infra-inference") -> dict[str, Any]:
+        """Server-side apply ``obj`` as cluster admin, with strict field validation.
+
+        Raises:
+            ControlPlaneError: with the apiserver's message when the object is
+                rejected (unknown or duplicate fields, validation, admission).
+        """
+        path = self.object_path(obj)
+        query = f"?fieldManager={field_manager}&fieldValidation=Strict"
+        return self.request("PATCH", path + query, obj, content_type="application/apply-patch+yaml")
+
+    def delete(self, obj: Mapping[str, Any]) -> None:
+        """Delete ``obj`` (background propagation); a missing object is fine."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        self.request("DELETE", self.object_path(obj), body, allow=(404,))
+
+    def object_path(self, obj: Mapping[str, Any]) -> str:
+        """The REST path of ``obj`` (resource names come from discovery)."""
+        api_version, kind, meta = obj["apiVersion"], obj["kind"], obj["metadata"]
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        if api_version not in self._discovery:
+            found = self.request("GET", base)["resources"]
+            self._discovery[api_version] = {r["kind"]: (r["name"], r["namespaced"]) for r in found if "/" not in r["name"]}
+        try:
+            plural, namespaced = self._discovery[api_version][kind]
+        except KeyError:
+            raise ControlPlaneError(f"the apiserver serves no {kind} in {api_version}") from None
+        ns = f"/namespaces/{meta.get('namespace') or 'default'}" if namespaced else ""
+        return f"{base}{ns}/{plural}/{meta['name']}"
 
     # -- a tiny admin REST client (stdlib only) ----------------------------
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import kubernetes
 import pytest
-from cluster_helpers import POOL_LABEL, wait_until
+from tests.integration.cluster_helpers import POOL_LABEL, wait_until
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 

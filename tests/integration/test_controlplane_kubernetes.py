@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from cluster_helpers import POOL_LABEL, gpu_pod, running, unschedulable, wait_until
+from tests.integration.cluster_helpers import POOL_LABEL, gpu_pod, running, unschedulable, wait_until
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
