@@ -46,3 +46,14 @@ def test_unknown_model_spec_is_rejected_clearly() -> None:
 def test_public_all_is_sorted_and_importable() -> None:
     assert server_pkg.__all__ == sorted(server_pkg.__all__)
     assert all(hasattr(server_pkg, name) for name in server_pkg.__all__)
+
+
+def test_reference_doc_lists_every_setting_and_metric() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "sdk-docs" / "runtime-server.md").read_text()
+    for name in ServerSettings.model_fields:
+        assert f"`INFRA_INFERENCE_{name.upper()}`" in doc, name
+    for metric in ("inflight_requests", "queue_depth", "requests_total", "request_duration_seconds", "batch_size",
+                   "model_load_seconds", "gpu_utilization_ratio", "gpu_memory_used_bytes"):
+        assert f"`infra_inference_{metric}" in doc, metric
