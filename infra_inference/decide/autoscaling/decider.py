@@ -1,0 +1,213 @@
+"""One autoscaling decision: (policy, observation, state, now) -> (decision, new state).
+
+Stages, in order (each a small function below):
+1. hold on missing or stale data;
+2. record the replicas the reading asks for; average them over the stable and
+   panic windows;
+3. panic: enter when the panic-window demand reaches `panic_threshold` x
+   ready replicas, leave a stable window after it last did; while panicking,
+   never go down;
+4. stabilize (HPA semantics): a rise must hold for `scale_up_window_s`, a
+   fall for `scale_down_window_s`;
+5. rate limits relative to ready replicas, then whole steps up;
+6. bounds, where min 0 means "zero once idle for `scale_to_zero_after_s` with
+   nothing queued or in flight".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from infra_inference.decide.autoscaling.demand import replicas_wanted
+from infra_inference.decide.autoscaling.window import Window
+from infra_inference.specs.autoscale import ScalingSpec
+
+# A reading older than this is not evidence about now. With the autoscaler's
+# 1 s tick this is 10 missed scrapes: long enough to ride out a slow scrape,
+# short enough that a dead gateway never drives a scale-down.
+STALE_AFTER_S = 10.0
+
+# 7.0000001 replicas is 7, not 8: float noise in value / target must not buy a replica.
+_EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the collector saw for one deployment.
+
+    Attributes:
+        at: When it was sampled, on the same clock as `now`.
+        value: The metric: a service-wide total (concurrency, throughput,
+            custom) or a per-replica average (utilization %, p95 ms); None
+            when it could not be read.
+        outstanding: Requests queued or in flight at the gateway; None when unknown.
+        current: Replicas asked for now (the Deployment's spec.replicas).
+        ready: Replicas ready to serve.
+    """
+
+    at: float
+    value: float | None
+    outstanding: float | None
+    current: int
+    ready: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The replicas to ask for and why, in words fit for a log line."""
+
+    desired: int
+    reason: str
+    panicking: bool = False
+    stable_replicas: float | None = None
+    panic_replicas: float | None = None
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """Everything a decision remembers; starts empty, returned new by each decision."""
+
+    demand: Window = Window()
+    recommendations: Window = Window()
+    panic_last_over: float | None = None
+    panic_floor: int = 0
+    last_active: float | None = None
+
+
+def decide(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float,
+           stale_after_s: float = STALE_AFTER_S) -> tuple[Decision, ScalerState]:
+    """The replicas `policy` wants for `obs` at `now`, and the state to pass to the next call.
+
+    `policy.target` must be resolved (`ScalingSpec.resolved_target`).
+    """
+    target = _target(policy)
+    hold = _bounded(policy, obs.current)
+    if obs.value is None:
+        return Decision(hold, f"hold at {hold}: no {policy.metric} reading"), state
+    age = now - obs.at
+    if age > stale_after_s:
+        return Decision(hold, f"hold at {hold}: {policy.metric} reading is {age:.1f}s old "
+                              f"(> {stale_after_s:g}s)"), state
+    wanted = replicas_wanted(policy.metric, obs.value, target, obs.ready)
+    if wanted is None:
+        return Decision(hold, f"hold at {hold}: no ready replica reports {policy.metric}"), state
+
+    active = obs.value > 0 or (obs.outstanding or 0) > 0
+    state = replace(state, last_active=now if active or state.last_active is None else state.last_active,
+                    demand=state.demand.add(now, wanted, max(policy.stable_window_s, policy.panic_window_s)))
+    stable = state.demand.mean(now, policy.stable_window_s) or 0.0
+    panic = state.demand.mean(now, policy.panic_window_s) or 0.0
+
+    panicking, state = _panic(policy, obs, state, now, panic)
+    recommended = _ceil(stable)
+    why = f"stable {stable:.2f} replicas over {policy.stable_window_s:g}s"
+    if panicking:
+        recommended = max(state.panic_floor, obs.current)
+        why = f"panic: {panic:.2f} replicas over {policy.panic_window_s:g}s >= {policy.panic_threshold:g} x " \
+              f"{max(obs.ready, 1)} ready"
+    state = replace(state, recommendations=state.recommendations.add(
+        now, recommended, max(policy.scale_up_window_s, policy.scale_down_window_s, 0.001)))
+
+    desired = _stabilized(policy, obs.current, state, now, recommended)
+    if desired != recommended:
+        why += f"; stabilized {recommended} -> {desired}"
+    limited = _rate_limited(policy, obs, desired)
+    if limited != desired:
+        why += f"; rate-limited {desired} -> {limited}"
+    stepped = _whole_steps(policy, obs.current, limited)
+    if stepped != limited:
+        why += f"; step {policy.step}: {limited} -> {stepped}"
+
+    final, floor_why = _floor(policy, obs, state, now, stepped, panicking, active)
+    if floor_why:
+        why += f"; {floor_why}"
+    return Decision(final, f"{obs.current} -> {final}: {why}", panicking, stable, panic), state
+
+
+def _target(policy: ScalingSpec) -> float:
+    if policy.target is None:
+        raise ValueError("decide() needs a resolved target: pass ScalingSpec.resolved_target(max_concurrency)")
+    return policy.target
+
+
+def _ceil(replicas: float) -> int:
+    return max(0, math.ceil(replicas - _EPSILON))
+
+
+def _panic(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float,
+           panic: float) -> tuple[bool, ScalerState]:
+    """KPA's panic mode: stays on until a whole stable window passes without the threshold being reached.
+
+    With 4 ready replicas and threshold 2, panic starts once the panic window
+    averages 8 replicas' worth of demand; it holds the highest panic
+    recommendation since (a burst to 12 then a lull to 9 keeps 12), so a
+    burst's replicas are not let go before the stable window has seen it.
+    """
+    over = panic / max(obs.ready, 1) >= policy.panic_threshold
+    if over:
+        return True, replace(state, panic_last_over=now, panic_floor=max(state.panic_floor, _ceil(panic)))
+    if state.panic_last_over is not None and now - state.panic_last_over < policy.stable_window_s:
+        return True, state
+    return False, replace(state, panic_last_over=None, panic_floor=0)
+
+
+def _stabilized(policy: ScalingSpec, current: int, state: ScalerState, now: float, recommended: int) -> int:
+    """HPA stabilization: up to the lowest recommendation of the up window, down to the highest of the down window.
+
+    Recommendations 3, 5, 4 within a 300 s down window from 6 replicas go to
+    5: the fall is the smallest any recent recommendation agrees with.
+    """
+    up = min(state.recommendations.values(now, policy.scale_up_window_s) or [recommended])
+    down = max(state.recommendations.values(now, policy.scale_down_window_s) or [recommended])
+    if up > current:
+        return up
+    if down < current:
+        return down
+    return current
+
+
+def _rate_limited(policy: ScalingSpec, obs: Observation, desired: int) -> int:
+    """At most x `max_scale_up_rate` and / `max_scale_down_rate` of ready replicas per decision.
+
+    10 ready with rates 1000 and 2: anything from floor(10 / 2) = 5 to 10000.
+    No ready replica counts as one for scaling up, so zero can always start.
+    """
+    up_limit = math.ceil(policy.max_scale_up_rate * max(obs.ready, 1))
+    down_limit = math.floor(obs.ready / policy.max_scale_down_rate)
+    if desired > obs.current:
+        return max(obs.current, min(desired, up_limit))
+    return min(obs.current, max(desired, down_limit))
+
+
+def _whole_steps(policy: ScalingSpec, current: int, desired: int) -> int:
+    """Scale up by whole steps: from 2 with step 4, wanting 3 gets 6 (a StandbyPool holds 4 at a time)."""
+    if desired <= current:
+        return desired
+    return current + math.ceil((desired - current) / policy.step) * policy.step
+
+
+def _floor(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float, desired: int,
+           panicking: bool, active: bool) -> tuple[int, str]:
+    """Bounds [min, max]; with min 0, zero only after the idle grace period and never with work outstanding."""
+    if policy.min_replicas > 0 or policy.scale_to_zero_after_s <= 0:
+        bounded = _bounded(policy, desired)
+        return bounded, "" if bounded == desired else f"bounds [{policy.min_replicas}, {policy.max_replicas}]"
+    idle_s = now - (state.last_active if state.last_active is not None else now)
+    nothing_outstanding = obs.outstanding == 0
+    if nothing_outstanding and not active and not panicking:
+        if obs.current == 0:
+            return 0, "" if desired == 0 else "idle at zero"
+        if idle_s >= policy.scale_to_zero_after_s:
+            return 0, f"idle {idle_s:.0f}s >= scale_to_zero_after_s {policy.scale_to_zero_after_s:g}"
+    bounded = min(max(desired, 1), policy.max_replicas)
+    if bounded == desired:
+        return bounded, ""
+    if desired == 0:
+        return bounded, f"keep 1 until idle {policy.scale_to_zero_after_s:g}s (idle {idle_s:.0f}s" + \
+            ("" if nothing_outstanding else f", {obs.outstanding} outstanding") + ")"
+    return bounded, f"bounds [0, {policy.max_replicas}]"
+
+
+def _bounded(policy: ScalingSpec, replicas: int) -> int:
+    return min(max(replicas, policy.min_replicas), policy.max_replicas)

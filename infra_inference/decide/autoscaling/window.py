@@ -1,0 +1,31 @@
+"""Time windows over samples: the stable and panic averages of the decider.
+
+A window holds (time, value) samples and is pruned to the longest window
+anyone asks about, so its size stays bounded: at one sample a second and a
+60 s stable window it never holds more than 61 samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Window:
+    """Samples, oldest first; a value, not a container: `add` returns a new window."""
+
+    samples: tuple[tuple[float, float], ...] = ()
+
+    def add(self, now: float, value: float, keep_s: float) -> Window:
+        """This window plus `value` at `now`, without samples older than `keep_s`."""
+        kept = tuple(s for s in self.samples if now - s[0] < keep_s)
+        return Window((*kept, (now, value)))
+
+    def values(self, now: float, span_s: float) -> list[float]:
+        """Values sampled within the last `span_s` seconds (a sample exactly `span_s` old is out)."""
+        return [v for t, v in self.samples if now - t < span_s]
+
+    def mean(self, now: float, span_s: float) -> float | None:
+        """Mean over the last `span_s` seconds; None when nothing was sampled in it."""
+        vs = self.values(now, span_s)
+        return sum(vs) / len(vs) if vs else None

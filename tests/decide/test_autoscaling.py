@@ -1,0 +1,226 @@
+"""The decider: worked tables for each stage, and properties over arbitrary observation sequences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infra_inference.decide.autoscaling import Decision, Observation, ScalerState, decide, replicas_wanted
+from infra_inference.specs.autoscale import ScalingSpec
+
+
+def policy(**overrides: Any) -> ScalingSpec:
+    fields: dict[str, Any] = {"metric": "concurrency", "target": 10.0, "min_replicas": 1, "max_replicas": 20,
+                              "stable_window_s": 60, "panic_window_s": 6, "scale_down_window_s": 0}
+    fields.update(overrides)
+    return ScalingSpec.parse(fields)
+
+
+ZERO = {"min_replicas": 0, "scale_to_zero_after_s": 30}
+
+
+def obs(now: float, value: float | None, current: int, ready: int | None = None,
+        outstanding: float | None = None) -> Observation:
+    return Observation(at=now, value=value, current=current, ready=current if ready is None else ready,
+                       outstanding=value if outstanding is None else outstanding)
+
+
+def run(p: ScalingSpec, steps: list[tuple[float, float | None]], start: int, *, follow: bool = True
+        ) -> list[Decision]:
+    """Feed (now, value) readings; with `follow`, every decision is actuated and ready at once."""
+    state, current, out = ScalerState(), start, []
+    for now, value in steps:
+        d, state = decide(p, obs(now, value, current), state, now)
+        out.append(d)
+        if follow:
+            current = d.desired
+    return out
+
+
+def test_concurrency_wants_total_over_target() -> None:
+    # 42 in flight at 5.6 per replica: 7.5 -> 8 replicas.
+    assert replicas_wanted("concurrency", 42, 5.6, ready=3) == pytest.approx(7.5)
+    d, _ = decide(policy(target=5.6), obs(0, 42, current=3), ScalerState(), 0)
+    assert d.desired == 8
+
+
+def test_utilization_scales_relative_to_ready_replicas() -> None:
+    # 4 ready at 90 % with a 70 % target: 4 x 90 / 70 = 5.14 -> 6.
+    d, _ = decide(policy(metric="gpu-utilization", target=70), obs(0, 90, current=4), ScalerState(), 0)
+    assert d.desired == 6
+
+
+def test_utilization_with_no_ready_replica_holds() -> None:
+    d, _ = decide(policy(metric="cpu-utilization", target=70), obs(0, 90, current=2, ready=0), ScalerState(), 0)
+    assert d.desired == 2 and "no ready replica" in d.reason
+
+
+def test_missing_reading_holds_and_keeps_state() -> None:
+    state = ScalerState()
+    d, new = decide(policy(), obs(0, None, current=5, outstanding=0), state, 0)
+    assert (d.desired, new) == (5, state)
+    assert "no concurrency reading" in d.reason
+
+
+def test_stale_reading_holds() -> None:
+    d, _ = decide(policy(), Observation(at=0, value=0, outstanding=0, current=5, ready=5), ScalerState(), now=11)
+    assert d.desired == 5 and "11.0s old" in d.reason
+
+
+def test_float_noise_does_not_buy_a_replica() -> None:
+    d, _ = decide(policy(target=0.1), obs(0, 0.7000000001, current=7), ScalerState(), 0)
+    assert d.desired == 7
+
+
+def test_stable_window_averages_before_scaling_up() -> None:
+    # 10 ticks at 10 (one replica's worth), then 30: the 60 s mean is (10*10 + 30) / 11 = 11.8 -> 2.
+    steps = [(float(t), 10.0) for t in range(10)] + [(10.0, 30.0)]
+    assert run(policy(panic_threshold=5), steps, start=1)[-1].desired == 2
+
+
+def test_panic_jumps_to_the_panic_window_estimate() -> None:
+    # 60 s at 10 (1 replica); then 100 for 6 s: the panic window means 10 replicas' worth,
+    # which is >= 2 x 1 ready: panic, and straight to the panic estimate.
+    steps = [(float(t), 10.0) for t in range(60)] + [(float(t), 100.0) for t in range(60, 66)]
+    decisions = run(policy(), steps, start=1, follow=False)
+    assert decisions[-1].panicking
+    assert decisions[-1].desired == 10
+
+
+def test_panic_never_scales_down_and_ends_a_stable_window_after_the_burst() -> None:
+    p = policy(stable_window_s=20, panic_window_s=2)
+    steps = [(0.0, 100.0), (1.0, 100.0)] + [(float(t), 0.0) for t in range(2, 40)]
+    decisions = run(p, steps, start=1)
+    assert decisions[1].panicking and decisions[1].desired == 10
+    during = [d for d in decisions if d.panicking]
+    assert all(d.desired == 10 for d in during)
+    # Last over the threshold at t=1: panic ends at t=21, then the mean falls off.
+    assert not decisions[21].panicking
+    assert decisions[-1].desired == 1
+
+
+def test_scale_down_stabilization_takes_the_highest_recent_recommendation() -> None:
+    p = policy(scale_down_window_s=30, panic_threshold=100, stable_window_s=1)
+    steps = [(0.0, 50.0), (10.0, 30.0), (20.0, 10.0), (29.0, 10.0), (31.0, 10.0), (41.0, 10.0)]
+    assert [d.desired for d in run(p, steps, start=5)] == [5, 5, 5, 5, 3, 1]
+
+
+def test_scale_up_window_requires_a_rise_to_hold() -> None:
+    p = policy(scale_up_window_s=10, panic_threshold=100, stable_window_s=1)
+    steps = [(0.0, 10.0), (1.0, 50.0), (5.0, 50.0), (11.5, 50.0)]
+    assert [d.desired for d in run(p, steps, start=1)] == [1, 1, 1, 5]
+
+
+def test_rate_limits_are_relative_to_ready_replicas() -> None:
+    p = policy(max_scale_up_rate=2, max_scale_down_rate=2, panic_threshold=100, stable_window_s=1)
+    up, _ = decide(p, obs(0, 200, current=3), ScalerState(), 0)
+    assert up.desired == 6 and "rate-limited 20 -> 6" in up.reason
+    down, _ = decide(p, obs(0, 10, current=10), ScalerState(), 0)
+    assert down.desired == 5
+
+
+def test_scale_up_comes_in_whole_steps() -> None:
+    d, _ = decide(policy(step=4, panic_threshold=100), obs(0, 30, current=2), ScalerState(), 0)
+    assert d.desired == 6 and "step 4" in d.reason
+
+
+def test_steps_never_pass_max() -> None:
+    d, _ = decide(policy(step=4, max_replicas=5, panic_threshold=100), obs(0, 30, current=2), ScalerState(), 0)
+    assert d.desired == 5
+
+
+def test_from_zero_any_queued_request_starts_a_replica_at_once() -> None:
+    d, _ = decide(policy(**ZERO), obs(0, 1, current=0, outstanding=1), ScalerState(), 0)
+    assert d.desired == 1
+
+
+def test_idle_at_zero_stays_at_zero() -> None:
+    d, _ = decide(policy(**ZERO), obs(0, 0, current=0), ScalerState(), 0)
+    assert d.desired == 0
+
+
+def test_to_zero_only_after_the_grace_period() -> None:
+    steps = [(0.0, 5.0)] + [(float(t), 0.0) for t in range(1, 32)]
+    decisions = run(policy(**ZERO), steps, start=1)
+    assert [d.desired for d in decisions[:30]] == [1] * 30  # idle 29 s at t=29
+    assert decisions[30].desired == 0 and "idle 30s" in decisions[30].reason
+
+
+def test_never_to_zero_with_a_request_in_flight() -> None:
+    # A throughput reading of 0 (no request finished lately) while one long request is in flight.
+    p = policy(metric="throughput", target=5, **ZERO)
+    state = ScalerState(last_active=-1000.0)
+    d, _ = decide(p, Observation(at=0, value=0, outstanding=1, current=1, ready=1), state, 0)
+    assert d.desired == 1 and "1 outstanding" in d.reason
+
+
+def test_unresolved_target_is_a_caller_error() -> None:
+    with pytest.raises(ValueError, match="resolved target"):
+        decide(ScalingSpec(), obs(0, 1, current=1), ScalerState(), 0)
+
+
+# --- properties --------------------------------------------------------------------------------
+
+policies = st.builds(
+    lambda mn, extra, zero, step, stable, panic, thr, up, down, upw, downw, metric: policy(
+        metric=metric, target=5.0, min_replicas=0 if zero else mn, max_replicas=max(mn, 1) + extra,
+        scale_to_zero_after_s=zero, step=min(step, max(mn, 1) + extra), stable_window_s=stable,
+        panic_window_s=panic, panic_threshold=thr, max_scale_up_rate=up, max_scale_down_rate=down,
+        scale_up_window_s=upw, scale_down_window_s=downw),
+    st.integers(1, 5), st.integers(0, 10), st.sampled_from([0, 5, 30]), st.integers(1, 3),
+    st.sampled_from([5, 30, 60]), st.sampled_from([1, 3, 6]), st.sampled_from([1.5, 2.0, 4.0]),
+    st.sampled_from([1.5, 2.0, 1000.0]), st.sampled_from([1.5, 2.0]), st.sampled_from([0, 5]),
+    st.sampled_from([0, 30, 300]), st.sampled_from(["concurrency", "throughput"]),
+)
+readings = st.lists(st.tuples(
+    st.floats(0.1, 5.0),                                            # seconds since the last tick
+    st.one_of(st.none(), st.floats(0, 200, allow_nan=False)),       # value (None: scrape failed)
+    st.one_of(st.none(), st.integers(0, 50)),                       # outstanding
+    st.integers(0, 25),                                             # current (someone else may have set it)
+    st.floats(0, 1),                                                # share of current that is ready
+    st.floats(0, 12),                                               # age of the reading
+), max_size=40)
+
+
+def replay(p: ScalingSpec, rs: list[tuple[float, float | None, int | None, int, float, float]]
+           ) -> list[tuple[Observation, Decision]]:
+    state, now, out = ScalerState(), 0.0, []
+    for dt, value, outstanding, current, ready_share, age in rs:
+        now += dt
+        o = Observation(at=now - age, value=value, outstanding=outstanding, current=current,
+                        ready=int(current * ready_share))
+        d, state = decide(p, o, state, now)
+        out.append((o, d))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(policies, readings)
+def test_never_outside_bounds(p: ScalingSpec, rs: Any) -> None:
+    for _, d in replay(p, rs):
+        assert p.min_replicas <= d.desired <= p.max_replicas
+
+
+@settings(max_examples=300, deadline=None)
+@given(policies, readings)
+def test_never_to_zero_while_anything_is_queued_or_in_flight(p: ScalingSpec, rs: Any) -> None:
+    for o, d in replay(p, rs):
+        if d.desired == 0 and o.current > 0:
+            assert o.outstanding == 0 and o.value == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(policies, readings)
+def test_never_down_in_panic(p: ScalingSpec, rs: Any) -> None:
+    for o, d in replay(p, rs):
+        if d.panicking:
+            assert d.desired >= min(o.current, p.max_replicas)
+
+
+@settings(max_examples=100, deadline=None)
+@given(policies, readings)
+def test_deterministic(p: ScalingSpec, rs: Any) -> None:
+    assert replay(p, rs) == replay(p, rs)
