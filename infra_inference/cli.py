@@ -31,6 +31,9 @@ def _register() -> None:
     from infra_inference.runtime.server.cli import serve
 
     app.command("serve")(serve)
+    from infra_inference.runtime.gateway.cli import gateway
+
+    app.command("gateway")(gateway)
 
 
 def main() -> None:

@@ -1,0 +1,25 @@
+"""`infra-inference gateway --config gateway.json`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from infra_inference.runtime.gateway.app import GatewayApp
+from infra_inference.runtime.gateway.config import GatewayConfig
+from infra_inference.runtime.gateway.lifecycle import gateway_server
+
+
+def gateway(
+    config: Path = typer.Option(..., "--config", help="gateway.json, as `infra-inference render` writes it."),
+    port: int | None = typer.Option(None, "--port", help="Override the config's port."),
+    log_level: str = typer.Option("warning", "--log-level"),
+) -> None:
+    """The request queue in front of a service's replicas: queue, split, dispatch, retry, activator."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = GatewayConfig.load(config)
+    if port is not None:
+        cfg = cfg.model_copy(update={"port": port})
+    gateway_server(GatewayApp(cfg), cfg, log_level).run()

@@ -1,0 +1,75 @@
+"""A real gateway on 127.0.0.1 in a thread, in front of real model servers."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from infra_inference.runtime.gateway import GatewayApp, GatewayConfig, gateway_server
+from infra_inference.runtime.gateway.discovery import Publish
+from tests.runtime.server.support import request, wait_until
+
+
+class ManualDiscovery:
+    """Replicas as the test says: `set(deployment, addresses)` from any thread."""
+
+    def __init__(self, initial: dict[str, list[str]] | None = None) -> None:
+        self._initial = initial or {}
+        self._publish: Publish | None = None
+        self._loop: Any = None
+
+    async def run(self, publish: Publish) -> None:
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        self._publish = publish
+        for deployment, addresses in self._initial.items():
+            publish(deployment, addresses)
+
+    def set(self, deployment: str, addresses: list[str]) -> None:
+        assert self._publish is not None and self._loop is not None
+        self._loop.call_soon_threadsafe(self._publish, deployment, addresses)
+
+
+def config(backends: list[dict[str, Any]], **overrides: Any) -> GatewayConfig:
+    fields: dict[str, Any] = {"service": "svc", "host": "127.0.0.1", "port": 0, "timeout_s": 10, "max_queue": 64,
+                              "discovery": "static", "backends": backends}
+    fields.update(overrides)
+    return GatewayConfig.model_validate(fields)
+
+
+def backend(deployment: str = "svc", **overrides: Any) -> dict[str, Any]:
+    return {"variant": "main", "deployment": deployment, "max_concurrency": 4, **overrides}
+
+
+@contextmanager
+def gateway_in_thread(cfg: GatewayConfig, discovery: Any = None, seed: int | None = None
+                      ) -> Iterator[tuple[int, GatewayApp]]:
+    app = GatewayApp(cfg, discovery=discovery, rng=random.Random(seed) if seed is not None else None)
+    server = gateway_server(app, cfg)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started and request(port, "GET", "/readyz").status == 200)
+        yield port, app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

@@ -1,0 +1,165 @@
+"""The gateway against real model servers over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.runtime.gateway.support import ManualDiscovery, backend, closed_port, config, gateway_in_thread
+from tests.runtime.server.support import Reply, post, request, scrape, server_in_thread, v2_body, wait_until
+
+INFER = "/v2/models/echo/infer"
+
+
+def infer(port: int, delay_ms: float = 0.0, headers_session: str | None = None, timeout_s: float = 30) -> Reply:
+    if headers_session is None:
+        return post(port, INFER, v2_body([1.0, 2.0], delay_ms=delay_ms), timeout_s)
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        conn.request("POST", INFER, body=json.dumps(v2_body([1.0])).encode(),
+                     headers={"content-type": "application/json", "x-infra-inference-session": headers_session})
+        r = conn.getresponse()
+        return Reply(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        conn.close()
+
+
+def gauge(port: int, name: str, deployment: str = "svc", variant: str = "main") -> float:
+    return scrape(port).get(f'{name}{{deployment="{deployment}",variant="{variant}"}}', 0.0)
+
+
+def test_proxies_an_inference_request() -> None:
+    with server_in_thread() as (rport, _):
+        with gateway_in_thread(config([backend(endpoints=[f"127.0.0.1:{rport}"])])) as (gport, _):
+            reply = infer(gport)
+            assert reply.status == 200
+            assert reply.json()["outputs"][0]["data"] == [1.0, 2.0]
+            assert reply.headers["content-type"] == "application/json"
+            assert scrape(gport)['infra_inference_requests_total{code="200",deployment="svc",variant="main"}'] == 1
+
+
+def test_dispatch_honours_max_concurrency_and_queues_the_rest() -> None:
+    # 2 replicas x 2 slots: 4 slow requests fill every slot, one each side at most 2; the 5th waits here.
+    with server_in_thread(max_concurrency=8) as (a, _), server_in_thread(max_concurrency=8) as (b, _):
+        cfg = config([backend(max_concurrency=2, endpoints=[f"127.0.0.1:{a}", f"127.0.0.1:{b}"])])
+        with gateway_in_thread(cfg) as (gport, _), ThreadPoolExecutor(5) as pool:
+            futures = [pool.submit(infer, gport, 1500) for _ in range(5)]
+            wait_until(lambda: gauge(gport, "infra_inference_queue_depth") == 1)
+            assert gauge(gport, "infra_inference_inflight_requests") == 4
+            assert scrape(a)["infra_inference_inflight_requests"] == 2
+            assert scrape(b)["infra_inference_inflight_requests"] == 2
+            assert [f.result().status for f in futures] == [200] * 5
+
+
+def test_queue_full_is_429_with_retry_after() -> None:
+    with server_in_thread() as (rport, _):
+        cfg = config([backend(max_concurrency=1, endpoints=[f"127.0.0.1:{rport}"])], max_queue=1)
+        with gateway_in_thread(cfg) as (gport, _), ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(infer, gport, 1500)
+            wait_until(lambda: gauge(gport, "infra_inference_inflight_requests") == 1)
+            queued = pool.submit(infer, gport, 0)
+            wait_until(lambda: gauge(gport, "infra_inference_queue_depth") == 1)
+            refused = infer(gport)
+            assert refused.status == 429 and refused.headers["retry-after"] == "1"
+            assert "queue full" in refused.json()["error"]
+            assert busy.result().status == 200 and queued.result().status == 200
+
+
+def test_queue_timeout_is_504_naming_the_limit() -> None:
+    with server_in_thread() as (rport, _):
+        cfg = config([backend(max_concurrency=1, endpoints=[f"127.0.0.1:{rport}"])], timeout_s=0.5)
+        with gateway_in_thread(cfg) as (gport, _), ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(infer, gport, 2000)
+            wait_until(lambda: gauge(gport, "infra_inference_inflight_requests") == 1)
+            late = infer(gport)
+            assert late.status == 504 and "timeout_s=0.5" in late.json()["error"]
+            assert busy.result().status == 504  # the busy one ran past 0.5 s too
+            samples = scrape(gport)
+            assert samples['infra_inference_requests_total{code="504",deployment="svc",variant="main"}'] == 2
+            assert gauge(gport, "infra_inference_queue_depth") == 0
+
+
+def test_zero_replicas_buffers_and_pokes_the_activator() -> None:
+    discovery = ManualDiscovery({"svc": []})
+    with server_in_thread() as (rport, _), gateway_in_thread(config([backend()]), discovery) as (gport, _), \
+            ThreadPoolExecutor(2) as pool:
+        poll = pool.submit(request, gport, "GET", "/activator/wait?timeout_s=20")
+        pending = pool.submit(infer, gport)
+        poke = poll.result(timeout=10)
+        assert poke.json() == {"poked": True, "deployments": ["svc"]}
+        assert not pending.done()
+        discovery.set("svc", [f"127.0.0.1:{rport}"])
+        assert pending.result().status == 200
+
+
+def test_activator_wait_times_out_quietly_without_demand() -> None:
+    with gateway_in_thread(config([backend()]), ManualDiscovery()) as (gport, _):
+        assert request(gport, "GET", "/activator/wait?timeout_s=0.1").json() == {"poked": False, "deployments": []}
+
+
+def test_a_dead_replica_is_retried_on_another_and_ejected() -> None:
+    with server_in_thread() as (rport, _):
+        cfg = config([backend(endpoints=[f"127.0.0.1:{closed_port()}", f"127.0.0.1:{rport}"])])
+        with gateway_in_thread(cfg) as (gport, _):
+            assert [infer(gport).status for _ in range(20)] == [200] * 20
+            assert gauge(gport, "infra_inference_ready_replicas") == 1
+
+
+def test_no_answer_twice_is_502_with_the_cause() -> None:
+    cfg = config([backend(endpoints=[f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}"])])
+    with gateway_in_thread(cfg) as (gport, _):
+        reply = infer(gport)
+        assert reply.status == 502 and "ClientConnectorError" in reply.json()["error"]
+
+
+def test_a_draining_replica_is_retried_on_another() -> None:
+    with server_in_thread() as (a, draining), server_in_thread() as (b, _):
+        draining.app.dataplane.start_drain()
+        cfg = config([backend(endpoints=[f"127.0.0.1:{a}", f"127.0.0.1:{b}"])])
+        with gateway_in_thread(cfg) as (gport, _):
+            assert [infer(gport).status for _ in range(10)] == [200] * 10
+
+
+def test_canary_gets_its_share_and_sticky_sessions_stay_put() -> None:
+    with server_in_thread() as (main, _), server_in_thread() as (canary, _):
+        cfg = config([backend("svc", weight=90, endpoints=[f"127.0.0.1:{main}"]),
+                      backend("svc-canary", variant="canary", weight=10, endpoints=[f"127.0.0.1:{canary}"])])
+        with gateway_in_thread(cfg, seed=7) as (gport, _), ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: infer(gport).status, range(2000)))
+            assert statuses == [200] * 2000
+            samples = scrape(gport)
+            to_canary = samples['infra_inference_requests_total{code="200",deployment="svc-canary",variant="canary"}']
+            assert 160 <= to_canary <= 240  # 10 % +/- 2 % of 2,000
+            before = scrape(canary).get('infra_inference_requests_total{code="200"}', 0)
+            sessions = [f"user-{i}" for i in range(40)]
+            first = [_variant_of(gport, canary, s) for s in sessions]
+            assert [_variant_of(gport, canary, s) for s in sessions] == first
+            assert scrape(canary).get('infra_inference_requests_total{code="200"}', 0) > before
+
+
+_lock = threading.Lock()
+
+
+def _variant_of(gport: int, canary_port: int, session: str) -> bool:
+    """Whether this session's request went to the canary (serialised so the count is unambiguous)."""
+    with _lock:
+        before = scrape(canary_port).get('infra_inference_requests_total{code="200"}', 0)
+        assert infer(gport, headers_session=session).status == 200
+        return scrape(canary_port).get('infra_inference_requests_total{code="200"}', 0) > before
+
+
+def test_fallback_takes_only_overflow() -> None:
+    with server_in_thread() as (gpu, _), server_in_thread() as (cpu, _):
+        cfg = config([backend("svc", max_concurrency=1, endpoints=[f"127.0.0.1:{gpu}"]),
+                      backend("svc-cpu", variant="cpu", weight=0, fallback=True, endpoints=[f"127.0.0.1:{cpu}"])])
+        with gateway_in_thread(cfg) as (gport, _), ThreadPoolExecutor(2) as pool:
+            assert infer(gport).status == 200
+            assert scrape(cpu).get('infra_inference_requests_total{code="200"}', 0) == 0
+            busy = pool.submit(infer, gport, 1000)
+            wait_until(lambda: gauge(gport, "infra_inference_inflight_requests") == 1)
+            assert infer(gport).status == 200
+            assert scrape(cpu)['infra_inference_requests_total{code="200"}'] == 1
+            assert busy.result().status == 200
