@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from infra_inference.runtime.server.device import cap_gpu_memory
 from infra_inference.runtime.server.errors import BadRequest, Draining, ModelNotFound
 from infra_inference.runtime.server.loading.cache import fetch_model
 from infra_inference.runtime.server.metrics import ServerMetrics
@@ -63,6 +64,7 @@ class DataPlane:
         if self.settings.model_uri:
             path = await asyncio.to_thread(fetch_model, self.settings.model_uri, self.settings.cache_dir)
             phases["fetch"] = time.perf_counter() - start
+        await asyncio.to_thread(cap_gpu_memory, self.settings.gpu_memory_fraction)
         context = ModelContext(self.model_name, path, self.settings, phases)
         model = self._factory(context)
         await asyncio.to_thread(model.load)

@@ -7,8 +7,7 @@ request carries one input tensor ``[rows, in_features]``; the answer is
 one matrix, so a batch costs one forward pass.
 
 With PyTorch installed (the ``torch`` extra) the weights go to ``device``
-(a GPU when ``auto`` finds one, capped at ``gpu_memory_fraction`` of its
-memory); without it the model runs on numpy on the CPU.
+(a GPU when ``auto`` finds one); without it the model runs on numpy on the CPU.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ class SafetensorsMLP:
         path = self._context.path
         if path is None:
             raise ValueError("safetensors-mlp needs --model-uri pointing at a .safetensors file")
-        self._torch, self._device = _backend(self._context.settings.device, self._context.settings.gpu_memory_fraction)
+        self._torch, self._device = _backend(self._context.settings.device)
         start = time.perf_counter()
         layout = safetensors.read_layout(_weights_file(path))
         buffer = self._host_buffer(layout.data_bytes)
@@ -91,7 +90,7 @@ class SafetensorsMLP:
             return h.cpu().numpy()
 
 
-def _backend(device: str, memory_fraction: float) -> tuple[Any, str]:
+def _backend(device: str) -> tuple[Any, str]:
     try:
         import torch
     except ImportError:
@@ -100,9 +99,6 @@ def _backend(device: str, memory_fraction: float) -> tuple[Any, str]:
         return None, "cpu"
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and memory_fraction < 1.0:
-        # A fractional GPU slot: the caching allocator refuses to grow past the share.
-        torch.cuda.set_per_process_memory_fraction(memory_fraction, torch.device(device))
     return torch, device
 
 
