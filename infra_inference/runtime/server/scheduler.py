@@ -99,8 +99,9 @@ class Scheduler:
         """
         if not self.accepting:
             raise Draining("server is draining; retry on another replica")
-        # A free slot means the request goes straight in, so only a backlog counts against max_queue.
-        if len(self._queue) >= self._max_queue and self.inflight >= self._max_concurrency:
+        # Requests that free slots can take (now, or once a batch fills) are not a backlog;
+        # beyond them at most max_queue wait. E.g. 4 slots, 2 busy, max_queue 8: 10 may queue.
+        if len(self._queue) >= self._max_queue + self._max_concurrency - self.inflight:
             raise QueueFull(
                 f"model is at max_concurrency and its queue is full ({self._max_queue})", headers=self._retry_after
             )

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from infra_inference.runtime.server.errors import BadRequest
+from infra_inference.runtime.server.errors import BadRequest, QueueFull
 from infra_inference.runtime.server.model import InferRequest, Tensors
 from infra_inference.runtime.server.scheduler import Scheduler
 from tests.runtime.server.support import post, scrape, server_in_thread, v2_body
@@ -82,3 +82,28 @@ def test_a_lone_request_waits_at_most_max_wait_for_batch_mates() -> None:
 
     # Lower bound only: the batch was held open for the wait (no upper timing bound in tests).
     assert asyncio.run(scenario()) >= 0.05
+
+
+def test_queue_stays_bounded_while_a_partial_batch_runs() -> None:
+    async def scenario() -> tuple[int, int]:
+        release = asyncio.Event()
+
+        async def slow(batch: list[InferRequest]) -> Sequence[Tensors]:
+            await release.wait()
+            return [r.inputs for r in batch]
+
+        scheduler = Scheduler(slow, max_concurrency=4, max_queue=3, max_batch_size=4, max_wait_s=0.005)
+        first = [asyncio.ensure_future(scheduler.submit(_req(i))) for i in range(2)]
+        await asyncio.sleep(0.05)  # max_wait passed: a partial batch of 2 is in the model, 2 slots free
+        assert scheduler.inflight == 2
+        rest = [asyncio.ensure_future(scheduler.submit(_req(i))) for i in range(20)]
+        await asyncio.sleep(0.01)
+        refused = sum(1 for f in rest if f.done() and isinstance(f.exception(), QueueFull))
+        depth = scheduler.queue_depth
+        release.set()
+        await asyncio.gather(*first, *rest, return_exceptions=True)
+        return depth, refused
+
+    depth, refused = asyncio.run(scenario())
+    assert depth == 3 + 2  # max_queue, plus the two free slots waiting to form a full batch
+    assert refused == 20 - depth
