@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from infra_inference.runtime.server.errors import BadRequest, QueueFull
 from infra_inference.runtime.server.model import InferRequest, Tensors
 from infra_inference.runtime.server.scheduler import Scheduler
 from tests.runtime.server.support import post, scrape, server_in_thread, v2_body
+
+T = TypeVar("T")
 
 
 def test_concurrent_load_forms_batches_above_one_and_within_max() -> None:
@@ -45,6 +48,16 @@ class _Recorder:
         return [{"y": r.inputs["x"] * 10} for r in batch]
 
 
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    # Not asyncio.run(): it leaves the main thread without a current loop, which breaks
+    # later tests in the same session that call asyncio.get_event_loop() (Pulumi's mocks).
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
 def _req(value: float) -> InferRequest:
     return InferRequest({"x": np.array([value])})
 
@@ -57,7 +70,7 @@ def test_scheduler_batches_respect_max_and_route_each_answer(max_wait_s: float) 
         outputs = await asyncio.gather(*(scheduler.submit(_req(i)) for i in range(30)))
         return predict.sizes, [float(o["y"][0]) for o in outputs]
 
-    sizes, values = asyncio.run(scenario())
+    sizes, values = _run(scenario())
     assert values == [10.0 * i for i in range(30)]
     assert sum(sizes) == 30 and max(sizes) == 3 and all(1 <= s <= 3 for s in sizes)
 
@@ -67,7 +80,7 @@ def test_one_bad_request_does_not_fail_its_batch_mates() -> None:
         scheduler = Scheduler(_Recorder(), max_concurrency=4, max_queue=10, max_batch_size=4, max_wait_s=0.05)
         return await asyncio.gather(*(scheduler.submit(_req(v)) for v in (1.0, -1.0, 2.0, 3.0)), return_exceptions=True)
 
-    results = asyncio.run(scenario())
+    results = _run(scenario())
     assert isinstance(results[1], BadRequest)
     assert [float(r["y"][0]) for r in results if isinstance(r, dict)] == [10.0, 20.0, 30.0]
 
@@ -81,7 +94,7 @@ def test_a_lone_request_waits_at_most_max_wait_for_batch_mates() -> None:
         return loop.time() - start
 
     # Lower bound only: the batch was held open for the wait (no upper timing bound in tests).
-    assert asyncio.run(scenario()) >= 0.05
+    assert _run(scenario()) >= 0.05
 
 
 def test_queue_stays_bounded_while_a_partial_batch_runs() -> None:
@@ -104,6 +117,6 @@ def test_queue_stays_bounded_while_a_partial_batch_runs() -> None:
         await asyncio.gather(*first, *rest, return_exceptions=True)
         return depth, refused
 
-    depth, refused = asyncio.run(scenario())
+    depth, refused = _run(scenario())
     assert depth == 3 + 2  # max_queue, plus the two free slots waiting to form a full batch
     assert refused == 20 - depth
