@@ -34,6 +34,12 @@ def _register() -> None:
     from infra_inference.runtime.gateway.cli import gateway
 
     app.command("gateway")(gateway)
+    from infra_inference.runtime.autoscaler.cli import autoscaler
+
+    app.command("autoscaler")(autoscaler)
+    from infra_inference.runtime.dev.cli import dev
+
+    app.command("dev")(dev)
 
 
 def main() -> None:

@@ -1,0 +1,90 @@
+"""`infra-inference autoscaler --config policy.json`: wire collectors and an actuator to the tick loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from urllib.parse import urlparse
+
+import aiohttp
+import typer
+from prometheus_client import start_http_server
+
+from infra_inference.runtime.actuators.base import Actuator
+from infra_inference.runtime.autoscaler.collect import Collector, prometheus_query
+from infra_inference.runtime.autoscaler.config import AutoscalerConfig
+from infra_inference.runtime.autoscaler.loop import Autoscaler
+
+log = logging.getLogger(__name__)
+GATEWAY_KEY = ""  # the gateway's own endpoints, beside each deployment's, in one address book
+
+
+def gateway_service(gateway_url: str) -> str | None:
+    """The gateway Service's name from its in-cluster URL (http://chat-gateway.inference.svc.cluster.local)."""
+    host = urlparse(gateway_url).hostname or ""
+    return host.split(".")[0] if ".svc" in host else None
+
+
+async def _local(cfg: AutoscalerConfig) -> tuple[Actuator, dict[str, list[str]]]:
+    from infra_inference.runtime.actuators.local import LocalActuator
+
+    assert cfg.local is not None
+    actuator = LocalActuator(dict.fromkeys(cfg.deployments, cfg.local))
+    await actuator.start()
+    book = {GATEWAY_KEY: [cfg.gateway_url] if cfg.gateway_url else []}
+    return actuator, book
+
+
+async def _kubernetes(cfg: AutoscalerConfig) -> tuple[Actuator, dict[str, list[str]]]:
+    """Scale subresource; gateway pods and ready replicas from EndpointSlices (all gateway replicas, not one)."""
+    from infra_inference.runtime.actuators.kubernetes import KubernetesActuator
+    from infra_inference.runtime.gateway.endpointslices import EndpointSliceDiscovery
+
+    services = {f"{d}-replicas": (d, 8080) for d in cfg.deployments}
+    gw = gateway_service(cfg.gateway_url) if cfg.gateway_url else None
+    if gw is not None:
+        services[gw] = (GATEWAY_KEY, 8080)
+    discovery = EndpointSliceDiscovery.in_cluster(cfg.namespace, services)
+    book: dict[str, list[str]] = {GATEWAY_KEY: [cfg.gateway_url] if cfg.gateway_url and gw is None else []}
+
+    def publish(key: str, addresses: list[str]) -> None:
+        book[key] = [f"http://{a}" for a in addresses]
+
+    asyncio.get_running_loop().create_task(discovery.run(publish))
+    return KubernetesActuator(discovery.api_client, cfg.namespace, book), book
+
+
+async def run(cfg: AutoscalerConfig) -> None:
+    actuator, book = await (_local(cfg) if cfg.local is not None else _kubernetes(cfg))
+    async with aiohttp.ClientSession() as session:
+        custom = None
+        if cfg.metric == "custom" and cfg.custom is not None:
+            query = cfg.custom.query
+
+            async def custom() -> float | None:
+                return await prometheus_query(session, cfg.prometheus_url, query)
+
+        collector = Collector(cfg.metric, session, lambda: book[GATEWAY_KEY],
+                              actuator.ready_urls, custom)
+        scaler = Autoscaler(cfg.policy, cfg.deployments, actuator, collector, lambda: book[GATEWAY_KEY], cfg.tick_s)
+        start_http_server(cfg.metrics_port, registry=scaler.registry)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(scaler.run())
+        await stop.wait()
+        task.cancel()
+        log.info("stopping: retiring local replicas" if cfg.local else "stopping")
+        await actuator.close()
+
+
+def autoscaler(
+    config: Path = typer.Option(..., "--config", help="policy.json, as `infra-inference render` writes it."),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Collect -> decide -> actuate, every tick: scale a service's Deployments (or local replicas)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(AutoscalerConfig.load(config)))

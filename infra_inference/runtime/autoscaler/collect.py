@@ -1,0 +1,156 @@
+"""Collect: one reading per deployment per tick, from the gateway, the replicas or Prometheus.
+
+The gateway sees everything accepted and not yet answered, including
+requests queued while no replica exists, so it is the source for
+concurrency, throughput and latency, and for "outstanding" whatever the
+metric. Utilization is only known on replicas; custom comes from a PromQL
+query. Anything unreadable becomes None, and the decider holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from infra_inference.runtime.autoscaler import prom
+from infra_inference.specs.autoscale import Metric
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Reading:
+    at: float
+    value: float | None
+    outstanding: float | None
+
+
+@dataclass(frozen=True)
+class _Counters:
+    """Cumulative counters of one scrape, for rates between two scrapes."""
+
+    at: float
+    requests: float
+    buckets: dict[float, float]
+
+
+async def fetch_text(session: aiohttp.ClientSession, url: str) -> str | None:
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)) as r:
+            return await r.text() if r.status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        log.debug("scrape %s: %s", url, exc)
+        return None
+
+
+async def scrape_all(session: aiohttp.ClientSession, urls: list[str]) -> list[prom.Samples] | None:
+    """Every URL's samples, or None when any is unreachable (a partial sum would under-count demand)."""
+    texts = await asyncio.gather(*(fetch_text(session, u) for u in urls))
+    if not urls or any(t is None for t in texts):
+        return None
+    return [prom.parse(t) for t in texts if t is not None]
+
+
+class Collector:
+    """Readings for `metric`.
+
+    Args:
+        metric: What to read.
+        session: Shared HTTP client.
+        gateways: Base URLs of the service's gateway replicas right now.
+        replicas: Base URLs of a deployment's ready replicas right now.
+        custom_query: For metric 'custom': reads the PromQL value (None when unavailable).
+    """
+
+    def __init__(self, metric: Metric, session: aiohttp.ClientSession, gateways: Callable[[], list[str]],
+                 replicas: Callable[[str], list[str]],
+                 custom_query: Callable[[], Awaitable[float | None]] | None = None) -> None:
+        self._metric = metric
+        self._session = session
+        self._gateways = gateways
+        self._replicas = replicas
+        self._custom = custom_query
+        self._previous: dict[str, _Counters] = {}
+        self._previous_cpu: dict[str, tuple[float, float]] = {}
+
+    async def read(self, deployments: list[str], now: float) -> dict[str, Reading]:
+        gateway = await scrape_all(self._session, [f"{g}/metrics" for g in self._gateways()])
+        out = {}
+        for d in deployments:
+            outstanding = None if gateway is None else sum(
+                prom.total(s, "infra_inference_inflight_requests", deployment=d)
+                + prom.total(s, "infra_inference_queue_depth", deployment=d) for s in gateway)
+            out[d] = Reading(now, await self._value(d, gateway, outstanding, now), outstanding)
+        return out
+
+    async def _value(self, deployment: str, gateway: list[prom.Samples] | None, outstanding: float | None,
+                     now: float) -> float | None:
+        if self._metric == "concurrency":
+            return outstanding
+        if self._metric in ("throughput", "latency"):
+            return None if gateway is None else self._from_counters(deployment, gateway, now)
+        if self._metric == "custom":
+            return await self._custom() if self._custom else None
+        return await self._utilization(deployment, now)
+
+    def _from_counters(self, deployment: str, gateway: list[prom.Samples], now: float) -> float | None:
+        """req/s, or p95 ms, since the previous tick; the first tick only sets the baseline."""
+        requests = sum(prom.total(s, "infra_inference_requests_total", deployment=deployment) for s in gateway)
+        merged: dict[float, float] = {}
+        for s in gateway:
+            for le, c in prom.buckets(s, "infra_inference_request_duration_seconds", deployment=deployment).items():
+                merged[le] = merged.get(le, 0.0) + c
+        current = _Counters(now, requests, merged)
+        previous = self._previous.get(deployment)
+        self._previous[deployment] = current
+        if previous is None or requests < previous.requests or now <= previous.at:
+            return None  # first look, or a gateway restarted (counters reset): no rate yet
+        if self._metric == "throughput":
+            return (requests - previous.requests) / (now - previous.at)
+        delta = {le: c - previous.buckets.get(le, 0.0) for le, c in merged.items()}
+        p95 = prom.quantile(0.95, delta)
+        return None if p95 is None else p95 * 1000.0
+
+    async def _utilization(self, deployment: str, now: float) -> float | None:
+        """Mean over ready replicas, in percent: GPU busy ratio, or CPU seconds per second (one core = 100 %)."""
+        urls = self._replicas(deployment)
+        replicas = await scrape_all(self._session, [f"{u}/metrics" for u in urls])
+        if not replicas:
+            return None
+        if self._metric == "gpu-utilization":
+            per_replica = [prom.total(s, "infra_inference_gpu_utilization_ratio") /
+                           max(1, len(s.get("infra_inference_gpu_utilization_ratio", []))) for s in replicas
+                           if "infra_inference_gpu_utilization_ratio" in s]
+            return 100.0 * sum(per_replica) / len(per_replica) if per_replica else None
+        rates = []
+        for url, s in zip(urls, replicas, strict=True):
+            cpu = prom.total(s, "process_cpu_seconds_total")
+            before = self._previous_cpu.get(url)
+            self._previous_cpu[url] = (now, cpu)
+            if before is not None and now > before[0] and cpu >= before[1]:
+                rates.append((cpu - before[1]) / (now - before[0]))
+        return 100.0 * sum(rates) / len(rates) if rates else None
+
+
+async def prometheus_query(session: aiohttp.ClientSession, base_url: str, query: str) -> float | None:
+    """One number from the Prometheus HTTP API (`/api/v1/query`, instant vector or scalar)."""
+    try:
+        async with session.get(f"{base_url.rstrip('/')}/api/v1/query", params={"query": query},
+                               timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)) as r:
+            doc = await r.json()
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        log.warning("prometheus query failed: %s", exc)
+        return None
+    data = doc.get("data", {}) if doc.get("status") == "success" else {}
+    result = data.get("result")
+    if data.get("resultType") == "scalar" and result:
+        return float(result[1])
+    if data.get("resultType") == "vector" and result:
+        return sum(float(r["value"][1]) for r in result)
+    return None

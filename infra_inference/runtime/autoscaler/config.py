@@ -1,0 +1,40 @@
+"""`policy.json`: the ScalingSpec fields (target resolved) plus where the service lives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from infra_inference.specs.autoscale import ScalingSpec
+
+
+class LocalReplicas(BaseModel):
+    """How the local actuator starts one deployment's replicas (`infra-inference dev` writes this)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    serve_args: list[str] = Field(default_factory=list, description="Flags for `infra-inference serve`.")
+    endpoints_file: Path = Field(description="Where ready replicas are published for the gateway.")
+
+
+class AutoscalerConfig(ScalingSpec):
+    """What `infra-inference autoscaler --config` reads; render/autoscale.py writes all but the local part."""
+
+    target: float = Field(gt=0, description="Resolved per-replica target.")
+    namespace: str = Field("default", description="Namespace of the deployments.")
+    deployments: list[str] = Field(min_length=1, description="Deployments to scale, one decision each.")
+    gateway_url: str | None = Field(None, description="The service's gateway; None: replicas' own metrics.")
+    tick_s: float = Field(1.0, gt=0, description="Seconds between decisions (sooner when the gateway pokes).")
+    metrics_port: int = Field(9091, ge=0, le=65535, description="Port of this autoscaler's /metrics.")
+    local: LocalReplicas | None = Field(None, description="Run replicas as local processes instead of "
+                                                          "scaling Kubernetes Deployments.")
+
+    @classmethod
+    def load(cls, path: Path) -> AutoscalerConfig:
+        return cls.model_validate(json.loads(path.read_text()))
+
+    @property
+    def policy(self) -> ScalingSpec:
+        return ScalingSpec.model_validate(self.model_dump(include=set(ScalingSpec.model_fields)))

@@ -1,0 +1,131 @@
+"""The tick loop: collect -> decide -> actuate, once a `tick_s`, and at once when the gateway pokes.
+
+Each deployment has its own decider state. Every decision is logged with its
+reason when it changes something (or its reason changes), and exported as
+`infra_inference_desired_replicas` / `infra_inference_ready_replicas`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Gauge
+
+from infra_inference.decide.autoscaling import Decision, Observation, ScalerState, decide
+from infra_inference.runtime.actuators.base import Actuator
+from infra_inference.runtime.autoscaler.collect import Collector
+from infra_inference.specs.autoscale import ScalingSpec
+
+log = logging.getLogger(__name__)
+
+# The activator long-poll: the gateway answers at once when requests wait for replicas.
+POKE_POLL_S = 10.0
+POKE_COOLDOWN_S = 0.5
+
+
+class Autoscaler:
+    """Scales `deployments` with `policy` (its target resolved).
+
+    Args:
+        policy: The decider's knobs.
+        deployments: One decision each.
+        actuator: Reads and sets replica counts.
+        collector: Readings per deployment.
+        gateways: Base URLs to long-poll for activator pokes.
+        tick_s: Seconds between ticks without a poke.
+        clock: Monotonic seconds; passed to decide() as `now`.
+    """
+
+    def __init__(self, policy: ScalingSpec, deployments: list[str], actuator: Actuator, collector: Collector,
+                 gateways: Callable[[], list[str]], tick_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.deployments = deployments
+        self._actuator = actuator
+        self._collector = collector
+        self._gateways = gateways
+        self._tick_s = tick_s
+        self._clock = clock
+        self.states = {d: ScalerState() for d in deployments}
+        self.last: dict[str, Decision] = {}
+        self.registry = CollectorRegistry()
+        self._desired = Gauge("infra_inference_desired_replicas", "Replicas the autoscaler asks for.",
+                              ["deployment"], registry=self.registry)
+        self._ready = Gauge("infra_inference_ready_replicas", "Replicas ready, as the actuator reports.",
+                            ["deployment"], registry=self.registry)
+        self._poked = asyncio.Event()
+
+    async def tick(self) -> None:
+        now = self._clock()
+        readings = await self._collector.read(self.deployments, now)
+        for d in self.deployments:
+            replicas = await self._actuator.replicas(d)
+            if replicas is None:
+                log.warning("%s: replicas unreadable; holding", d)
+                continue
+            r = readings[d]
+            obs = Observation(at=r.at, value=r.value, outstanding=r.outstanding, current=replicas.current,
+                              ready=replicas.ready)
+            decision, self.states[d] = decide(self.policy, obs, self.states[d], now)
+            self._ready.labels(d).set(replicas.ready)
+            self._desired.labels(d).set(decision.desired)
+            if decision.desired != replicas.current:
+                await self._actuator.scale(d, decision.desired)
+            self._log(d, decision, replicas.current)
+
+    def _log(self, deployment: str, decision: Decision, current: int) -> None:
+        previous = self.last.get(deployment)
+        self.last[deployment] = decision
+        if decision.desired != current or previous is None or previous.desired != decision.desired:
+            log.info("%s", json.dumps({"deployment": deployment, "at": round(time.time(), 3), "current": current,
+                                       "desired": decision.desired,
+                                       "panicking": decision.panicking, "reason": decision.reason}))
+
+    async def run(self) -> None:
+        """Tick forever; a poke from any gateway cuts the wait short."""
+        async with aiohttp.ClientSession() as session:
+            pollers = asyncio.create_task(self._poll_pokes(session))
+            try:
+                while True:
+                    started = self._clock()
+                    try:
+                        await self.tick()
+                    except Exception:  # a failed tick holds; the next one tries again
+                        log.exception("tick failed")
+                    self._poked.clear()
+                    try:
+                        await asyncio.wait_for(self._poked.wait(), max(0.0, self._tick_s - (self._clock() - started)))
+                    except TimeoutError:
+                        pass
+            finally:
+                pollers.cancel()
+
+    async def _poll_pokes(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            urls = self._gateways()
+            if not urls:
+                await asyncio.sleep(self._tick_s)
+                continue
+            polls = [asyncio.create_task(self._wait_for_poke(session, u)) for u in urls]
+            done, pending = await asyncio.wait(polls, return_when=asyncio.FIRST_COMPLETED)
+            for p in pending:
+                p.cancel()
+            if any(t.result() for t in done):
+                self._poked.set()
+                # A poke's job is the first tick after idle; while replicas start, the gateway would
+                # poke continuously, and ticks every few ms would flood the decider's windows.
+                await asyncio.sleep(POKE_COOLDOWN_S)
+
+    async def _wait_for_poke(self, session: aiohttp.ClientSession, url: str) -> bool:
+        try:
+            async with session.get(f"{url}/activator/wait", params={"timeout_s": str(POKE_POLL_S)},
+                                   timeout=aiohttp.ClientTimeout(total=POKE_POLL_S + 5)) as r:
+                return bool((await r.json()).get("poked"))
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            await asyncio.sleep(self._tick_s)
+            return False
