@@ -11,7 +11,7 @@ from pathlib import Path
 from infra_inference.runtime.dev.load import LoadResult, run_phases
 from infra_inference.runtime.dev.stack import DevStack
 from infra_inference.specs.autoscale import ScalingSpec
-from tests.runtime.server.support import ServerProcess, wait_until
+from tests.runtime.server.support import ServerProcess, request, wait_until
 
 GRACE_S = 2.0
 
@@ -41,8 +41,6 @@ def cold_start_s() -> float:
     start = time.monotonic()
     server = ServerProcess("--echo-delay-ms", "20")
     try:
-        from tests.runtime.server.support import request
-
         wait_until(lambda: request(server.port, "GET", "/readyz").status == 200, timeout_s=30)
         return time.monotonic() - start
     finally:

@@ -1,0 +1,140 @@
+"""The tick loop with fakes at its edges, the collectors against real HTTP, the actuators against an API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+import prometheus_client
+import pytest
+
+from infra_inference.runtime.actuators.base import Replicas
+from infra_inference.runtime.actuators.kubernetes import KubernetesActuator
+from infra_inference.runtime.autoscaler import Autoscaler, AutoscalerConfig, prom
+from infra_inference.runtime.autoscaler.cli import gateway_service
+from infra_inference.render.autoscale import native
+from infra_inference.runtime.autoscaler.collect import Collector
+from infra_inference.runtime.gateway.endpointslices import EndpointSliceDiscovery
+from infra_inference.specs.autoscale import ScalingSpec
+from tests.runtime.autoscaler.fake_kube import endpoint_slice, fake_kube
+from tests.runtime.gateway.support import backend, closed_port, config, gateway_in_thread
+from tests.runtime.gateway.test_gateway import infer
+from tests.runtime.server.support import wait_until
+
+
+class FakeActuator:
+    def __init__(self, current: int, ready: int | None = None) -> None:
+        self.current = current
+        self.ready = current if ready is None else ready
+        self.scaled: list[int] = []
+
+    async def replicas(self, deployment: str) -> Replicas:
+        return Replicas(self.current, self.ready)
+
+    def ready_urls(self, deployment: str) -> list[str]:
+        return []
+
+    async def scale(self, deployment: str, replicas: int) -> None:
+        self.scaled.append(replicas)
+        self.current = self.ready = replicas
+
+    async def close(self) -> None:
+        pass
+
+
+POLICY = ScalingSpec(metric="concurrency", target=4.0, min_replicas=1, max_replicas=10, stable_window_s=5,
+                     scale_down_window_s=0)
+
+
+def ticks(gateway_url: str, actuator: FakeActuator, n: int, policy: ScalingSpec = POLICY) -> Autoscaler:
+    async def run() -> Autoscaler:
+        async with aiohttp.ClientSession() as session:
+            collector = Collector(policy.metric, session, lambda: [gateway_url], actuator.ready_urls)
+            scaler = Autoscaler(policy, ["svc"], actuator, collector, lambda: [gateway_url])
+            for _ in range(n):
+                await scaler.tick()
+            return scaler
+
+    return asyncio.run(run())
+
+
+def test_unreachable_metrics_hold_and_never_scale_down() -> None:
+    actuator = FakeActuator(current=6)
+    scaler = ticks(f"http://127.0.0.1:{closed_port()}", actuator, 3)
+    assert actuator.scaled == []
+    assert "no concurrency reading" in scaler.last["svc"].reason
+
+
+def test_an_idle_gateway_scales_down_and_the_decision_is_exported() -> None:
+    with gateway_in_thread(config([backend(endpoints=[])])) as (gport, _):
+        actuator = FakeActuator(current=6)
+        scaler = ticks(f"http://127.0.0.1:{gport}", actuator, 1)
+    assert actuator.scaled == [3]  # max_scale_down_rate 2: halve at most per decision
+    exported = prom.parse(prometheus_client.generate_latest(scaler.registry).decode())
+    assert prom.total(exported, "infra_inference_desired_replicas", deployment="svc") == 3
+
+
+def test_queued_requests_at_a_gateway_with_no_replica_scale_from_zero() -> None:
+    zero = POLICY.model_copy(update={"min_replicas": 0, "scale_to_zero_after_s": 30})
+    with gateway_in_thread(config([backend(endpoints=[])], timeout_s=2)) as (gport, app):
+        with ThreadPoolExecutor(9) as pool:
+            futures = [pool.submit(infer, gport) for _ in range(9)]
+            wait_until(lambda: app.dispatcher.queued == 9)
+            actuator = FakeActuator(current=0)
+            ticks(f"http://127.0.0.1:{gport}", actuator, 1, zero)
+            assert actuator.scaled == [3]  # 9 waiting / 4 per replica
+            assert {f.result().status for f in futures} == {504}  # nothing was started for real
+
+
+def test_throughput_and_latency_come_from_counter_deltas() -> None:
+    text_1 = ('infra_inference_requests_total{deployment="svc",code="200"} 100\n'
+              'infra_inference_request_duration_seconds_bucket{deployment="svc",le="0.05"} 60\n'
+              'infra_inference_request_duration_seconds_bucket{deployment="svc",le="0.1"} 100\n'
+              'infra_inference_request_duration_seconds_bucket{deployment="svc",le="+Inf"} 100\n')
+    # 60 under 0.05 s, 100 under 0.1 s: p95 = 0.05 + 0.05 x 35/40 = 0.094 s.
+    assert prom.quantile(0.95, prom.buckets(prom.parse(text_1), "infra_inference_request_duration_seconds")) \
+        == pytest.approx(0.09375)
+    assert prom.quantile(0.95, {}) is None
+
+
+def test_policy_json_as_rendered_loads() -> None:
+    cm = next(o for o in native("chat-autoscaler", "inference", ["chat", "chat-canary"], POLICY, 5.6,
+                                "http://chat-gateway.inference.svc.cluster.local") if o["kind"] == "ConfigMap")
+    cfg = AutoscalerConfig.model_validate(json.loads(cm["data"]["policy.json"]))
+    assert cfg.deployments == ["chat", "chat-canary"] and cfg.policy.target == 5.6 and cfg.local is None
+    assert gateway_service(cfg.gateway_url or "") == "chat-gateway"
+
+
+def test_kubernetes_actuator_reads_and_patches_the_scale_subresource() -> None:
+    with fake_kube() as (kube, api):
+        kube.replicas["chat"], kube.ready["chat"] = 2, 1
+        actuator = KubernetesActuator(api, "inference")
+        assert asyncio.run(actuator.replicas("chat")) == Replicas(2, 1)
+        asyncio.run(actuator.scale("chat", 5))
+        assert [(d, body) for d, _, body in kube.patches] == [("chat", {"spec": {"replicas": 5}})]
+        assert asyncio.run(actuator.replicas("chat")).current == 5
+        assert asyncio.run(actuator.replicas("missing")) is None  # unreadable: the loop holds
+
+
+def test_endpointslice_discovery_lists_then_follows_the_watch() -> None:
+    with fake_kube() as (kube, api):
+        kube.slices["a"] = endpoint_slice("a", "chat-replicas", {"10.0.0.1": True, "10.0.0.2": False,
+                                                                  "10.0.0.3": None})
+        kube.watch_events = [{"type": "MODIFIED", "object": endpoint_slice("a", "chat-replicas",
+                                                                            {"10.0.0.1": True, "10.0.0.2": True})}]
+        seen: list[tuple[str, list[str]]] = []
+        discovery = EndpointSliceDiscovery(api, "inference", {"chat-replicas": ("chat", 8080)})
+
+        async def run() -> None:
+            task = asyncio.create_task(discovery.run(lambda d, a: seen.append((d, a))))
+            deadline = time.monotonic() + 10
+            while len(seen) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            task.cancel()
+
+        asyncio.run(run())
+        assert seen[:2] == [("chat", ["10.0.0.1:8080", "10.0.0.3:8080"]), ("chat", ["10.0.0.1:8080", "10.0.0.2:8080"])]
+        assert any("labelSelector=" in r and "service-name" in r for r in kube.requests)
