@@ -28,6 +28,9 @@ def _register() -> None:
     from infra_inference.fetch_cli import fetch
 
     app.command("fetch")(fetch)
+    from infra_inference.runtime.batch import batch
+
+    app.command("batch")(batch)
     from infra_inference.runtime.server.cli import serve
 
     app.command("serve")(serve)
