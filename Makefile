@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[runtime,test]'
 	touch $(STAMP)
 
+# The quickstart model served locally (gateway, autoscaler, replicas as processes):
+# a short generated load scales it from zero, up through a burst, and back to zero.
 quickstart: $(STAMP)
-	$(BIN)/infra-inference render examples/quickstart/spec.yaml -o out/quickstart
+	$(BIN)/infra-inference dev echo --model-name chat --min 0 --max 4 --scale-to-zero-after 4 --port 0 --demo
 
 # Binaries for the control-plane tests (tools/controlplane/build.sh): built from
 # Go modules into ~/.cache/infra-inference on the first run, a cache check after.

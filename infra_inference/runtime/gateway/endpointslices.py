@@ -45,6 +45,7 @@ class EndpointSliceDiscovery:
     """Watches the slices of `services` ({service name: (deployment, default port)}) in `namespace`."""
 
     def __init__(self, api: client.ApiClient, namespace: str, services: dict[str, tuple[str, int]]) -> None:
+        self.api_client = api
         self._api = client.DiscoveryV1Api(api)
         self._namespace = namespace
         self._services = services
