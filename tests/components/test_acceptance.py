@@ -189,10 +189,10 @@ def test_changing_one_field_changes_one_child_and_keeps_every_name() -> None:
                                          "runtime": {"max_concurrency": concurrency}, "replicas": 2})
         return run_program(body)
 
-    before, after = program(8), program(16)
-    names = lambda run: [(r.type, r.name) for r in run.resources]  # noqa: E731
-    assert names(before) == names(after)
-    changed = {r.name for r, s in zip(before.resources, after.resources) if r.inputs != s.inputs}
+    # Registration order is asynchronous, so compare by (type, name).
+    before, after = ({(r.type, r.name): r.inputs for r in run.resources} for run in (program(8), program(16)))
+    assert before.keys() == after.keys()
+    changed = {key[1] for key, inputs in before.items() if after[key] != inputs}
     # The replica pods read max_concurrency; the gateway config holds it per backend.
     assert changed == {"chat-deployment", "chat-gateway-configmap"}
 
