@@ -215,10 +215,12 @@ class ControlPlane:
             (``<component>.log``); removed by ``stop()`` unless ``keep_workdir``.
     """
 
-    def __init__(self, bin_dir: Path, *, workdir: Path | None = None, keep_workdir: bool = False) -> None:
+    def __init__(self, bin_dir: Path, *, workdir: Path | None = None, keep_workdir: bool = False,
+                 extra_args: Mapping[str, Sequence[str]] | None = None) -> None:
         self.bin_dir = Path(bin_dir)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="infra-inference-controlplane-"))
         self.keep_workdir = keep_workdir
+        self.extra_args = {k: list(v) for k, v in (extra_args or {}).items()}  # e.g. {"kube-scheduler": ["-v=4"]}
         self.pki = self.workdir / "pki"
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.server = ""
@@ -303,7 +305,16 @@ class ControlPlane:
             f"--service-account-private-key-file={p / 'sa.key'}", f"--root-ca-file={p / 'ca.crt'}",
             "--controllers=*",
         ])  # fmt: skip
-        self._spawn("kube-scheduler", [*common, f"--secure-port={sched_port}", f"--cert-dir={self.workdir / 'sched-certs'}"])
+        self._spawn("kube-scheduler", [
+            *common, f"--secure-port={sched_port}", f"--cert-dir={self.workdir / 'sched-certs'}",
+            # Async preemption (beta, on by default since 1.33) can park a
+            # preemptor for the 5-minute unschedulable flush when several
+            # preemptors pick the same victims and the last one is already
+            # gone (kubernetes/kubernetes#141694, fix pending in #142294).
+            # kwok deletes victims at once, which makes that race the common
+            # case; synchronous preemption requeues on every victim's deletion.
+            "--feature-gates=SchedulerAsyncPreemption=false",
+        ])  # fmt: skip
         self._spawn("kwok", [
             f"--kubeconfig={self.kubeconfig}",
             "--manage-all-nodes=false",
@@ -439,7 +450,7 @@ class ControlPlane:
             raise BinariesUnavailable(f"{binary} is missing")
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
         with log:
-            proc = subprocess.Popen([str(binary), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen([str(binary), *args, *self.extra_args.get(name, [])], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.workdir, env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent)  # fmt: skip
         self._procs.append((name, proc))
 

@@ -14,15 +14,17 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 WAIT_S = 90.0  # a guard against hanging, never an assertion about speed
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
-    """Poll until ``predicate()`` is truthy and return it; fail naming ``what``."""
+def wait_until(predicate: Callable[[], Any], what: str, timeout_s: float = WAIT_S,
+               describe: Callable[[], str] | None = None) -> Any:  # fmt: skip
+    """Poll until ``predicate()`` is truthy and return it; fail naming ``what`` (and ``describe()``)."""
     deadline = time.monotonic() + timeout_s
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
+            state = f"\n{describe()}" if describe else ""
+            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}{state}")
         time.sleep(0.25)
 
 
@@ -54,3 +56,12 @@ def unschedulable(pod: client.V1Pod) -> str | None:
         if cond.type == "PodScheduled" and cond.status == "False" and cond.reason == "Unschedulable":
             return cond.message or "Unschedulable"
     return None
+
+
+def describe_pods(pods: list[client.V1Pod]) -> str:
+    """One line per pod: name, node, phase, priority, scheduler message."""
+    return "\n".join(
+        f"  {p.metadata.name}: node={p.spec.node_name} phase={p.status.phase} priority={p.spec.priority}"
+        f"{' deleting' if p.metadata.deletion_timestamp else ''} {unschedulable(p) or ''}"
+        for p in pods
+    )
