@@ -17,11 +17,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import kubernetes
 import pytest
-from tests.integration.cluster_helpers import POOL_LABEL, wait_until
+from tests.integration.cluster_helpers import POOL_LABEL, Stack, wait_until
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -99,3 +98,10 @@ def gpu_pool(controlplane: ControlPlane) -> Iterator[Callable[..., str]]:
 
     yield make
     controlplane.delete_nodes(created)
+
+
+@pytest.fixture
+def stack(controlplane: ControlPlane, api: client.ApiClient) -> Iterator[Stack]:
+    s = Stack(controlplane, api)
+    yield s
+    s.teardown()

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from tests.integration.cluster_helpers import POOL_LABEL, gpu_pod, running, unschedulable, wait_until
+from tests.integration.cluster_helpers import POOL_LABEL, gpu_pod, running, token_client, unschedulable, wait_until
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -161,17 +161,6 @@ def _deployment(name: str, replicas: int) -> dict:
     }
 
 
-def _token_client(cp: ControlPlane, api: client.ApiClient, namespace: str, sa: str) -> client.ApiClient:
-    token = client.CoreV1Api(api).create_namespaced_service_account_token(
-        sa, namespace, {"spec": {"expirationSeconds": 600}}
-    ).status.token
-    cfg = client.Configuration()
-    cfg.host = cp.server
-    cfg.ssl_ca_cert = str(cp.pki / "ca.crt")
-    cfg.api_key = {"authorization": f"Bearer {token}"}
-    return client.ApiClient(cfg)
-
-
 def test_service_account_token_scales_its_own_deployment_and_gets_403_elsewhere(
     controlplane: ControlPlane, api: client.ApiClient, namespace: str
 ) -> None:
@@ -192,7 +181,7 @@ def test_service_account_token_scales_its_own_deployment_and_gets_403_elsewhere(
         "subjects": [{"kind": "ServiceAccount", "name": "scaler", "namespace": namespace}],
     })  # fmt: skip
 
-    with _token_client(controlplane, api, namespace, "scaler") as as_sa:
+    with token_client(controlplane, core, namespace, "scaler") as as_sa:
         review = client.AuthenticationV1Api(as_sa).create_self_subject_review({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
         assert review.status.user_info.username == f"system:serviceaccount:{namespace}:scaler"
         sa_apps = client.AppsV1Api(as_sa)

@@ -9,112 +9,30 @@ real scheduler, controllers and admission do with them.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
-
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from infra_inference.devcluster import ControlPlane, ControlPlaneError, GpuNode
+from infra_inference.devcluster import ControlPlane
 from infra_inference.render.plan import plan_pool
-from infra_inference.render.pool import node_labels, node_selector, tolerations
+from infra_inference.render.pool import node_selector, tolerations
 from infra_inference.render.stack import render_stack
-from tests.integration.cluster_helpers import describe_pods, running, unschedulable, wait_until
+from tests.integration.cluster_helpers import (
+    REPLICA,
+    SERVICE_LABEL,
+    Stack,
+    pool_args,
+    requests_of,
+    running,
+    scale,
+    service_args,
+    token_client,
+    unschedulable,
+    wait_until,
+)
 from tests.support.examples import EXAMPLES, rendered_objects
 
 pytestmark = pytest.mark.controlplane
-
-SERVICE_LABEL = "infra-inference.dev/service"
-REPLICA = "app.kubernetes.io/component=replica"
-MODEL = {"uri": "https://models.example.com/echo.safetensors", "format": "safetensors"}
-RUNTIME = {"max_concurrency": 4, "max_queue": 16, "timeout_s": 30}
-SHARED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
-
-
-class Stack:
-    """Applies rendered objects and kwok pool nodes; removes them afterwards."""
-
-    def __init__(self, cp: ControlPlane, api: client.ApiClient) -> None:
-        self.cp, self.api = cp, api
-        self.core, self.apps = client.CoreV1Api(api), client.AppsV1Api(api)
-        self.sid = uuid.uuid4().hex[:6]
-        self.applied: list[Mapping[str, Any]] = []
-        self.nodes: list[str] = []
-
-    def add_pool_nodes(self, doc: Mapping[str, Any], pool: str, count: int) -> list[str]:
-        """``count`` nodes shaped like the document's pool ``pool``."""
-        spec = plan_pool(pool, doc["pools"][pool]).spec
-        zones = spec.zones or ["zone-a", "zone-b"]
-        nodes = [
-            GpuNode(name=f"{pool}-{i}", zone=zones[i % len(zones)], gpu_slots=spec.slots_per_node,
-                    gpu_resource=spec.gpu_resource, labels=node_labels(pool, spec),
-                    taints=[{"key": t.key, "value": t.value, "effect": t.effect} for t in spec.effective_taints])
-            for i in range(count)
-        ]  # fmt: skip
-        names = self.cp.add_nodes(nodes)
-        self.nodes += names
-        return names
-
-    def apply(self, objects: Sequence[Mapping[str, Any]]) -> None:
-        # Namespaces before what lives in them (the Pulumi engine orders by
-        # dependency; a plain list does not).
-        for obj in sorted(objects, key=lambda o: o["kind"] != "Namespace"):
-            try:
-                self.cp.apply(obj)
-            except ControlPlaneError as e:
-                pytest.fail(f"{obj['kind']} {obj['metadata'].get('namespace')}/{obj['metadata']['name']} rejected: {e}")
-            self.applied.append(obj)
-
-    def pods(self, namespace: str, service: str) -> list[client.V1Pod]:
-        """The replica pods of ``service`` (not its gateway's)."""
-        return self.core.list_namespaced_pod(namespace, label_selector=f"{SERVICE_LABEL}={service},{REPLICA}").items
-
-    def describe(self, namespace: str) -> Callable[[], str]:
-        """For wait_until: every pod of the namespace, and its ReplicaSets' failures."""
-        def text() -> str:
-            failures = [f"  {rs.metadata.name}: {c.message}" for rs in self.apps.list_namespaced_replica_set(namespace).items
-                        for c in rs.status.conditions or [] if c.type == "ReplicaFailure"]  # fmt: skip
-            return describe_pods(self.core.list_namespaced_pod(namespace).items) + "\n" + "\n".join(failures)
-        return text
-
-    def teardown(self) -> None:
-        namespaces = {o["metadata"]["name"] for o in self.applied if o["kind"] == "Namespace"} - SHARED_NAMESPACES
-        for obj in self.applied:
-            if obj["metadata"].get("namespace") in SHARED_NAMESPACES:
-                self.cp.delete(obj)
-        for ns in namespaces:
-            self.core.delete_namespace(ns)
-        # The next test may declare the same namespace; it must be gone, not Terminating.
-        for ns in namespaces:
-            wait_until(lambda ns=ns: not self.core.list_namespace(field_selector=f"metadata.name={ns}").items, f"namespace {ns} deleted")
-        self.cp.delete_nodes(self.nodes)
-        # PriorityClasses stay: every stack renders the same four, with the same values.
-
-
-@pytest.fixture
-def stack(controlplane: ControlPlane, api: client.ApiClient) -> Iterator[Stack]:
-    s = Stack(controlplane, api)
-    yield s
-    s.teardown()
-
-
-def _pool(*, gpus_per_node: int = 1, sharing: dict[str, Any] | None = None, min_nodes: int = 1, max_nodes: int = 2) -> dict[str, Any]:
-    return {"cloud": "existing", "cluster": "test", "gpu_type": "l4", "gpus_per_node": gpus_per_node,
-            "min_nodes": min_nodes, "max_nodes": max_nodes, "sharing": sharing or {"strategy": "none"}}  # fmt: skip
-
-
-def _service(pool: str, namespace: str, **args: Any) -> dict[str, Any]:
-    return {"pool": pool, "namespace": namespace, "model": MODEL, "runtime": RUNTIME, **args}
-
-
-def _requests(pod: client.V1Pod) -> dict[str, str]:
-    return dict(pod.spec.containers[0].resources.requests or {})
-
-
-def _scale(apps: client.AppsV1Api, name: str, namespace: str, replicas: int) -> None:
-    apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -156,8 +74,8 @@ def test_quarter_gpu_replicas_pack_four_per_time_sliced_gpu_and_the_rest_wait(st
     ns, pool = f"inf-{stack.sid}", f"l4-{stack.sid}"
     doc = {
         "platform": {"namespace": ns},
-        "pools": {pool: _pool(gpus_per_node=1, sharing={"strategy": "time-slicing", "replicas_per_gpu": 4}, max_nodes=3)},
-        "services": {"chat": _service(pool, ns, gpu_fraction=0.25, replicas=10)},
+        "pools": {pool: pool_args(gpus_per_node=1, sharing={"strategy": "time-slicing", "replicas_per_gpu": 4}, max_nodes=3)},
+        "services": {"chat": service_args(pool, ns, gpu_fraction=0.25, replicas=10)},
     }
     # Two of the pool's three nodes exist: 2 GPUs x 4 time-sliced slots = 8 replicas.
     nodes = stack.add_pool_nodes(doc, pool, 2)
@@ -170,7 +88,7 @@ def test_quarter_gpu_replicas_pack_four_per_time_sliced_gpu_and_the_rest_wait(st
 
     pods = wait_until(settled, "8 replicas running and 2 unschedulable", describe=stack.describe(ns))
     resource = plan_pool(pool, doc["pools"][pool]).spec.gpu_resource
-    assert all(_requests(p)[resource] == "1" for p in pods)  # a quarter GPU = one time-sliced slot
+    assert all(requests_of(p)[resource] == "1" for p in pods)  # a quarter GPU = one time-sliced slot
     per_node = {n: sum(p.spec.node_name == n for p in pods) for n in nodes}
     assert per_node == {nodes[0]: 4, nodes[1]: 4}
     assert all(f"Insufficient {resource}" in unschedulable(p) for p in pods if not p.spec.node_name)
@@ -180,8 +98,8 @@ def test_standby_balloons_hold_slots_until_inference_pods_preempt_them(stack: St
     ns, pool = f"inf-{stack.sid}", f"l4-{stack.sid}"
     doc = {
         "platform": {"namespace": ns},
-        "pools": {pool: _pool(gpus_per_node=1, sharing={"strategy": "time-slicing", "replicas_per_gpu": 4})},
-        "services": {"chat": _service(pool, ns, gpu_fraction=0.25, replicas=0)},
+        "pools": {pool: pool_args(gpus_per_node=1, sharing={"strategy": "time-slicing", "replicas_per_gpu": 4})},
+        "services": {"chat": service_args(pool, ns, gpu_fraction=0.25, replicas=0)},
         "standby": {"warm": {"pool": pool, "instances": 1, "namespace": ns}},
     }
     (node,) = stack.add_pool_nodes(doc, pool, 1)
@@ -197,7 +115,7 @@ def test_standby_balloons_hold_slots_until_inference_pods_preempt_them(stack: St
     assert first[0].spec.node_name == node
     assert first[0].spec.priority < 0  # inference-standby sits below every real workload
 
-    _scale(stack.apps, "chat", ns, 2)  # what the autoscaler does on a burst
+    scale(stack.apps, "chat", ns, 2)  # what the autoscaler does on a burst
 
     wait_until(lambda: sum(map(running, stack.pods(ns, "chat"))) == 2, "2 inference replicas running", describe=stack.describe(ns))
     # The balloon was evicted; its ReplicaSet's replacement cannot fit the
@@ -212,7 +130,7 @@ def test_standby_balloons_hold_slots_until_inference_pods_preempt_them(stack: St
 
 def test_online_inference_preempts_training_and_batch_does_not_preempt_online(stack: Stack) -> None:
     ns, pool = f"inf-{stack.sid}", f"a-{stack.sid}"
-    platform_and_pool = {"platform": {"namespace": ns}, "pools": {pool: _pool(gpus_per_node=4, max_nodes=1)}}
+    platform_and_pool = {"platform": {"namespace": ns}, "pools": {pool: pool_args(gpus_per_node=4, max_nodes=1)}}
     stack.add_pool_nodes(platform_and_pool, pool, 1)
     stack.apply(render_stack(platform_and_pool))
 
@@ -228,12 +146,12 @@ def test_online_inference_preempts_training_and_batch_does_not_preempt_online(st
     training = lambda: stack.core.list_namespaced_pod(ns, label_selector="job=train").items  # noqa: E731
     wait_until(lambda: sum(map(running, training())) == 4, "4 training pods running", describe=stack.describe(ns))
 
-    online = {**platform_and_pool, "services": {"chat": _service(pool, ns, gpus=1, replicas=4, priority="online")}}
+    online = {**platform_and_pool, "services": {"chat": service_args(pool, ns, gpus=1, replicas=4, priority="online")}}
     stack.apply(render_stack(online))
     wait_until(lambda: sum(map(running, stack.pods(ns, "chat"))) == 4, "4 online replicas running", describe=stack.describe(ns))
     wait_until(lambda: not training(), "training pods preempted", describe=stack.describe(ns))
 
-    both = {**online, "services": {**online["services"], "scoring": _service(pool, ns, gpus=1, replicas=1, priority="batch")}}
+    both = {**online, "services": {**online["services"], "scoring": service_args(pool, ns, gpus=1, replicas=1, priority="batch")}}
     stack.apply(render_stack(both))
     (batch,) = wait_until(lambda: [p for p in stack.pods(ns, "scoring") if unschedulable(p)], "the batch replica unschedulable", describe=stack.describe(ns))
     assert not batch.status.nominated_node_name
@@ -242,21 +160,12 @@ def test_online_inference_preempts_training_and_batch_does_not_preempt_online(st
     assert batch.spec.priority < online_pods[0].spec.priority
 
 
-def _token_client(cp: ControlPlane, core: client.CoreV1Api, namespace: str, sa: str) -> client.ApiClient:
-    token = core.create_namespaced_service_account_token(sa, namespace, {"spec": {"expirationSeconds": 600}}).status.token
-    cfg = client.Configuration()
-    cfg.host = cp.server
-    cfg.ssl_ca_cert = str(cp.pki / "ca.crt")
-    cfg.api_key = {"authorization": f"Bearer {token}"}
-    return client.ApiClient(cfg)
-
-
 def test_autoscaler_service_account_scales_its_deployment_and_nothing_else(controlplane: ControlPlane, stack: Stack) -> None:
     ns, pool = f"inf-{stack.sid}", f"l4-{stack.sid}"
     doc = {
         "platform": {"namespace": ns},
-        "pools": {pool: _pool(gpus_per_node=1, sharing={"strategy": "time-slicing", "replicas_per_gpu": 4})},
-        "services": {"chat": _service(pool, ns, gpu_fraction=0.25,
+        "pools": {pool: pool_args(gpus_per_node=1, sharing={"strategy": "time-slicing", "replicas_per_gpu": 4})},
+        "services": {"chat": service_args(pool, ns, gpu_fraction=0.25,
                                       autoscale={"metric": "concurrency", "target": 2, "min_replicas": 1, "max_replicas": 4})},
     }  # fmt: skip
     stack.add_pool_nodes(doc, pool, 1)
@@ -264,16 +173,16 @@ def test_autoscaler_service_account_scales_its_deployment_and_nothing_else(contr
     stack.apply(objects)
     (sa,) = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount" and "autoscaler" in o["metadata"]["name"]]
 
-    with _token_client(controlplane, stack.core, ns, sa) as as_sa:
+    with token_client(controlplane, stack.core, ns, sa) as as_sa:
         sa_apps, sa_core = client.AppsV1Api(as_sa), client.CoreV1Api(as_sa)
-        _scale(sa_apps, "chat", ns, 3)
+        scale(sa_apps, "chat", ns, 3)
         wait_until(lambda: stack.apps.read_namespaced_deployment("chat", ns).status.ready_replicas == 3, "3 ready replicas", describe=stack.describe(ns))
         assert len(sa_core.list_namespaced_pod(ns, label_selector=f"{SERVICE_LABEL}=chat,{REPLICA}").items) == 3  # it may read pods
-        _scale(sa_apps, "chat", ns, 1)
+        scale(sa_apps, "chat", ns, 1)
         wait_until(lambda: len(stack.pods(ns, "chat")) == 1, "scaled down to 1 replica", describe=stack.describe(ns))
 
         forbidden = {
-            "scale the gateway": lambda: _scale(sa_apps, "chat-gateway", ns, 5),
+            "scale the gateway": lambda: scale(sa_apps, "chat-gateway", ns, 5),
             "patch the Deployment itself": lambda: sa_apps.patch_namespaced_deployment("chat", ns, {"metadata": {"labels": {"x": "y"}}}),
             "read Secrets": lambda: sa_core.list_namespaced_secret(ns),
             "delete a pod": lambda: sa_core.delete_namespaced_pod(stack.pods(ns, "chat")[0].metadata.name, ns),
@@ -292,8 +201,8 @@ def test_tenant_quota_rejects_pods_over_the_tenant_gpu_quota(stack: Stack) -> No
     ns, tenant, pool = f"inf-{stack.sid}", f"tn-{stack.sid}", f"a-{stack.sid}"
     doc = {
         "platform": {"namespace": ns, "tenants": [{"name": tenant, "gpu_quota": 2}]},
-        "pools": {pool: _pool(gpus_per_node=4, max_nodes=1)},
-        "services": {"ranker": _service(pool, tenant, gpus=1, replicas=3)},
+        "pools": {pool: pool_args(gpus_per_node=4, max_nodes=1)},
+        "services": {"ranker": service_args(pool, tenant, gpus=1, replicas=3)},
     }
     stack.add_pool_nodes(doc, pool, 1)
     stack.apply(render_stack(doc))
