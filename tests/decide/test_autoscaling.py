@@ -114,6 +114,25 @@ def test_scale_up_window_requires_a_rise_to_hold() -> None:
     assert [d.desired for d in run(p, steps, start=1)] == [1, 1, 1, 5]
 
 
+def test_queued_work_asks_for_the_replicas_that_drain_it_in_this_decision_only() -> None:
+    # Arrivals bring 10 in flight (100 req/s x 0.1 s): 2 replicas at a target of 5. 200 requests
+    # queued behind a cold start are 20 s of work: over BACKLOG_DRAIN_S = 2 s, 10 more in flight,
+    # 2 more replicas -- not the 200 / 5 = 40 that counting the queue as concurrency would ask for.
+    p = policy(target=5, panic_threshold=100)
+    queued = Observation(at=0, value=10, outstanding=210, current=2, ready=2, backlog_s=20)
+    d, state = decide(p, queued, ScalerState(), 0)
+    assert d.desired == 4 and "drain 20.0s of queued work" in d.reason
+    drained = Observation(at=1, value=10, outstanding=10, current=4, ready=4, backlog_s=0)
+    d, _ = decide(p, drained, state, 1)
+    assert d.desired == 2  # the backlog was never averaged into the stable window
+
+
+def test_backlog_counts_for_concurrency_only() -> None:
+    p = policy(metric="throughput", target=5, panic_threshold=100)
+    d, _ = decide(p, Observation(at=0, value=10, outstanding=210, current=2, ready=2, backlog_s=20), ScalerState(), 0)
+    assert d.desired == 2
+
+
 def test_rate_limits_are_relative_to_ready_replicas() -> None:
     p = policy(max_scale_up_rate=2, max_scale_down_rate=2, panic_threshold=100, stable_window_s=1)
     up, _ = decide(p, obs(0, 200, current=3), ScalerState(), 0)
@@ -182,16 +201,17 @@ readings = st.lists(st.tuples(
     st.integers(0, 25),                                             # current (someone else may have set it)
     st.floats(0, 1),                                                # share of current that is ready
     st.floats(0, 12),                                               # age of the reading
+    st.one_of(st.none(), st.floats(0, 100)),                        # backlog_s
 ), max_size=40)
 
 
-def replay(p: ScalingSpec, rs: list[tuple[float, float | None, int | None, int, float, float]]
+def replay(p: ScalingSpec, rs: list[tuple[float, float | None, int | None, int, float, float, float | None]]
            ) -> list[tuple[Observation, Decision]]:
     state, now, out = ScalerState(), 0.0, []
-    for dt, value, outstanding, current, ready_share, age in rs:
+    for dt, value, outstanding, current, ready_share, age, backlog_s in rs:
         now += dt
         o = Observation(at=now - age, value=value, outstanding=outstanding, current=current,
-                        ready=int(current * ready_share))
+                        ready=int(current * ready_share), backlog_s=backlog_s)
         d, state = decide(p, o, state, now)
         out.append((o, d))
     return out
