@@ -3,8 +3,12 @@
 The gateway sees everything accepted and not yet answered, including
 requests queued while no replica exists, so it is the source for
 concurrency, throughput and latency, and for "outstanding" whatever the
-metric. Utilization is only known on replicas; custom comes from a PromQL
-query. Anything unreadable becomes None, and the decider holds.
+metric. Concurrency is Little's law on the gateway's counters (arrival rate x
+service time, plus the queue as work: `backlog_s`), not the queue as it
+stands: a queue that builds during a cold start would otherwise read as
+several times the replicas the arrivals need. Utilization is only known on
+replicas; custom comes from a PromQL query. Anything unreadable becomes None,
+and the decider holds.
 """
 
 from __future__ import annotations
@@ -29,15 +33,45 @@ class Reading:
     at: float
     value: float | None
     outstanding: float | None
+    backlog_s: float | None = None
 
 
 @dataclass(frozen=True)
 class _Counters:
-    """Cumulative counters of one scrape, for rates between two scrapes."""
+    """Cumulative counters of one scrape, summed over gateways, for rates between two scrapes."""
 
     at: float
     requests: float
+    arrivals: float
+    served: float
+    served_s: float
     buckets: dict[float, float]
+
+    @classmethod
+    def scrape(cls, gateway: list[prom.Samples], deployment: str, at: float) -> _Counters:
+        def total(name: str) -> float:
+            return sum(prom.total(s, name, deployment=deployment) for s in gateway)
+
+        merged: dict[float, float] = {}
+        for s in gateway:
+            for le, c in prom.buckets(s, "infra_inference_request_duration_seconds", deployment=deployment).items():
+                merged[le] = merged.get(le, 0.0) + c
+        return cls(at, total("infra_inference_requests_total"), total("infra_inference_arrivals_total"),
+                   total("infra_inference_replica_duration_seconds_count"),
+                   total("infra_inference_replica_duration_seconds_sum"), merged)
+
+    def since(self, previous: _Counters | None) -> _Counters | None:
+        """The increase since `previous`, its `at` the seconds between the two scrapes.
+
+        None on the first look, or after a gateway restarted (its counters reset).
+        """
+        if previous is None or self.at <= previous.at or self.requests < previous.requests \
+                or self.arrivals < previous.arrivals or self.served < previous.served:
+            return None
+        return _Counters(self.at - previous.at, self.requests - previous.requests,
+                         self.arrivals - previous.arrivals, self.served - previous.served,
+                         self.served_s - previous.served_s,
+                         {le: c - previous.buckets.get(le, 0.0) for le, c in self.buckets.items()})
 
 
 async def fetch_text(session: aiohttp.ClientSession, url: str) -> str | None:
@@ -83,39 +117,30 @@ class Collector:
         gateway = await scrape_all(self._session, [f"{g}/metrics" for g in self._gateways()])
         out = {}
         for d in deployments:
-            outstanding = None if gateway is None else sum(
-                prom.total(s, "infra_inference_inflight_requests", deployment=d)
-                + prom.total(s, "infra_inference_queue_depth", deployment=d) for s in gateway)
-            out[d] = Reading(now, await self._value(d, gateway, outstanding, now), outstanding)
+            if gateway is None:
+                out[d] = Reading(now, await self._value(d, None, now), None)
+                continue
+            queued = sum(prom.total(s, "infra_inference_queue_depth", deployment=d) for s in gateway)
+            outstanding = queued + sum(prom.total(s, "infra_inference_inflight_requests", deployment=d)
+                                       for s in gateway)
+            counters = _Counters.scrape(gateway, d, now)
+            delta = counters.since(self._previous.get(d))
+            self._previous[d] = counters
+            if self._metric == "concurrency":
+                out[d] = _littles_law(now, counters, delta, queued, outstanding)
+            else:
+                out[d] = Reading(now, await self._value(d, delta, now), outstanding)
         return out
 
-    async def _value(self, deployment: str, gateway: list[prom.Samples] | None, outstanding: float | None,
-                     now: float) -> float | None:
-        if self._metric == "concurrency":
-            return outstanding
-        if self._metric in ("throughput", "latency"):
-            return None if gateway is None else self._from_counters(deployment, gateway, now)
+    async def _value(self, deployment: str, delta: _Counters | None, now: float) -> float | None:
+        if self._metric == "throughput":
+            return None if delta is None else delta.requests / delta.at
+        if self._metric == "latency":
+            p95 = None if delta is None else prom.quantile(0.95, delta.buckets)
+            return None if p95 is None else p95 * 1000.0
         if self._metric == "custom":
             return await self._custom() if self._custom else None
         return await self._utilization(deployment, now)
-
-    def _from_counters(self, deployment: str, gateway: list[prom.Samples], now: float) -> float | None:
-        """req/s, or p95 ms, since the previous tick; the first tick only sets the baseline."""
-        requests = sum(prom.total(s, "infra_inference_requests_total", deployment=deployment) for s in gateway)
-        merged: dict[float, float] = {}
-        for s in gateway:
-            for le, c in prom.buckets(s, "infra_inference_request_duration_seconds", deployment=deployment).items():
-                merged[le] = merged.get(le, 0.0) + c
-        current = _Counters(now, requests, merged)
-        previous = self._previous.get(deployment)
-        self._previous[deployment] = current
-        if previous is None or requests < previous.requests or now <= previous.at:
-            return None  # first look, or a gateway restarted (counters reset): no rate yet
-        if self._metric == "throughput":
-            return (requests - previous.requests) / (now - previous.at)
-        delta = {le: c - previous.buckets.get(le, 0.0) for le, c in merged.items()}
-        p95 = prom.quantile(0.95, delta)
-        return None if p95 is None else p95 * 1000.0
 
     async def _utilization(self, deployment: str, now: float) -> float | None:
         """Mean over ready replicas, in percent: GPU busy ratio, or CPU seconds per second (one core = 100 %)."""
@@ -136,6 +161,25 @@ class Collector:
             if before is not None and now > before[0] and cpu >= before[1]:
                 rates.append((cpu - before[1]) / (now - before[0]))
         return 100.0 * sum(rates) / len(rates) if rates else None
+
+
+def _littles_law(now: float, counters: _Counters, delta: _Counters | None, queued: float,
+                 outstanding: float) -> Reading:
+    """Arrival rate x service time, and the queue as work; the requests outstanding until both are known.
+
+    150 arrivals in a 1.5 s tick at 0.1 s each: 100 req/s x 0.1 s = 10 in
+    flight, and 300 queued are 30 s of work. The service time is this tick's
+    mean, or the mean since the gateway started when nothing finished this
+    tick (the first request after idle); before any request was served, and
+    on the first look, there is no rate, and the outstanding count (9 queued
+    at a gateway with no replica: 9) is the best reading of demand.
+    """
+    served, served_s = (delta.served, delta.served_s) if delta and delta.served else \
+        (counters.served, counters.served_s)
+    if delta is None or not served:
+        return Reading(now, outstanding, outstanding)
+    service_s = served_s / served
+    return Reading(now, delta.arrivals / delta.at * service_s, outstanding, queued * service_s)
 
 
 async def prometheus_query(session: aiohttp.ClientSession, base_url: str, query: str) -> float | None:

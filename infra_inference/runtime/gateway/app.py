@@ -90,6 +90,7 @@ class GatewayApp:
         start = self._clock()
         headers = dict(scope["headers"])
         backend = self._split.pick(headers.get(self._sticky))
+        self.metrics.arrived(backend)
         path = scope["path"] + (f"?{scope['query_string'].decode()}" if scope["query_string"] else "")
         body = await _read_body(receive)
         answer = await self._forward(backend, path, body, headers.get(b"content-type", b"application/json").decode(),
@@ -106,6 +107,7 @@ class GatewayApp:
                 replica = await self._wait_for_slot(backend, deadline, retry=attempt > 0)
                 if isinstance(replica, Answer):
                     return replica
+            sent = self._clock()
             try:
                 answer = await self._upstream.post(replica.address, path, body, content_type,
                                                    max(deadline - self._clock(), 0.001))
@@ -122,6 +124,7 @@ class GatewayApp:
                 failure = f"{replica.address} is draining"
                 self.dispatcher.eject(replica)
                 continue
+            self.metrics.served(backend, self._clock() - sent)
             return answer
         return _error(502, f"replica failed before answering, twice: {failure}")
 

@@ -1,15 +1,20 @@
 """The gateway's Prometheus metrics, per backend (labels `deployment` and `variant`).
 
-These are what the autoscaler reads: concurrency is inflight + queue depth
-(everything accepted and not yet answered), throughput is the rate of
-`requests_total`, latency comes from the duration histogram.
+These are what the autoscaler reads. Concurrency, by Little's law, is the
+rate of `arrivals_total` times the mean service time (`replica_duration_seconds`
+sum over count): 60 req/s at 0.1 s each keep 6 requests in flight, however
+long the queue grew while replicas started. Queue depth times that service
+time is the backlog's work; inflight + queue depth (everything accepted and
+not yet answered) is the fallback before any request was served, and what
+says "not idle". Throughput is the rate of `requests_total`, latency comes
+from the duration histogram.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -51,7 +56,18 @@ class GatewayMetrics:
         self._duration = Histogram("infra_inference_request_duration_seconds",
                                    "Arrival at the gateway to answer, queueing included.", LABELS,
                                    buckets=DURATION_BUCKETS_S, registry=self.registry)
+        self._arrivals = Counter("infra_inference_arrivals", "Requests received by the gateway.", LABELS,
+                                 registry=self.registry)
+        self._replica_duration = Summary("infra_inference_replica_duration_seconds",
+                                         "Sent to a replica to its answer: the service time, queueing excluded.",
+                                         LABELS, registry=self.registry)
         self.registry.register(_Occupancy(dispatcher, clock))
+
+    def arrived(self, backend: Backend) -> None:
+        self._arrivals.labels(backend.config.deployment, backend.config.variant).inc()
+
+    def served(self, backend: Backend, seconds: float) -> None:
+        self._replica_duration.labels(backend.config.deployment, backend.config.variant).observe(seconds)
 
     def observe(self, backend: Backend, code: int, duration_s: float) -> None:
         c = backend.config

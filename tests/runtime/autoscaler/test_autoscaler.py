@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import aiohttp
 import prometheus_client
@@ -16,7 +20,7 @@ from infra_inference.runtime.actuators.kubernetes import KubernetesActuator
 from infra_inference.runtime.autoscaler import Autoscaler, AutoscalerConfig, prom
 from infra_inference.runtime.autoscaler.cli import gateway_service
 from infra_inference.render.autoscale import native
-from infra_inference.runtime.autoscaler.collect import Collector
+from infra_inference.runtime.autoscaler.collect import Collector, Reading
 from infra_inference.runtime.gateway.endpointslices import EndpointSliceDiscovery
 from infra_inference.specs.autoscale import ScalingSpec
 from tests.runtime.autoscaler.fake_kube import endpoint_slice, fake_kube
@@ -98,6 +102,58 @@ def test_throughput_and_latency_come_from_counter_deltas() -> None:
     assert prom.quantile(0.95, prom.buckets(prom.parse(text_1), "infra_inference_request_duration_seconds")) \
         == pytest.approx(0.09375)
     assert prom.quantile(0.95, {}) is None
+
+
+@contextmanager
+def metrics_server(texts: list[str]) -> Iterator[str]:
+    """Serves `texts` as /metrics, one per scrape, the last one from then on."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = (texts.pop(0) if len(texts) > 1 else texts[0]).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def gateway_text(arrivals: int, served: int, served_s: float, queued: int, inflight: int) -> str:
+    labels = 'deployment="svc",variant="main"'
+    return (f"# TYPE infra_inference_arrivals_total counter\ninfra_inference_arrivals_total{{{labels}}} {arrivals}\n"
+            f"# TYPE infra_inference_replica_duration_seconds summary\n"
+            f"infra_inference_replica_duration_seconds_count{{{labels}}} {served}\n"
+            f"infra_inference_replica_duration_seconds_sum{{{labels}}} {served_s}\n"
+            f"infra_inference_queue_depth{{{labels}}} {queued}\ninfra_inference_inflight_requests{{{labels}}} {inflight}\n")
+
+
+def test_concurrency_is_arrival_rate_times_service_time_and_the_queue_is_work() -> None:
+    texts = [gateway_text(100, 90, 9.0, 30, 8),
+             gateway_text(300, 190, 19.0, 300, 8),   # +200 arrivals in 2 s, +100 served in 10 s: 0.1 s each
+             gateway_text(300, 190, 19.0, 300, 8)]   # nothing arrived or finished (replicas starting)
+
+    async def read_three(url: str) -> list[Reading]:
+        async with aiohttp.ClientSession() as session:
+            collector = Collector("concurrency", session, lambda: [url], lambda d: [])
+            return [(await collector.read(["svc"], now))["svc"] for now in (10.0, 12.0, 13.0)]
+
+    with metrics_server(texts) as url:
+        first, second, third = asyncio.run(read_three(url))
+    assert (first.value, first.backlog_s) == (38, None)  # no rate on a first look: the 38 outstanding
+    # 100 req/s x 0.1 s = 10 in flight, and 300 queued x 0.1 s = 30 s of work -- not 308 in flight.
+    assert (second.value, second.outstanding) == (pytest.approx(10.0), 308)
+    assert second.backlog_s == pytest.approx(30.0)
+    assert third.value == 0 and third.backlog_s == pytest.approx(30.0)  # service time since start: 19 / 190
 
 
 def test_policy_json_as_rendered_loads() -> None:

@@ -38,7 +38,11 @@ def test_proxies_an_inference_request() -> None:
             assert reply.status == 200
             assert reply.json()["outputs"][0]["data"] == [1.0, 2.0]
             assert reply.headers["content-type"] == "application/json"
-            assert scrape(gport)['infra_inference_requests_total{code="200",deployment="svc",variant="main"}'] == 1
+            samples = scrape(gport)
+            assert samples['infra_inference_requests_total{code="200",deployment="svc",variant="main"}'] == 1
+            # Little's law's two halves, for the autoscaler: arrivals, and time spent in a replica.
+            assert samples['infra_inference_arrivals_total{deployment="svc",variant="main"}'] == 1
+            assert samples['infra_inference_replica_duration_seconds_count{deployment="svc",variant="main"}'] == 1
 
 
 def test_dispatch_honours_max_concurrency_and_queues_the_rest() -> None:
@@ -69,17 +73,23 @@ def test_queue_full_is_429_with_retry_after() -> None:
 
 
 def test_queue_timeout_is_504_naming_the_limit() -> None:
+    # No replica ever comes: the request waits its whole timeout_s in the queue. (Behind a busy
+    # replica instead, the busy request's own deadline passes first and frees the slot in time.)
+    with gateway_in_thread(config([backend(endpoints=[])], timeout_s=0.5)) as (gport, _):
+        late = infer(gport)
+        assert late.status == 504 and "no free replica slot within timeout_s=0.5" in late.json()["error"]
+        assert gauge(gport, "infra_inference_queue_depth") == 0
+
+
+def test_a_replica_slower_than_the_timeout_is_504_naming_the_limit() -> None:
     with server_in_thread() as (rport, _):
         cfg = config([backend(max_concurrency=1, endpoints=[f"127.0.0.1:{rport}"])], timeout_s=0.5)
-        with gateway_in_thread(cfg) as (gport, _), ThreadPoolExecutor(1) as pool:
-            busy = pool.submit(infer, gport, 2000)
-            wait_until(lambda: gauge(gport, "infra_inference_inflight_requests") == 1)
-            late = infer(gport)
-            assert late.status == 504 and "timeout_s=0.5" in late.json()["error"]
-            assert busy.result().status == 504  # the busy one ran past 0.5 s too
+        with gateway_in_thread(cfg) as (gport, _):
+            slow = infer(gport, 2000)
+            assert slow.status == 504 and "no answer from replica" in slow.json()["error"]
+            assert "timeout_s=0.5" in slow.json()["error"]
             samples = scrape(gport)
-            assert samples['infra_inference_requests_total{code="504",deployment="svc",variant="main"}'] == 2
-            assert gauge(gport, "infra_inference_queue_depth") == 0
+            assert samples['infra_inference_requests_total{code="504",deployment="svc",variant="main"}'] == 1
 
 
 def test_zero_replicas_buffers_and_pokes_the_activator() -> None:
