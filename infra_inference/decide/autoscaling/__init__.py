@@ -7,8 +7,8 @@ from infra_inference.decide.autoscaling.decider import (
     ScalerState,
     decide,
 )
-from infra_inference.decide.autoscaling.demand import TOTAL_METRICS, replicas_wanted
+from infra_inference.decide.autoscaling.demand import TOTAL_METRICS, littles_law, replicas_wanted
 from infra_inference.decide.autoscaling.window import Window
 
 __all__ = ["STALE_AFTER_S", "TOTAL_METRICS", "Decision", "Observation", "ScalerState", "Window", "decide",
-           "replicas_wanted"]
+           "littles_law", "replicas_wanted"]

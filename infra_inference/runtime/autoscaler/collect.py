@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from infra_inference.decide.autoscaling import littles_law
 from infra_inference.runtime.autoscaler import prom
 from infra_inference.specs.autoscale import Metric
 
@@ -167,8 +168,7 @@ def _littles_law(now: float, counters: _Counters, delta: _Counters | None, queue
                  outstanding: float) -> Reading:
     """Arrival rate x service time, and the queue as work; the requests outstanding until both are known.
 
-    150 arrivals in a 1.5 s tick at 0.1 s each: 100 req/s x 0.1 s = 10 in
-    flight, and 300 queued are 30 s of work. The service time is this tick's
+    The service time is this tick's
     mean, or the mean since the gateway started when nothing finished this
     tick (the first request after idle); before any request was served, and
     on the first look, there is no rate, and the outstanding count (9 queued
@@ -178,8 +178,8 @@ def _littles_law(now: float, counters: _Counters, delta: _Counters | None, queue
         (counters.served, counters.served_s)
     if delta is None or not served:
         return Reading(now, outstanding, outstanding)
-    service_s = served_s / served
-    return Reading(now, delta.arrivals / delta.at * service_s, outstanding, queued * service_s)
+    concurrency, backlog_s = littles_law(delta.arrivals, delta.at, served_s / served, queued)
+    return Reading(now, concurrency, outstanding, backlog_s)
 
 
 async def prometheus_query(session: aiohttp.ClientSession, base_url: str, query: str) -> float | None:
