@@ -153,12 +153,18 @@ def cpu_nodes(pool: str = "cpu", *, zones: Sequence[str] = ("zone-a", "zone-b"),
     return [GpuNode(name=f"{pool}-{i}", zone=zones[i % len(zones)], gpu_slots=0, taints=()) for i in range(nodes)]
 
 
-def _free_port() -> int:
-    # The port is released before the server binds it; on a test machine the
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all held open while choosing, so none repeats)."""
+    # They are released before the servers bind them; on a test machine the
     # window is harmless, and a collision shows up as a start failure.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _die_with_parent() -> None:
@@ -255,7 +261,7 @@ class ControlPlane:
         self.pki.mkdir(parents=True, exist_ok=True)
         _make_pki(self.pki)
         p = self.pki
-        etcd_port, etcd_peer, api_port, kcm_port, sched_port, kwok_port = (_free_port() for _ in range(6))
+        etcd_port, etcd_peer, api_port, kcm_port, sched_port, kwok_port = _free_ports(6)
         self.server = f"https://127.0.0.1:{api_port}"
         self._write_kubeconfig()
         self._ssl = ssl.create_default_context(cafile=str(p / "ca.crt"))
