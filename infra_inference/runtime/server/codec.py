@@ -83,6 +83,9 @@ def _decode_tensor(doc: Any, where: str) -> tuple[str, np.ndarray]:
         info = np.iinfo(dtype)
         if raw.min() < info.min or raw.max() > info.max:
             raise BadRequest(f"{where}.data has values outside the {datatype} range [{info.min}, {info.max}]")
+    if dtype.kind == "O":
+        # From the JSON strings themselves: numpy's fixed-width str arrays drop trailing NULs ("\x00" -> "").
+        return name, np.array(doc["data"], dtype=object).reshape(shape)
     return name, raw.astype(dtype, copy=False).reshape(shape)
 
 
