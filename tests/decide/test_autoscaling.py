@@ -127,6 +127,16 @@ def test_queued_work_asks_for_the_replicas_that_drain_it_in_this_decision_only()
     assert d.desired == 2  # the backlog was never averaged into the stable window
 
 
+def test_backlog_holds_the_replicas_starting_but_adds_none_while_they_start() -> None:
+    # 6 asked for, 2 ready: the 60 s of queued work (6 replicas' worth) is what the 4 starting
+    # ones are for; it keeps them (2 + 4 = 6), and asks for no more until they are ready.
+    p = policy(target=5, panic_threshold=100)
+    d, _ = decide(p, Observation(at=0, value=10, outstanding=600, current=6, ready=2, backlog_s=60), ScalerState(), 0)
+    assert d.desired == 6
+    d, _ = decide(p, Observation(at=0, value=10, outstanding=600, current=6, ready=6, backlog_s=60), ScalerState(), 0)
+    assert d.desired == 8
+
+
 def test_backlog_counts_for_concurrency_only() -> None:
     p = policy(metric="throughput", target=5, panic_threshold=100)
     d, _ = decide(p, Observation(at=0, value=10, outstanding=210, current=2, ready=2, backlog_s=20), ScalerState(), 0)

@@ -153,11 +153,19 @@ def _backlog(policy: ScalingSpec, obs: Observation, target: float) -> float:
     """Replicas that finish the queued work in BACKLOG_DRAIN_S; counted in this decision only, never averaged.
 
     Averaged into the windows, a backlog that lasts a 5 s cold start would
-    keep buying replicas for a stable window after it drained.
+    keep buying replicas for a stable window after it drained. And while
+    replicas are starting, the queue grows because they are not ready yet:
+    they were asked for to take it, so it may hold them but not add to them
+    (4 asked for, 1 ready: at most 3 replicas' worth), and only a backlog
+    left once they are ready asks for more. Otherwise, where starting
+    replicas slow each other down (2 CPU cores, many processes), every tick
+    of a longer cold start buys more of them.
     """
     if policy.metric != "concurrency" or not obs.backlog_s:
         return 0.0
-    return obs.backlog_s / BACKLOG_DRAIN_S / target
+    replicas = obs.backlog_s / BACKLOG_DRAIN_S / target
+    starting = obs.current - obs.ready
+    return min(replicas, float(starting)) if starting > 0 else replicas
 
 
 def _ceil(replicas: float) -> int:
