@@ -19,7 +19,7 @@ from infra_inference.runtime.server.errors import BadRequest, Draining, ModelNot
 from infra_inference.runtime.server.loading.cache import fetch_model
 from infra_inference.runtime.server.metrics import ServerMetrics
 from infra_inference.runtime.server.model import InferRequest, InvalidInput, Model, ModelContext, Tensors, resolve_model
-from infra_inference.runtime.server.scheduler import Predict, Scheduler
+from infra_inference.runtime.server.scheduler import Predict, Reply, Scheduler
 from infra_inference.runtime.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,19 @@ class DataPlane:
         """Refuse new requests (503) and report unready; accepted ones still complete."""
         self.scheduler.close()
 
+    def submit(self, name: str, request: InferRequest, reply: Reply) -> None:
+        """Admit one request; ``reply`` gets its outputs or its ``RequestError`` later, exactly once.
+
+        The transport's hot path: no coroutine or task of its own per request.
+
+        Raises:
+            ModelNotFound: Unknown model name.
+            Draining: Not loaded yet, or shutting down.
+            QueueFull: Overloaded; retry later or elsewhere.
+        """
+        self._check_admissible(name)
+        self.scheduler.enqueue(request, reply)
+
     async def infer(self, name: str, request: InferRequest) -> Tensors:
         """Run one request through admission, batching and the model.
 
@@ -134,10 +147,13 @@ class DataPlane:
             Timeout: Accepted, but no answer within ``timeout_s``.
             RequestError: The model rejected the input or failed.
         """
+        self._check_admissible(name)
+        return await self.scheduler.submit(request)
+
+    def _check_admissible(self, name: str) -> None:
         self._check_name(name)
         if self._model is None:
             raise Draining(f"model {name!r} is still loading")
-        return await self.scheduler.submit(request)
 
     def _check_name(self, name: str) -> None:
         if name != self.model_name:

@@ -24,10 +24,6 @@ class BadRequest(RequestError):
     status = 400
 
 
-class PayloadTooLarge(RequestError):
-    status = 413
-
-
 class ModelNotFound(RequestError):
     status = 404
 

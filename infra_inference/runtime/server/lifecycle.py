@@ -1,31 +1,39 @@
-"""Process lifecycle: run the app on uvicorn, drain on SIGTERM, exit 0 only when nothing is left.
+"""Process lifecycle: listen, load the model, drain on SIGTERM, exit 0 only when nothing is left.
 
 Drain order on SIGTERM (what Kubernetes sends at pod deletion):
 1. readiness turns false and new inference requests get 503 (the gateway
    retries them on another replica), while the socket stays open;
 2. every request already accepted is answered, and at least
    ``drain_grace_s`` passes (endpoint removal propagates meanwhile);
-3. uvicorn closes the listener and idle connections, and the process exits 0.
+3. the listener closes, idle connections close, a connection still receiving
+   or answering a request closes after that answer, and the process exits 0.
 A second SIGINT forces exit (an impatient operator at a terminal).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import logging
 import signal
 import socket
-from types import FrameType
-
-import uvicorn
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
 from infra_inference.runtime.server.app import ServerApp
 from infra_inference.runtime.server.dataplane import DataPlane
+from infra_inference.runtime.server.http1 import Connections, HttpConnection
 from infra_inference.runtime.server.settings import ServerSettings
 
+log = logging.getLogger(__name__)
 
-class ModelServer(uvicorn.Server):
-    """uvicorn serving one model, with draining shutdown.
+# Pending connections the kernel queues before accept (uvicorn's default): a burst from
+# the gateway waits there instead of being refused.
+_BACKLOG = 2048
+
+
+class ModelServer:
+    """One model served over HTTP/1.1, with draining shutdown.
 
     Args:
         settings: Server configuration.
@@ -33,53 +41,102 @@ class ModelServer(uvicorn.Server):
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.app = ServerApp(DataPlane(settings), on_load_failure=self._fail)
-        uvloop = importlib.util.find_spec("uvloop") is not None
-        super().__init__(
-            uvicorn.Config(
-                self.app,
-                host=settings.host,
-                port=settings.port,
-                http="httptools",
-                loop="uvloop" if uvloop else "asyncio",
-                ws="none",
-                lifespan="on",
-                access_log=False,
-                log_level=settings.log_level,
-            )
-        )
+        self.app = ServerApp(DataPlane(settings))
         self.exit_code = 0
+        self.started = False
+        self._connections = Connections()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._draining = False
+        self._forced = False
 
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        await super().startup(sockets)
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until drained (blocking), on uvloop when it is installed.
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # uvicorn's own handler stops accepting at once and re-raises the signal at the
-        # end (exit status -15); draining needs the socket open and a clean exit 0.
+        Args:
+            sockets: Already bound sockets to listen on instead of ``settings.host:port``.
+        """
+        _run(self.serve(sockets))
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve in the running event loop until drained, stopped, or the model fails to load."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        dataplane = self.app.dataplane
+
+        def connection() -> HttpConnection:
+            return HttpConnection(
+                self.app.respond, self._connections, self.settings.max_request_bytes, self.settings.keep_alive_s
+            )
+
+        # Loading starts first (it runs in threads), so a quick model is often ready by the time
+        # the listener is; /healthz and /readyz answer meanwhile either way.
+        loading = loop.create_task(self._load())
+        if sockets:
+            listeners = [await loop.create_server(connection, sock=s, backlog=_BACKLOG) for s in sockets]
+        else:
+            listeners = [
+                await loop.create_server(connection, self.settings.host, self.settings.port, backlog=_BACKLOG)
+            ]
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        for listener in listeners:
+            for sock in listener.sockets:
+                host, port = sock.getsockname()[:2]
+                log.info("infra-inference serving %r, running on http://%s:%d", dataplane.model_name, host, port)
+        self.started = True
+        try:
+            await self._stop.wait()
+        finally:
+            for listener in listeners:
+                listener.close()
+            self._connections.shutdown()
+            if not self._forced:
+                await self._connections.wait_until(lambda: not self._connections)
+            loading.cancel()
+            dataplane.close()
+
+    def _on_signal(self, sig: int) -> None:
         if not self._draining:
             self.begin_drain()
         elif sig == signal.SIGINT:
-            self.force_exit = self.should_exit = True
+            self._forced = True
+            self._stop.set()  # type: ignore[union-attr]  # set before signal handlers are
 
     def begin_drain(self) -> None:
         """Start draining; callable from any thread (signal handler, tests)."""
         if self._loop is None:  # not started yet: nothing was accepted
-            self.should_exit = True
             return
         self._draining = True
-        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain()))  # type: ignore[union-attr]
+        self._loop.call_soon_threadsafe(self._loop.create_task, self._drain())
 
     async def _drain(self) -> None:
         self.app.dataplane.start_drain()
-        await asyncio.gather(asyncio.sleep(self.settings.drain_grace_s), self.app.wait_quiet())
-        self.should_exit = True
+        # The listener stays open meanwhile, so requests arriving now get a 503 (and go
+        # elsewhere) instead of a refused connection.
+        await asyncio.gather(
+            asyncio.sleep(self.settings.drain_grace_s),
+            self._connections.wait_until(lambda: not self._connections.busy()),
+        )
+        self._stop.set()  # type: ignore[union-attr]
 
-    def _fail(self) -> None:
-        self.exit_code = 1
-        self.should_exit = True
+    async def _load(self) -> None:
+        try:
+            await self.app.dataplane.load()
+        except Exception:
+            log.exception("model %s failed to load", self.app.dataplane.model_name)
+            self.exit_code = 1
+            self._stop.set()  # type: ignore[union-attr]
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop has no Windows build; the server still runs, slower
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def serve(settings: ServerSettings) -> int:

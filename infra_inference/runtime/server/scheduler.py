@@ -2,9 +2,13 @@
 
 A request is either refused at once (queue full -> ``QueueFull``, closed ->
 ``Draining``) or accepted into a FIFO queue, from which it is dispatched in a
-batch as soon as concurrency slots are free. Once accepted, it always gets
-its future resolved: with its outputs, with the model's error, or, if its
-waiter gave up (timeout), by leaving the queue before it reached the model.
+batch as soon as concurrency slots are free. Once accepted, it is always
+answered exactly once: with its outputs, with the model's error, or at its
+deadline with ``Timeout`` (leaving the queue if it had not reached the model).
+
+Answers go to a callback, called from the batch's task or the deadline timer:
+the HTTP layer writes the response right there, with no task per request and
+no extra trip through the event loop. ``submit`` wraps that in a coroutine.
 
 Slots count requests, not batches: with ``max_concurrency=8`` and
 ``max_batch_size=4`` at most two full batches run at once. A batch is sent
@@ -28,15 +32,19 @@ from infra_inference.runtime.server.model import InferRequest, Tensors
 log = logging.getLogger(__name__)
 
 Predict = Callable[[list[InferRequest]], Awaitable[Sequence[Tensors]]]
+Reply = Callable[[Tensors | RequestError], None]
+"""Receives one accepted request's outcome: its outputs, or the error to answer with."""
 
 
 class _Pending:
-    __slots__ = ("request", "future", "enqueued_s")
+    __slots__ = ("request", "reply", "enqueued_s", "deadline", "answered")
 
-    def __init__(self, request: InferRequest, future: asyncio.Future[Tensors], enqueued_s: float) -> None:
+    def __init__(self, request: InferRequest, reply: Reply, enqueued_s: float) -> None:
         self.request = request
-        self.future = future
+        self.reply = reply
         self.enqueued_s = enqueued_s
+        self.deadline: asyncio.TimerHandle | None = None
+        self.answered = False
 
 
 class Scheduler:
@@ -88,6 +96,15 @@ class Scheduler:
         """Refuse new requests from now on; those already accepted still complete."""
         self.accepting = False
 
+    def enqueue(self, request: InferRequest, reply: Reply) -> None:
+        """Admit one request; ``reply`` gets its outcome later, exactly once (never before this returns).
+
+        Raises:
+            Draining: The scheduler is closed (``reply`` is never called).
+            QueueFull: ``max_queue`` requests are already waiting (``reply`` is never called).
+        """
+        self._admit(request, reply)
+
     async def submit(self, request: InferRequest) -> Tensors:
         """Admit one request and wait for its outputs.
 
@@ -97,6 +114,23 @@ class Scheduler:
             Timeout: No answer within ``timeout_s``.
             RequestError: The model failed or rejected the input.
         """
+        future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
+
+        def reply(outcome: Tensors | RequestError) -> None:
+            if not future.done():  # cancelled meanwhile: nobody waits for it
+                if isinstance(outcome, RequestError):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+        pending = self._admit(request, reply)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._withdraw(pending)  # the caller went away
+            raise
+
+    def _admit(self, request: InferRequest, reply: Reply) -> _Pending:
         if not self.accepting:
             raise Draining("server is draining; retry on another replica")
         # Requests that free slots can take (now, or once a batch fills) are not a backlog;
@@ -106,33 +140,42 @@ class Scheduler:
                 f"model is at max_concurrency and its queue is full ({self._max_queue})", headers=self._retry_after
             )
         loop = asyncio.get_running_loop()
-        pending = _Pending(request, loop.create_future(), loop.time())
+        pending = _Pending(request, reply, loop.time())
+        pending.deadline = loop.call_at(pending.enqueued_s + self._timeout_s, self._expire, pending)
         self._queue.append(pending)
-        self._dispatch()
-        # A timer rather than asyncio.wait_for: no extra task per request on the hot path.
-        timer = loop.call_at(pending.enqueued_s + self._timeout_s, self._expire, pending)
+        self._dispatch(loop)
+        return pending
+
+    def _answer(self, pending: _Pending, outcome: Tensors | RequestError) -> None:
+        if pending.answered:
+            return  # timed out (or withdrawn) before the model returned; its result is dropped
+        pending.answered = True
+        if pending.deadline is not None:
+            pending.deadline.cancel()
         try:
-            return await pending.future
-        except asyncio.CancelledError:
-            self._withdraw(pending)  # the client went away
-            raise
-        finally:
-            timer.cancel()
+            pending.reply(outcome)
+        except Exception:
+            log.exception("delivering an answer failed")
 
     def _expire(self, pending: _Pending) -> None:
-        if not pending.future.done():
-            self._withdraw(pending)
-            pending.future.set_exception(Timeout(f"no answer within timeout_s={self._timeout_s}"))
+        self._leave_queue(pending)
+        self._answer(pending, Timeout(f"no answer within timeout_s={self._timeout_s}"))
 
     def _withdraw(self, pending: _Pending) -> None:
-        # Still queued: it never reaches the model. Already in a batch: the batch discards its result.
+        """Forget a request whose caller went away: no answer is due any more."""
+        pending.answered = True
+        if pending.deadline is not None:
+            pending.deadline.cancel()
+        self._leave_queue(pending)
+
+    def _leave_queue(self, pending: _Pending) -> None:
+        # Still queued: it never reaches the model. Already in a batch: the batch's result for it is dropped.
         try:
             self._queue.remove(pending)
         except ValueError:
             pass
 
-    def _dispatch(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         while self._queue:
             size = min(self._max_batch_size, len(self._queue))
             if size > self._max_concurrency - self.inflight:
@@ -143,25 +186,25 @@ class Scheduler:
                 due_s = self._queue[0].enqueued_s + self._max_wait_s
                 if loop.time() < due_s:
                     if self._timer is None:
-                        self._timer = loop.call_at(due_s, self._on_timer)
+                        self._timer = loop.call_at(due_s, self._on_timer, loop)
                     return
             batch = [self._queue.popleft() for _ in range(size)]
             self.inflight += size
-            task = loop.create_task(self._run(batch))
+            task = loop.create_task(self._run(batch, loop))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
 
-    def _on_timer(self) -> None:
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
-        self._dispatch()
+        self._dispatch(loop)
 
-    async def _run(self, batch: list[_Pending]) -> None:
+    async def _run(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
         self._on_batch(len(batch))
         try:
             await self._settle(batch)
         finally:
             self.inflight -= len(batch)
-            self._dispatch()
+            self._dispatch(loop)
 
     async def _settle(self, batch: list[_Pending]) -> None:
         try:
@@ -170,22 +213,20 @@ class Scheduler:
                 raise ModelFailed(f"model returned {len(outputs)} outputs for a batch of {len(batch)}")
         except BadRequest as exc:
             if len(batch) == 1:
-                _fail(batch, exc)
+                self._fail(batch, exc)
                 return
             # One malformed request must not fail the others merged with it: answer each alone.
             for pending in batch:
                 await self._settle([pending])
         except RequestError as exc:
-            _fail(batch, exc)
+            self._fail(batch, exc)
         except Exception as exc:
             log.exception("model predict failed")
-            _fail(batch, ModelFailed(f"model failed: {type(exc).__name__}: {exc}"))
+            self._fail(batch, ModelFailed(f"model failed: {type(exc).__name__}: {exc}"))
         else:
             for pending, output in zip(batch, outputs, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(output)
+                self._answer(pending, output)
 
-def _fail(batch: list[_Pending], exc: RequestError) -> None:
-    for pending in batch:
-        if not pending.future.done():
-            pending.future.set_exception(exc)
+    def _fail(self, batch: list[_Pending], exc: RequestError) -> None:
+        for pending in batch:
+            self._answer(pending, exc)

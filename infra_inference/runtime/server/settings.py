@@ -55,6 +55,14 @@ class ServerSettings(BaseSettings):
         0.0, ge=0.0, description="How long the oldest waiting request may wait for its batch to fill."
     )
     max_request_bytes: int = Field(64 * 2**20, ge=1, description="Largest request body accepted; beyond it 413.")
+    keep_alive_s: float = Field(
+        75.0,
+        gt=0.0,
+        description=(
+            "Close a connection idle this long (or this slow to send request headers). Above the "
+            "gateway's own idle timeout, so that the gateway closes first and never reuses a closing one."
+        ),
+    )
     retry_after_s: int = Field(1, ge=0, description="Retry-After header sent with 429 (queue full).")
     drain_grace_s: float = Field(
         0.0,
@@ -68,7 +76,7 @@ class ServerSettings(BaseSettings):
     echo_delay_per_item_ms: float = Field(
         0.0, ge=0.0, description="echo model: cost b of each request in a batch (a + b * size)."
     )
-    log_level: str = Field("warning", description="uvicorn log level; access logs stay off on the hot path.")
+    log_level: str = Field("warning", description="Log level; there are no access logs (they would cost more than the hot path).")
 
     @model_validator(mode="after")
     def _batch_fits_concurrency(self) -> Self:

@@ -90,7 +90,7 @@ def server_in_thread(**overrides: Any) -> Iterator[tuple[int, ModelServer]]:
         wait_until(lambda: server.started and request(port, "GET", "/readyz").status == 200)
         yield port, server
     finally:
-        server.should_exit = True
+        server.begin_drain()
         thread.join(timeout=10)
         sock.close()
 

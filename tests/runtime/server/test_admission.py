@@ -69,6 +69,8 @@ def test_request_past_timeout_gets_504_and_its_slot_frees_when_the_model_returns
 def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() -> None:
     server = ServerProcess("--max-concurrency", "4", "--max-queue", "8")
     try:
+        # Listening comes before the model is loaded; until then inference answers 503.
+        wait_until(lambda: request(server.port, "GET", "/readyz").status == 200)
         n = 8  # 4 in the model, 4 queued behind them
         with ThreadPoolExecutor(n + 1) as pool:
             inflight = [pool.submit(_echo, server.port, i, 600.0) for i in range(n)]

@@ -1,0 +1,403 @@
+"""HTTP/1.1 for the model server: an asyncio protocol on httptools, no ASGI in between.
+
+At one request in flight a server's cost per request is what decides its
+throughput, and uvicorn's ASGI plumbing (scope dicts, message dicts, a
+receive/send pair, a task per request) costs more than our whole inference
+path. This module does only what the server needs from HTTP/1.1:
+
+- keep-alive, ``Connection: close`` and HTTP/1.0 (keep-alive only when asked);
+- request bodies by ``Content-Length`` or chunked (httptools decodes chunks),
+  ``Expect: 100-continue``, and a body limit answered with 413;
+- pipelining: requests on one connection are answered in order, one handler
+  at a time, and reading pauses while a complete request waits its turn or
+  the peer is not reading its answers, so a client cannot make it buffer more;
+- 400 for malformed HTTP; after it (and after 413) the connection answers,
+  discards further input and closes, so the client reads the answer instead
+  of a reset;
+- an idle timeout on keep-alive connections, which also bounds slow headers;
+- for draining: the set of open connections, whether any is busy, and a
+  shutdown that lets each finish the request it is answering.
+
+The handler gets ``(method, path, body, reply)`` and returns a ``Response``,
+or None when the answer comes later through ``reply`` (inference, once the
+model returns). A callback rather than an awaitable: at one request in flight
+every task and every extra trip through the event loop shows in req/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import NamedTuple
+
+import httptools
+import orjson
+
+log = logging.getLogger(__name__)
+
+JSON = b"content-type: application/json\r\n"
+
+
+class Response(NamedTuple):
+    """One answer: status, body, and header lines (each ending in CRLF).
+
+    ``content-length``, ``date`` and ``connection`` are added when it is written.
+    """
+
+    status: int
+    body: bytes
+    headers: bytes = JSON
+
+
+Reply = Callable[[Response], None]
+Handler = Callable[[bytes, str, bytes, Reply], Response | None]
+
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE = b"connection: close\r\n"
+_KEEP_ALIVE = b"connection: keep-alive\r\n"  # HTTP/1.0 clients only keep a connection the answer says is kept
+_MAX_URL_BYTES = 8192
+# How long a refused connection keeps reading (and dropping) what the client still sends.
+_LINGER_S = 2.0
+
+
+def error(status: int, message: str) -> Response:
+    """A JSON error answer, ``{"error": message}``, as every route gives."""
+    return Response(status, orjson.dumps({"error": message}))
+
+
+class _Date:
+    """The ``date`` header line, formatted once per second rather than once per response."""
+
+    second = -1
+    line = b""
+
+    @classmethod
+    def get(cls) -> bytes:
+        now = int(time.time())
+        if now != cls.second:
+            cls.second = now
+            cls.line = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        return cls.line
+
+
+class _Request(NamedTuple):
+    method: bytes
+    url: bytes
+    body: bytes
+    connection: bytes  # the connection header line to answer with: b"" (HTTP/1.1 default), close or keep-alive
+
+
+class _Refusal(NamedTuple):
+    response: Response
+
+
+class Connections:
+    """The open connections of a server, for draining it."""
+
+    def __init__(self) -> None:
+        self._open: set[HttpConnection] = set()
+        self._changed: asyncio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, connection: HttpConnection) -> None:
+        self._open.add(connection)
+
+    def discard(self, connection: HttpConnection) -> None:
+        self._open.discard(connection)
+        self.notify()
+
+    def notify(self) -> None:
+        """A connection closed or went idle; wake whoever waits on that (only while draining)."""
+        if self._changed is not None:
+            self._changed.set()
+
+    def busy(self) -> bool:
+        """Some connection has a request that is not fully answered yet."""
+        return any(c.busy for c in self._open)
+
+    async def wait_until(self, done: Callable[[], bool]) -> None:
+        """Return once ``done()`` holds, checked whenever a connection closes or goes idle."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        while not done():
+            self._changed.clear()
+            await self._changed.wait()
+
+    def shutdown(self) -> None:
+        """Close idle connections now, busy ones once their current answer is written."""
+        for connection in list(self._open):
+            connection.shutdown()
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: parse requests, run the handler, write answers in order.
+
+    Args:
+        handler: Answers ``(method, path, body)``.
+        connections: Where the connection registers itself while open.
+        max_body_bytes: Largest request body accepted; beyond it 413 and close.
+        idle_timeout_s: How long a connection may stay idle (or send headers) before it is closed.
+    """
+
+    def __init__(self, handler: Handler, connections: Connections, max_body_bytes: int, idle_timeout_s: float) -> None:
+        self._handler = handler
+        self._connections = connections
+        self._max_body_bytes = max_body_bytes
+        self._idle_timeout_s = idle_timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
+        self._parser = httptools.HttpRequestParser(self)
+        self._pipeline: deque[_Request | _Refusal] = deque()
+        self._waiting: _Request | None = None  # the request whose answer will come through reply
+        self._idle_timer: asyncio.TimerHandle | None = None
+        # When the connection last became idle; None while a body arrives or an answer is due.
+        self._idle_since: float | None = None
+        self._in_message = False  # between the first byte of a request and its end
+        self._writing_paused = False
+        self._closing = False  # input is dropped from now on (after Connection: close, or a refusal)
+        self._last = False  # the next answer is the last (shutting down)
+        # The request being parsed.
+        self._url = b""
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+        self._content_length = -1
+        self._expect_continue = False
+
+    @property
+    def busy(self) -> bool:
+        """A request has begun arriving and is not fully answered yet."""
+        return self._in_message or self._waiting is not None or bool(self._pipeline)
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._connections.add(self)
+        self._idle_since = self._loop.time()
+        self._idle_timer = self._loop.call_later(self._idle_timeout_s, self._on_idle_timer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # A handler still running finishes (an accepted request is never abandoned half-way
+        # through the model); its answer has nowhere to go and is dropped.
+        self._pipeline.clear()
+        self._in_message = False
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # after a refusal or Connection: close, further input is dropped
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # The request before the upgrade was answered as plain HTTP/1.1 (RFC 9110 7.8:
+            # a server may ignore Upgrade); whatever follows it is parsed as more requests.
+            self.data_received(data[upgrade.args[0] :])
+        except httptools.HttpParserError as exc:
+            if not self._closing:  # else a callback refused the request and stopped the parser
+                self._refuse(error(400, f"malformed HTTP request: {exc}"))
+
+    def eof_received(self) -> bool:
+        # The peer sends no more but may still read: answer the complete requests it sent,
+        # then close (returning False closes at once).
+        self._last = True
+        return self._waiting is not None or bool(self._pipeline)
+
+    def pause_writing(self) -> None:
+        # The peer is not reading its answers: take no new requests until it does.
+        self._writing_paused = True
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if not self._closing:
+            self._transport.resume_reading()
+        self._serve_next()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url = b""
+        self._body = []
+        self._body_bytes = 0
+        self._content_length = -1
+        self._expect_continue = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > _MAX_URL_BYTES:
+            self._refuse(error(414, f"URL longer than {_MAX_URL_BYTES} bytes"))
+            raise _Stop
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length" and value.isdigit():
+            self._content_length = int(value)
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True
+
+    def on_headers_complete(self) -> None:
+        self._idle_since = None  # the headers came in time; a body may take as long as it takes
+        if self._content_length > self._max_body_bytes:
+            self._too_large()
+        # A client that asked waits for this before sending the body. Only when nothing is
+        # answered ahead of it, so that the 100 cannot land inside an earlier answer.
+        if self._expect_continue and self._waiting is None and not self._pipeline:
+            self._transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self._max_body_bytes:
+            self._too_large()
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        parser = self._parser
+        if not parser.should_keep_alive():
+            connection = _CLOSE
+            self._closing = True  # nothing after this request is read
+        else:
+            connection = _KEEP_ALIVE if parser.get_http_version() == "1.0" else b""
+        self._pipeline.append(_Request(parser.get_method(), self._url, body, connection))
+        self._serve_next()
+
+    # answering
+
+    def _too_large(self) -> None:
+        self._refuse(error(413, f"request body exceeds max_request_bytes={self._max_body_bytes}"))
+        raise _Stop
+
+    def _refuse(self, response: Response) -> None:
+        """Answer ``response`` after what is queued, then drop the rest of the input and close."""
+        self._in_message = False
+        self._closing = True
+        self._pipeline.append(_Refusal(response))
+        self._serve_next()
+
+    def _serve_next(self) -> None:
+        """Answer queued requests in order until one has to wait for its reply or none is left."""
+        while self._pipeline and self._waiting is None and not self._writing_paused:
+            item = self._pipeline.popleft()
+            if isinstance(item, _Refusal):
+                self._write(item.response, _CLOSE, head=False)
+                self._linger()
+                return
+            path = _path(item.url)
+            if path is None:
+                self._answer(error(400, f"malformed request target {item.url!r}"), item)
+                continue
+            self._waiting = item
+            try:
+                response = self._handler(item.method, path, item.body, self._reply)
+            except Exception:
+                log.exception("handler failed on %s %s", item.method, path)
+                response = error(500, "internal server error")
+            if response is not None:
+                self._waiting = None
+                self._answer(response, item)
+        if self._transport.is_closing():
+            return
+        if self._pipeline:
+            self._transport.pause_reading()  # a complete request waits: read no more until it is answered
+        elif self._waiting is None:
+            if not self._closing and not self._writing_paused:
+                self._transport.resume_reading()
+            self._idle_since = self._loop.time()
+            self._connections.notify()
+
+    def _reply(self, response: Response) -> None:
+        """The late answer to the request in ``_waiting``."""
+        request = self._waiting
+        assert request is not None, "a reply came with no request waiting for one"
+        self._waiting = None
+        self._answer(response, request)
+        self._serve_next()
+
+    def _answer(self, response: Response, request: _Request) -> None:
+        if self._write(response, request.connection, head=request.method == b"HEAD") is _CLOSE:
+            self._transport.close()
+
+    def _write(self, response: Response, connection: bytes, *, head: bool) -> bytes:
+        """Write one answer; returns the connection header it went with."""
+        if self._transport.is_closing():
+            return _CLOSE
+        if self._last:
+            connection = _CLOSE  # shutting down: this is the connection's last answer
+        status, body, headers = response
+        self._transport.write(
+            b"".join((
+                _STATUS_LINES[status],
+                headers,
+                b"content-length: %d\r\n" % len(body),
+                _Date.get(),
+                connection,
+                b"\r\n",
+                b"" if head else body,
+            ))
+        )
+        return connection
+
+    def _linger(self) -> None:
+        # Closing a socket with unread input makes the kernel send a reset, which can destroy
+        # the answer before the client reads it. So: end our side, keep reading (and dropping)
+        # until the client closes or a short while has passed.
+        if self._transport.is_closing():
+            return
+        if not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self._transport.write_eof()
+        self._transport.resume_reading()
+        self._loop.call_later(_LINGER_S, self._transport.close)
+
+    def _on_idle_timer(self) -> None:
+        # One timer per connection, re-armed from here rather than on every request: a
+        # request only notes the time it went idle.
+        idle_since = self._idle_since
+        if idle_since is None:  # busy: look again a full timeout from now
+            delay = self._idle_timeout_s
+        else:  # idle, or still sending headers
+            delay = idle_since + self._idle_timeout_s - self._loop.time()
+            if delay <= 0:
+                self._transport.close()
+                return
+        self._idle_timer = self._loop.call_later(delay, self._on_idle_timer)
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise after answering the request in progress (received in full first)."""
+        self._last = True
+        if not self.busy:
+            self._transport.close()
+
+
+class _Stop(Exception):
+    """Raised in a parser callback to stop parsing a connection that has been refused."""
+
+
+def _path(url: bytes) -> str | None:
+    """The decoded path of a request target, or None when it is not a valid one."""
+    if url[:1] == b"/" and b"?" not in url and b"%" not in url and b"#" not in url:
+        try:
+            return url.decode("ascii")  # the common case: a plain path
+        except UnicodeDecodeError:
+            return None
+    try:
+        raw = httptools.parse_url(url).path  # also takes absolute-form targets
+    except httptools.HttpParserInvalidURLError:
+        return None
+    if raw is None:
+        return None
+    return urllib.parse.unquote(raw.decode("latin-1"))
