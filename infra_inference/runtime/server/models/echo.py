@@ -27,7 +27,10 @@ class EchoModel:
 
     def delay_s(self, batch: Sequence[InferRequest]) -> float:
         """Seconds this batch takes under the cost model."""
-        asked_ms = max((_delay_ms(r) for r in batch), default=0.0)
+        asked_ms = 0.0
+        for r in batch:
+            if r.parameters:  # most requests carry none: skip the lookups (echo measures server overhead)
+                asked_ms = max(asked_ms, _delay_ms(r))
         return max(self._base_s + self._per_item_s * len(batch), asked_ms / 1000.0)
 
     async def predict(self, batch: Sequence[InferRequest]) -> list[Tensors]:
