@@ -1,0 +1,198 @@
+"""The server's HTTP/1.1 over raw sockets: framing, keep-alive, limits and bad input, as clients send them."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import pytest
+
+from tests.runtime.server.support import server_in_thread, v2_body, wait_until
+
+INFER = b"/v2/models/echo/infer"
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    with server_in_thread(model="echo", max_request_bytes=4096) as (port, _):
+        yield port
+
+
+def _connect(port: int) -> tuple[socket.socket, BinaryIO]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    return sock, sock.makefile("rb")
+
+
+def _read(stream: BinaryIO, *, head: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """One response off the stream: status, lower-cased headers, body (by content-length; none for HEAD)."""
+    status_line = stream.readline()
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    headers: dict[str, str] = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = b"" if head else stream.read(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+def _post(path: bytes, body: bytes, *extra: bytes) -> bytes:
+    head = [b"POST " + path + b" HTTP/1.1", b"host: t", b"content-length: %d" % len(body), *extra]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    return sock.recv(1) == b""
+
+
+def _echo_body(value: float) -> bytes:
+    return json.dumps(v2_body([value])).encode()
+
+
+def test_keep_alive_answers_many_requests_on_one_connection(port: int) -> None:
+    sock, stream = _connect(port)
+    with sock:
+        for i in range(3):
+            sock.sendall(_post(INFER, _echo_body(float(i))))
+            status, headers, body = _read(stream)
+            assert status == 200 and "connection" not in headers
+            assert json.loads(body)["outputs"][0]["data"] == [float(i)]
+
+
+def test_chunked_request_body_is_reassembled(port: int) -> None:
+    body = _echo_body(7.0)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:25], body[25:])) + b"0\r\n\r\n"
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n" + chunks)
+        status, _, reply = _read(stream)
+        assert status == 200 and json.loads(reply)["outputs"][0]["data"] == [7.0]
+
+
+def test_chunked_body_over_the_limit_gets_413_and_the_connection_closes(port: int) -> None:
+    chunk = b"x" * 3000
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n")
+        sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2)
+        status, headers, reply = _read(stream)
+        assert status == 413 and "max_request_bytes=4096" in json.loads(reply)["error"]
+        assert headers["connection"] == "close"
+        assert _closed_by_server(sock)
+
+
+def test_declared_length_over_the_limit_is_refused_before_the_body_is_sent(port: int) -> None:
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: t\r\ncontent-length: 100000\r\n"
+                     b"expect: 100-continue\r\n\r\n")
+        status, headers, _ = _read(stream)
+        assert status == 413 and headers["connection"] == "close"
+
+
+def test_expect_100_continue_gets_the_interim_answer_then_the_real_one(port: int) -> None:
+    body = _echo_body(3.0)
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(_post(INFER, body, b"expect: 100-continue")[: -len(body)])  # headers only
+        assert stream.readline() == b"HTTP/1.1 100 Continue\r\n" and stream.readline() == b"\r\n"
+        sock.sendall(body)
+        status, _, reply = _read(stream)
+        assert status == 200 and json.loads(reply)["outputs"][0]["data"] == [3.0]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\ncontent-length: nope\r\n\r\n", b"\x00\x01\x02\r\n\r\n"],
+)
+def test_malformed_http_gets_400_with_a_json_error_and_the_connection_closes(port: int, garbage: bytes) -> None:
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(garbage)
+        status, headers, body = _read(stream)
+        assert status == 400 and "malformed HTTP request" in json.loads(body)["error"]
+        assert headers["connection"] == "close"
+        assert _closed_by_server(sock)
+
+
+def test_connection_close_is_honoured_after_the_answer(port: int) -> None:
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(_post(INFER, _echo_body(1.0), b"connection: close"))
+        status, headers, _ = _read(stream)
+        assert status == 200 and headers["connection"] == "close"
+        assert _closed_by_server(sock)
+
+
+def test_http_1_0_closes_unless_asked_to_keep_alive(port: int) -> None:
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert _read(stream)[0] == 200
+        assert _closed_by_server(sock)
+    sock, stream = _connect(port)
+    with sock:
+        for _ in range(2):
+            sock.sendall(b"GET /healthz HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+            status, headers, _ = _read(stream)
+            assert status == 200 and headers["connection"] == "keep-alive"
+
+
+def test_pipelined_requests_are_answered_in_order(port: int) -> None:
+    slow = json.dumps(v2_body([1.0], delay_ms=200, request_id="slow")).encode()
+    fast = json.dumps(v2_body([2.0], request_id="fast")).encode()
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(_post(INFER, slow) + b"GET /v2/health/live HTTP/1.1\r\nhost: t\r\n\r\n" + _post(INFER, fast))
+        answers = [_read(stream) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    assert json.loads(answers[0][2])["id"] == "slow"
+    assert json.loads(answers[1][2]) == {"live": True}
+    assert json.loads(answers[2][2])["id"] == "fast"
+
+
+def test_head_answers_headers_only(port: int) -> None:
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(b"HEAD /readyz HTTP/1.1\r\nhost: t\r\n\r\nGET /readyz HTTP/1.1\r\nhost: t\r\n\r\n")
+        head_status, head_headers, _ = _read(stream, head=True)
+        status, _, body = _read(stream)  # the next answer starts right after the HEAD's headers
+        assert head_status == status == 200
+        assert body == b'{"ready":true}' and int(head_headers["content-length"]) == len(body)
+
+
+def test_percent_encoded_paths_are_decoded_and_query_strings_ignored(port: int) -> None:
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(_post(b"/v2/models/ech%6F/infer?trace=1", _echo_body(5.0)))
+        status, _, body = _read(stream)
+        assert status == 200 and json.loads(body)["outputs"][0]["data"] == [5.0]
+
+
+def test_idle_connections_are_closed_after_keep_alive_s() -> None:
+    with server_in_thread(model="echo", keep_alive_s=0.2) as (port, _):
+        sock, stream = _connect(port)
+        with sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+            assert _read(stream)[0] == 200
+            assert _closed_by_server(sock)  # blocks until the server closes it
+
+
+def test_drain_closes_idle_connections_and_the_server_stops() -> None:
+    with server_in_thread(model="echo") as (port, server):
+        sock, stream = _connect(port)
+        with sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+            assert _read(stream)[0] == 200
+            server.begin_drain()
+            assert _closed_by_server(sock)
+        wait_until(lambda: not _listening(port))
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
