@@ -58,6 +58,15 @@ def test_example_objects_apply_server_side_and_their_pods_pass_admission(stack: 
         failures = [c.message for c in dep.status.conditions or [] if c.type == "ReplicaFailure" and c.status == "True"]
         assert not failures, f"{ns}/{name}: {failures}"
 
+    # A Job's pods count as active from creation (Pending included); one the
+    # admission chain refused never does.
+    batch = client.BatchV1Api(stack.api)
+    for j in (o for o in objects if o["kind"] == "Job"):
+        name, ns = j["metadata"]["name"], j["metadata"]["namespace"]
+        want = j["spec"].get("parallelism", 1)
+        wait_until(lambda name=name, ns=ns, want=want: (batch.read_namespaced_job(name, ns).status.active or 0) == want,
+                   f"{want} pods of Job {ns}/{name} created", describe=stack.describe(ns))  # fmt: skip
+
 
 def test_quickstart_spec_yaml_applies_server_side(stack: Stack) -> None:
     import yaml
