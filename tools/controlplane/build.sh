@@ -65,13 +65,11 @@ build() { # build <what> <module dir> <go build args...>
     local what="$1" dir="$2" start=$SECONDS
     shift 2
     log "building $what (first build takes a while; later ones reuse Go's build cache)"
-    (cd "$dir" && go mod download && go build -v "$@" 2>&1) | progress "$what"
-    local rc=${PIPESTATUS[0]}
-    if (( rc != 0 )); then
+    if ! (cd "$dir" && go mod download && go build -v "$@" 2>&1) | progress "$what"; then
         # -v output went to the counter; rerun quietly to show the compiler's error.
         (cd "$dir" && go build "$@") >&2 || true
         log "building $what FAILED"
-        exit "$rc"
+        exit 1
     fi
     log "built $what in $((SECONDS - start))s"
 }
