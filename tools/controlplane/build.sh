@@ -23,7 +23,9 @@ modver() { # modver <dir> <module>: the version <dir>/go.mod requires
 k8s_version="$(modver "$here/kubernetes" k8s.io/kubernetes)"
 etcd_version="$(modver "$here/etcd" go.etcd.io/etcd/server/v3)"
 kwok_version="$(modver "$here/kwok" sigs.k8s.io/kwok)"
-manifest_hash="$(cat "$here"/{kubernetes,etcd,kwok}/go.{mod,sum} | sha256sum | cut -c1-12)"
+# Bump when the recipe below changes (flags, stage files): a new cache key.
+recipe=1
+manifest_hash="$( (echo "recipe $recipe"; cat "$here"/{kubernetes,etcd,kwok}/go.{mod,sum}) | sha256sum | cut -c1-12)"
 key="k8s-${k8s_version}_etcd-${etcd_version}_kwok-${kwok_version}-${manifest_hash}"
 bin="$cache_root/controlplane/$key/bin"
 binaries=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
