@@ -114,8 +114,9 @@ def decide(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float
     stable = state.demand.mean(now, policy.stable_window_s) or 0.0
     panic = state.demand.mean(now, policy.panic_window_s) or 0.0
 
-    backlog = _backlog(policy, obs, target)
     panicking, state = _panic(policy, obs, state, now, panic)
+    demand = panic if panicking else stable
+    backlog = _backlog(policy, obs, target, demand)
     recommended = _ceil(stable + backlog)
     why = f"stable {stable:.2f} replicas over {policy.stable_window_s:g}s"
     if panicking:
@@ -149,23 +150,24 @@ def _target(policy: ScalingSpec) -> float:
     return policy.target
 
 
-def _backlog(policy: ScalingSpec, obs: Observation, target: float) -> float:
+def _backlog(policy: ScalingSpec, obs: Observation, target: float, demand: float) -> float:
     """Replicas that finish the queued work in BACKLOG_DRAIN_S; counted in this decision only, never averaged.
 
     Averaged into the windows, a backlog that lasts a 5 s cold start would
     keep buying replicas for a stable window after it drained. And while
     replicas are starting, the queue grows because they are not ready yet:
     they were asked for to take it, so it may hold them but not add to them
-    (4 asked for, 1 ready: at most 3 replicas' worth), and only a backlog
-    left once they are ready asks for more. Otherwise, where starting
-    replicas slow each other down (2 CPU cores, many processes), every tick
-    of a longer cold start buys more of them.
+    (6 asked for, 2 ready, arrivals wanting 2: at most 4 replicas' worth, the
+    ones starting), and only a backlog left once they are ready asks for
+    more. Otherwise, where starting replicas slow each other down (2 CPU
+    cores, many processes), every tick of a longer cold start buys more.
     """
     if policy.metric != "concurrency" or not obs.backlog_s:
         return 0.0
     replicas = obs.backlog_s / BACKLOG_DRAIN_S / target
-    starting = obs.current - obs.ready
-    return min(replicas, float(starting)) if starting > 0 else replicas
+    if obs.current > obs.ready:
+        return min(replicas, max(0.0, obs.current - demand))
+    return replicas
 
 
 def _ceil(replicas: float) -> int:
