@@ -1,13 +1,15 @@
 """Server overhead: `infra-inference serve --model echo` against raw Starlette and FastAPI echo apps.
 
-Each server is one uvicorn worker process (httptools, uvloop, no access log)
-pinned to core 0; the load generator (keep-alive HTTP/1.1 connections on
-uvloop) is pinned to core 1. Every server gets the same OIP request body, at
-c=1 and c=32, in the same run, so the ratios compare like with like. Servers
-are measured in rotating order over several rounds and the median is
+Each server is one process pinned to core 0; the load generator (keep-alive
+HTTP/1.1 connections on uvloop) is pinned to core 1. The baselines run as
+people deploy them: one uvicorn worker (httptools, uvloop, no access log).
+Ours is `infra-inference serve` as shipped: its own HTTP/1.1 protocol on
+httptools and uvloop, no ASGI server. Every server gets the same OIP request
+body, at c=1 and c=32, in the same run, so the ratios compare like with like.
+Servers are measured in rotating order over several rounds and the median is
 reported, so a noisy neighbour on the machine does not decide a ratio.
 `asgi-floor` (a bare ASGI callable answering a constant) shows what uvicorn
-itself costs: no server on uvicorn can beat it.
+itself costs: no app on uvicorn can beat it.
 
     .venv/bin/python benchmarks/server_overhead.py [--duration-s 3] [--rounds 3]
 

@@ -142,7 +142,7 @@ class HttpConnection(asyncio.Protocol):
     """One client connection: parse requests, run the handler, write answers in order.
 
     Args:
-        handler: Answers ``(method, path, body)``.
+        handler: Answers ``(method, path, body, reply)``: a response now, or None and ``reply`` later.
         connections: Where the connection registers itself while open.
         max_body_bytes: Largest request body accepted; beyond it 413 and close.
         idle_timeout_s: How long a connection may stay idle (or send headers) before it is closed.
@@ -315,7 +315,8 @@ class HttpConnection(asyncio.Protocol):
         elif self._waiting is None:
             if not self._closing and not self._writing_paused:
                 self._transport.resume_reading()
-            self._idle_since = self._loop.time()
+            if not self._in_message:  # else the next request's headers (or body) are already arriving
+                self._idle_since = self._loop.time()
             self._connections.notify()
 
     def _reply(self, response: Response) -> None:

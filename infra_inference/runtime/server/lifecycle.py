@@ -48,6 +48,7 @@ class ModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._draining = False
+        self._drain_task: asyncio.Task[None] | None = None
         self._forced = False
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
@@ -60,8 +61,10 @@ class ModelServer:
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Serve in the running event loop until drained, stopped, or the model fails to load."""
-        loop = self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        loop = self._loop = asyncio.get_running_loop()
+        if self._draining:  # asked before the loop existed (begin_drain sets the flag, then reads the loop)
+            self._start_drain()
         dataplane = self.app.dataplane
 
         def connection() -> HttpConnection:
@@ -105,11 +108,15 @@ class ModelServer:
             self._stop.set()  # type: ignore[union-attr]  # set before signal handlers are
 
     def begin_drain(self) -> None:
-        """Start draining; callable from any thread (signal handler, tests)."""
-        if self._loop is None:  # not started yet: nothing was accepted
-            return
+        """Start draining; callable from any thread (signal handler, tests), also before ``serve``."""
         self._draining = True
-        self._loop.call_soon_threadsafe(self._loop.create_task, self._drain())
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        if self._drain_task is None:  # the loop holds tasks weakly: keep it referenced
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         self.app.dataplane.start_drain()

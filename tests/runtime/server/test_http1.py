@@ -46,6 +46,18 @@ def _closed_by_server(sock: socket.socket) -> bool:
     return sock.recv(1) == b""
 
 
+def _send_expecting_refusal(port: int, *parts: bytes) -> tuple[int, str]:
+    """Send ``parts``; the answer must say close and the server must close. Returns status and error."""
+    sock, stream = _connect(port)
+    with sock:
+        for part in parts:
+            sock.sendall(part)
+        status, headers, body = _read(stream)
+        assert headers["connection"] == "close"
+        assert _closed_by_server(sock)
+    return status, json.loads(body)["error"]
+
+
 def _echo_body(value: float) -> bytes:
     return json.dumps(v2_body([value])).encode()
 
@@ -72,23 +84,19 @@ def test_chunked_request_body_is_reassembled(port: int) -> None:
 
 def test_chunked_body_over_the_limit_gets_413_and_the_connection_closes(port: int) -> None:
     chunk = b"x" * 3000
-    sock, stream = _connect(port)
-    with sock:
-        sock.sendall(b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n")
-        sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2)
-        status, headers, reply = _read(stream)
-        assert status == 413 and "max_request_bytes=4096" in json.loads(reply)["error"]
-        assert headers["connection"] == "close"
-        assert _closed_by_server(sock)
+    status, message = _send_expecting_refusal(
+        port,
+        b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2,
+    )
+    assert status == 413 and "max_request_bytes=4096" in message
 
 
 def test_declared_length_over_the_limit_is_refused_before_the_body_is_sent(port: int) -> None:
-    sock, stream = _connect(port)
-    with sock:
-        sock.sendall(b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: t\r\ncontent-length: 100000\r\n"
-                     b"expect: 100-continue\r\n\r\n")
-        status, headers, _ = _read(stream)
-        assert status == 413 and headers["connection"] == "close"
+    status, _ = _send_expecting_refusal(
+        port, b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: t\r\ncontent-length: 100000\r\nexpect: 100-continue\r\n\r\n"
+    )
+    assert status == 413
 
 
 def test_expect_100_continue_gets_the_interim_answer_then_the_real_one(port: int) -> None:
@@ -107,13 +115,8 @@ def test_expect_100_continue_gets_the_interim_answer_then_the_real_one(port: int
     [b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\ncontent-length: nope\r\n\r\n", b"\x00\x01\x02\r\n\r\n"],
 )
 def test_malformed_http_gets_400_with_a_json_error_and_the_connection_closes(port: int, garbage: bytes) -> None:
-    sock, stream = _connect(port)
-    with sock:
-        sock.sendall(garbage)
-        status, headers, body = _read(stream)
-        assert status == 400 and "malformed HTTP request" in json.loads(body)["error"]
-        assert headers["connection"] == "close"
-        assert _closed_by_server(sock)
+    status, message = _send_expecting_refusal(port, garbage)
+    assert status == 400 and "malformed HTTP request" in message
 
 
 def test_connection_close_is_honoured_after_the_answer(port: int) -> None:
