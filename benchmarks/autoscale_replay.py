@@ -3,20 +3,27 @@
 A discrete-event simulator replays hours of trace in seconds. Ours and the
 KPA-style baseline run the real `decide/` code; HPA-style, static peak and the
 oracle are written out below. Every policy sees the same arrivals, the same
-replica cold start and the same service time. (The replay against the real
-local stack is not written yet: see benchmarks/RESULTS.md.)
+replica cold start and the same service time. With --real, a few minutes of the
+same trace (at a quarter of its rate) go to the real local stack instead
+(`infra-inference dev`'s gateway, autoscaler and echo replicas on 127.0.0.1),
+and the simulator replays the same slice with the cold start measured here.
 
-Run: .venv/bin/python benchmarks/autoscale_replay.py [--hours H] [--seed S] [--plots DIR]
+Run: .venv/bin/python benchmarks/autoscale_replay.py [--hours H] [--seed S] [--plots DIR] [--real]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import heapq
+import json
 import math
 import random
+import statistics
+import subprocess
 import sys
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,18 +31,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import aiohttp  # noqa: E402
+
 from infra_inference.decide.autoscaling import Observation, ScalerState, decide, littles_law  # noqa: E402
+from infra_inference.runtime.actuators.local import free_port  # noqa: E402
+from infra_inference.runtime.autoscaler import prom  # noqa: E402
+from infra_inference.runtime.dev import DevStack  # noqa: E402
 from infra_inference.specs.autoscale import ScalingSpec  # noqa: E402
 
-# The service: 8 slots per replica, 100 ms per request (a GPU forward pass), a 5 s
-# cold start (standby node warm, image cached, model streamed from the node cache),
-# and a 1 s latency SLO (queueing included).
-SLOTS = 8
-SERVICE_S = 0.1
-COLD_START_S = 5.0
+# The latency SLO, queueing at the gateway included.
 SLO_S = 1.0
 TIMEOUT_S = 30.0
 STEP_S = 0.05
+
+
+@dataclass(frozen=True)
+class Service:
+    """A replica: slots (its max_concurrency), seconds per request, seconds from asked-for to ready."""
+
+    slots: int
+    service_s: float
+    cold_start_s: float
+
+
+# 8 slots, 100 ms per request (a GPU forward pass), a 5 s cold start (standby node warm,
+# image cached, model streamed from the node cache).
+SIM = Service(8, 0.1, 5.0)
 
 
 # --- the trace ----------------------------------------------------------------------------------
@@ -119,25 +140,32 @@ def decider(spec: ScalingSpec, by_littles_law: bool) -> Policy:
     return policy
 
 
-# Our policy at three targets (share of a replica's slots): the product default, and the
-# headroom at which it beats the KPA-style baseline's SLO, and at which it reaches 99 %.
-OUR_SHARES = (0.7, 0.35, 0.3)
+# Our policy at four targets (share of a replica's slots): the product default; the previous
+# policy's 60 %, like for like; the headroom at which it beats the KPA-style baseline's SLO;
+# and the one at which it reaches 99 %.
+OUR_SHARES = (0.7, 0.6, 0.35, 0.3)
+OUR_TICK_S = 1.0
 
 
-def ours(share: float) -> tuple[Policy, float]:
-    # Concurrency by Little's law at `share` of the slots, the autoscaler's 1 s tick, a 2 s panic
-    # window (a burst shows in 2 ticks), a 6 s stable window and no scale-down stabilization: the
-    # signal no longer counts the queue that builds during a cold start as demand, so it can follow
-    # the arrivals closely both ways. share 0.7 is the product default (CONCURRENCY_TARGET_SHARE).
-    return decider(ScalingSpec(metric="concurrency", target=share * SLOTS, min_replicas=0, max_replicas=200,
-                               scale_to_zero_after_s=30, stable_window_s=6, panic_window_s=2,
-                               panic_threshold=2.0, scale_down_window_s=0), by_littles_law=True), 1.0
+def our_spec(share: float, slots: int) -> ScalingSpec:
+    # Concurrency by Little's law at `share` of the slots, a 2 s panic window (a burst shows in
+    # 2 ticks), a 6 s stable window and no scale-down stabilization: the signal no longer counts
+    # the queue that builds during a cold start as demand, so it can follow the arrivals closely
+    # both ways. share 0.7 is the product default (CONCURRENCY_TARGET_SHARE).
+    return ScalingSpec(metric="concurrency", target=share * slots, min_replicas=0, max_replicas=200,
+                       scale_to_zero_after_s=30, stable_window_s=6, panic_window_s=2, panic_threshold=2.0,
+                       scale_down_window_s=0)
+
+
+def ours(share: float, slots: int = SIM.slots) -> tuple[Policy, float]:
+    """Our decider on our signal, every OUR_TICK_S (the autoscaler's default tick)."""
+    return decider(our_spec(share, slots), by_littles_law=True), OUR_TICK_S
 
 
 def kpa_style() -> tuple[Policy, float]:
     # Knative defaults: 60 s stable / 6 s panic windows, panic at 200 %, 70 % target
     # utilization of the container concurrency, 30 s scale-to-zero grace, 2 s tick.
-    return decider(ScalingSpec(metric="concurrency", target=0.7 * SLOTS, min_replicas=0, max_replicas=200,
+    return decider(ScalingSpec(metric="concurrency", target=0.7 * SIM.slots, min_replicas=0, max_replicas=200,
                                scale_to_zero_after_s=30, stable_window_s=60, panic_window_s=6,
                                panic_threshold=2.0, scale_down_window_s=0), by_littles_law=False), 2.0
 
@@ -189,8 +217,8 @@ class Run:
 
 
 def simulate(name: str, times: list[float], duration_s: float, policy: Policy | None, period_s: float,
-             schedule: Callable[[float], int] | None = None) -> Run:
-    """Gateway FIFO -> replicas of SLOTS slots; a replica asked for is ready COLD_START_S later."""
+             schedule: Callable[[float], int] | None = None, service: Service = SIM) -> Run:
+    """Gateway FIFO -> replicas of `service.slots` slots; a replica asked for is ready a cold start later."""
     run = Run(name)
     queue: deque[float] = deque()
     inflight: list[float] = []  # completion times
@@ -214,30 +242,30 @@ def simulate(name: str, times: list[float], duration_s: float, policy: Policy | 
         while queue:
             # Start times are exact, not rounded to the step: a slot freed at 3.37 s takes the
             # request waiting since 3.31 s at 3.37 s (rounding would stretch 100 ms to 150 ms).
-            if len(inflight) < ready * SLOTS:
+            if len(inflight) < ready * service.slots:
                 start = max(queue[0], t - STEP_S)
-            elif inflight and inflight[0] <= t and len(inflight) <= ready * SLOTS:
+            elif inflight and inflight[0] <= t and len(inflight) <= ready * service.slots:
                 start = max(queue[0], heapq.heappop(inflight))
             else:
                 break
-            latency = start - queue.popleft() + SERVICE_S
+            latency = start - queue.popleft() + service.service_s
             run.latencies.append(latency)
             window.append(latency)
-            heapq.heappush(inflight, start + SERVICE_S)
+            heapq.heappush(inflight, start + service.service_s)
         while inflight and inflight[0] <= t:
             heapq.heappop(inflight)
-        busy_acc += min(1.0, len(inflight) / (ready * SLOTS)) if ready else 0.0
+        busy_acc += min(1.0, len(inflight) / (ready * service.slots)) if ready else 0.0
         run.replica_seconds += current * STEP_S
         if t >= next_tick:
             steps = max(1, round(period_s / STEP_S))
-            served = len(run.latencies) > len(inflight)  # every request takes SERVICE_S in a replica
+            served = len(run.latencies) > len(inflight)  # every request takes service_s in a replica
             seen = Seen(len(queue) + len(inflight), busy_acc / steps, current, ready, len(queue),
-                        i - arrived_at_tick, period_s, SERVICE_S if served else None)
+                        i - arrived_at_tick, period_s, service.service_s if served else None)
             arrived_at_tick = i
             busy_acc = 0.0
             desired = schedule(t) if schedule else policy(t, seen)  # type: ignore[misc]
             if desired > current:
-                starting.extend([t + COLD_START_S] * (desired - current))
+                starting.extend([t + service.cold_start_s] * (desired - current))
             elif desired < current:
                 drop = current - desired
                 while drop and starting:  # cancel starting replicas first
@@ -254,8 +282,8 @@ def simulate(name: str, times: list[float], duration_s: float, policy: Policy | 
     return run
 
 
-def oracle_schedule(times: list[float], duration_s: float, share: float = 0.85,
-                    lead_s: int = int(COLD_START_S) + 1) -> Callable[[float], int]:
+def oracle_schedule(times: list[float], duration_s: float, share: float = 0.85, lead_s: int | None = None,
+                    service: Service = SIM) -> Callable[[float], int]:
     """The replicas each second's arrivals need at `share` of the slots, asked for `lead_s` early.
 
     The oracle knows the future: it asks a cold start (and a second) early, at 85 %.
@@ -266,13 +294,14 @@ def oracle_schedule(times: list[float], duration_s: float, share: float = 0.85,
     per_s = [0] * (int(duration_s) + 2)
     for a in times:
         per_s[int(a)] += 1
-    need = [math.ceil(n * SERVICE_S / (SLOTS * share)) if n else 0 for n in per_s]
+    need = [math.ceil(n * service.service_s / (service.slots * share)) if n else 0 for n in per_s]
+    lead_s = int(service.cold_start_s) + 1 if lead_s is None else lead_s
     ahead = [max(need[s:s + lead_s + 1]) for s in range(len(need))]
     return lambda t: ahead[min(int(t), len(ahead) - 1)]
 
 
 def static_peak(rate: list[float]) -> Callable[[float], int]:
-    replicas = math.ceil(max(rate) * SERVICE_S / (SLOTS * 0.7))
+    replicas = math.ceil(max(rate) * SIM.service_s / (SIM.slots * 0.7))
     return lambda t: replicas
 
 
@@ -303,7 +332,8 @@ def sim(hours: float, seed: int, plots: Path | None) -> None:
     times = arrivals(rate, seed)
     duration = len(rate)
     print(f"trace: {hours:g} h, seed {seed}, {len(times)} requests, peak {max(rate):.0f} req/s; "
-          f"{SLOTS} slots x {SERVICE_S * 1000:.0f} ms per replica, cold start {COLD_START_S:g} s, SLO {SLO_S:g} s")
+          f"{SIM.slots} slots x {SIM.service_s * 1000:.0f} ms per replica, cold start {SIM.cold_start_s:g} s, "
+          f"SLO {SLO_S:g} s")
     started = time.perf_counter()
     runs = [simulate("oracle", times, duration, None, 1.0, oracle_schedule(times, duration))]
     policies = [*((f"ours@{share:.0%}", lambda share=share: ours(share)) for share in OUR_SHARES),
@@ -315,11 +345,7 @@ def sim(hours: float, seed: int, plots: Path | None) -> None:
     for share in (OUR_SHARES[0], OUR_SHARES[-1]):
         runs.append(simulate(f"no-lead@{share:.0%}", times, duration, None, 1.0,
                              oracle_schedule(times, duration, share, lead_s=0)))
-    oracle = runs[0].replica_seconds
-    print(f"{'policy':<14} {'within SLO':>10} {'failed':>7} {'replica-s':>10} {'x oracle':>9}")
-    for r in runs:
-        print(f"{r.name:<14} {r.within_slo:>10.2%} {r.failed:>7} {r.replica_seconds:>10.0f} "
-              f"{r.replica_seconds / oracle:>9.2f}")
+    table(runs)
     print(f"simulated {len(runs)} x {hours:g} h in {time.perf_counter() - started:.1f} s")
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
@@ -328,13 +354,118 @@ def sim(hours: float, seed: int, plots: Path | None) -> None:
         print(f"plots: {plots}/autoscale_<policy>.png")
 
 
+def table(runs: list[Run]) -> None:
+    """Each run's figures; the first run is the oracle the others' cost is compared with."""
+    oracle = runs[0].replica_seconds
+    print(f"{'policy':<14} {'requests':>9} {'within SLO':>10} {'failed':>7} {'replica-s':>10} {'x oracle':>9}")
+    for r in runs:
+        print(f"{r.name:<14} {r.requests:>9} {r.within_slo:>10.2%} {r.failed:>7} {r.replica_seconds:>10.0f} "
+              f"{r.replica_seconds / oracle:>9.2f}")
+
+
+# --- the same policy against the real local stack -----------------------------------------------
+
+# The slice: the last 10 s of an idle gap (the service is at zero) through the wake-up, the
+# diurnal base, and the first 39 s of a 4.15x burst at 5166 s.
+REAL_FROM_S = 4945
+REAL_SECONDS = 260
+# An eighth of the trace's rate (13 req/s base, 61 in the burst) into replicas of 2 slots: at
+# most ~5 replica processes, which 2 cores can start and serve without the replicas themselves
+# (Python processes starting at once) stretching the cold start several-fold. The echo model
+# sleeps 100 ms per request, standing in for a GPU forward pass, so a replica costs little CPU.
+REAL_SCALE = 0.125
+REAL_SLOTS = 2
+ECHO_DELAY_MS = 100.0
+
+
+def cold_start_s(serve_args: list[str]) -> float:
+    """A bare `infra-inference serve` from exec to ready on this machine: the simulator's cold start for the slice."""
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "infra_inference", "serve", "--host", "127.0.0.1",
+                             "--port", str(port), *serve_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.monotonic() - started < 60:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return time.monotonic() - started
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("a replica did not become ready within 60 s")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def drive(stack: DevStack, times: list[float], run: Run, seconds: float) -> None:
+    """Open loop: each request at its arrival time, latency from that time; replicas asked for, sampled."""
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]})
+    url = f"{stack.url}/v2/models/{stack.model}/infer"
+    start = time.monotonic()
+
+    async def one(session: aiohttp.ClientSession, at: float) -> None:
+        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        try:
+            async with session.post(url, data=body, headers={"content-type": "application/json"},
+                                    timeout=aiohttp.ClientTimeout(total=TIMEOUT_S + 5)) as r:
+                await r.read()
+                ok = r.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            ok = False
+        if ok:
+            run.latencies.append(time.monotonic() - start - at)
+        else:
+            run.failed += 1
+
+    async def sample() -> None:
+        # The simulator's cost is the replicas asked for (current), integrated; so is this one.
+        period = 0.25
+        for _ in range(int(seconds / period)):
+            text = await asyncio.to_thread(stack.autoscaler_metrics)
+            run.replica_seconds += prom.total(prom.parse(text), "infra_inference_desired_replicas") * period
+            await asyncio.sleep(max(0.0, start + (_ + 1) * period - time.monotonic()))
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(sample(), *(one(session, at) for at in times))
+
+
+def real(hours: float, seed: int) -> None:
+    rate = [r * REAL_SCALE for r in trace(hours, seed)[REAL_FROM_S:REAL_FROM_S + REAL_SECONDS]]
+    times = arrivals(rate, seed)
+    slots = REAL_SLOTS
+    serve_args = ["--model", "echo", "--echo-delay-ms", f"{ECHO_DELAY_MS:g}"]
+    cold = statistics.median(cold_start_s([*serve_args, "--max-concurrency", str(slots)]) for _ in range(3))
+    service = Service(slots, ECHO_DELAY_MS / 1000, cold)
+    print(f"real stack: trace seed {seed}, seconds {REAL_FROM_S}..{REAL_FROM_S + REAL_SECONDS} at "
+          f"{REAL_SCALE:g}x rate: {len(times)} requests, peak {max(rate):.0f} req/s; {slots} slots x "
+          f"{ECHO_DELAY_MS:g} ms echo per replica; measured cold start {cold:.2f} s; SLO {SLO_S:g} s")
+    live = Run(f"real ours@{OUR_SHARES[0]:.0%}")
+    policy = our_spec(OUR_SHARES[0], slots)
+    with DevStack(policy, serve_args, max_concurrency=slots, timeout_s=TIMEOUT_S, max_queue=100_000,
+                  tick_s=OUR_TICK_S) as stack:
+        asyncio.run(drive(stack, times, live, REAL_SECONDS))
+    simulated, period = ours(OUR_SHARES[0], slots)
+    table([simulate("oracle", times, REAL_SECONDS, None, 1.0, oracle_schedule(times, REAL_SECONDS, service=service),
+                    service),
+           simulate(f"sim ours@{OUR_SHARES[0]:.0%}", times, REAL_SECONDS, simulated, period, service=service),
+           live])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plots", type=Path, default=Path("out/bench"))
+    parser.add_argument("--real", action="store_true",
+                        help=f"Replay {REAL_SECONDS} s of the trace against the real local stack (gateway, "
+                             f"autoscaler, echo replicas on 127.0.0.1) and the simulator, instead of hours "
+                             f"in the simulator alone.")
     args = parser.parse_args()
-    sim(args.hours, args.seed, args.plots)
+    if args.real:
+        real(args.hours, args.seed)
+    else:
+        sim(args.hours, args.seed, args.plots)
 
 
 if __name__ == "__main__":
