@@ -66,6 +66,8 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
     platform = c.attempt("platform", lambda: plan_platform(doc.get("platform") or {}))
     if platform is not None:
         out += platform_manifests(platform)
+    # Entries without a namespace land in the platform's, which this document creates.
+    home = {"namespace": platform.namespace} if platform is not None and "platform" in doc else {}
 
     pools: dict[str, PoolPlan] = {}
     for name, args in _section(doc, "pools", c).items():
@@ -80,7 +82,7 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
         pool = None if pool_name is None else c.reference(f"services.{name}.pool", pools, pool_name, "pool")
         if pool_name is not None and pool is None:
             continue
-        plan = c.attempt(f"services.{name}", lambda n=name, a=args, p=pool: plan_service(n, a, p))
+        plan = c.attempt(f"services.{name}", lambda n=name, a=args, p=pool: plan_service(n, {**home, **a}, p))
         if plan is not None:
             services[name] = plan
             out += service_manifests(plan)
@@ -93,7 +95,7 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
         if pool is None:
             continue
         plan = c.attempt(f"standby.{name}",
-                         lambda n=name, a=args, p=pool: plan_standby(n, a, p, [
+                         lambda n=name, a=args, p=pool: plan_standby(n, {**home, **a}, p, [
                              s.step_and_slots for s in services.values() if s.placement.pool_name == p.name]))
         if plan is not None:
             out += standby_manifests(plan)
@@ -103,7 +105,8 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
         svc = None if svc_name is None else c.reference(f"policies.{name}.service", services, svc_name, "service")
         if svc_name is not None and svc is None:
             continue
-        plan = c.attempt(f"policies.{name}", lambda n=name, a=args, s=svc: plan_policy(n, a, s))
+        policy_args = {**home, **args} if svc is None else args  # a service's policy follows the service
+        plan = c.attempt(f"policies.{name}", lambda n=name, a=policy_args, s=svc: plan_policy(n, a, s))
         if plan is not None:
             out += policy_manifests(plan)
 

@@ -61,3 +61,16 @@ def test_device_plugin_config_is_valid_yaml_in_its_configmap() -> None:
                                               "sharing": {"strategy": "time-slicing", "replicas_per_gpu": 4}}}})
     [cm] = [o for o in objects if o["kind"] == "ConfigMap"]
     assert yaml.safe_load(cm["data"]["config.yaml"])["sharing"]["timeSlicing"]["resources"][0]["replicas"] == 4
+
+
+def test_entries_without_a_namespace_land_in_the_platform_namespace_the_document_creates() -> None:
+    objects = render_stack({"platform": {"namespace": "ml"},
+                            "pools": {"gpu": {**BASE, "gpu_type": "l4", "max_nodes": 2,
+                                              "sharing": {"strategy": "time-slicing", "replicas_per_gpu": 4}}},
+                            "services": {"chat": {"pool": "gpu", "gpu_fraction": 0.25, "model": {"uri": "m"}},
+                                         "other": {"model": {"uri": "m"}, "namespace": "elsewhere"}},
+                            "standby": {"warm": {"pool": "gpu", "instances": 1}}})
+    namespaced = {(o["kind"], o["metadata"]["name"]): o["metadata"].get("namespace") for o in objects}
+    assert namespaced[("Deployment", "chat")] == "ml"
+    assert namespaced[("Deployment", "warm-balloons")] == "ml"
+    assert namespaced[("Deployment", "other")] == "elsewhere"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +63,9 @@ def run_program(program: Callable[[], dict[str, Any] | None]) -> Run:
 
     Exceptions raised while the program runs (including inside applies) propagate.
     """
+    # Pulumi's mocks run on the thread's current event loop; an earlier asyncio.run() in the
+    # same process closes it and unsets it, so give every program a fresh one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = Recorder()
     pulumi.runtime.set_mocks(mocks, project="test", stack="test", preview=False)
     parents: dict[str, str] = {}
