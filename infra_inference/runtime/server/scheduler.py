@@ -84,6 +84,9 @@ class Scheduler:
         self._queue: deque[_Pending] = deque()
         self._batches: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        # Bound at the first request: a scheduler serves one event loop, and on Python 3.11
+        # asyncio.get_running_loop() costs a getpid() system call, too much for once per request.
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.inflight = 0
         self.accepting = True
 
@@ -139,11 +142,13 @@ class Scheduler:
             raise QueueFull(
                 f"model is at max_concurrency and its queue is full ({self._max_queue})", headers=self._retry_after
             )
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         pending = _Pending(request, reply, loop.time())
         pending.deadline = loop.call_at(pending.enqueued_s + self._timeout_s, self._expire, pending)
         self._queue.append(pending)
-        self._dispatch(loop)
+        self._dispatch()
         return pending
 
     def _answer(self, pending: _Pending, outcome: Tensors | RequestError) -> None:
@@ -175,7 +180,8 @@ class Scheduler:
         except ValueError:
             pass
 
-    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _dispatch(self) -> None:
+        loop = self._loop
         while self._queue:
             size = min(self._max_batch_size, len(self._queue))
             if size > self._max_concurrency - self.inflight:
@@ -186,25 +192,25 @@ class Scheduler:
                 due_s = self._queue[0].enqueued_s + self._max_wait_s
                 if loop.time() < due_s:
                     if self._timer is None:
-                        self._timer = loop.call_at(due_s, self._on_timer, loop)
+                        self._timer = loop.call_at(due_s, self._on_timer)
                     return
             batch = [self._queue.popleft() for _ in range(size)]
             self.inflight += size
-            task = loop.create_task(self._run(batch, loop))
+            task = loop.create_task(self._run(batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
 
-    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _on_timer(self) -> None:
         self._timer = None
-        self._dispatch(loop)
+        self._dispatch()
 
-    async def _run(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+    async def _run(self, batch: list[_Pending]) -> None:
         self._on_batch(len(batch))
         try:
             await self._settle(batch)
         finally:
             self.inflight -= len(batch)
-            self._dispatch(loop)
+            self._dispatch()
 
     async def _settle(self, batch: list[_Pending]) -> None:
         try:
