@@ -27,6 +27,7 @@ from infra_inference.specs.autoscale import Metric
 log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT_S = 2.0
+GATEWAY_METRICS: tuple[Metric, ...] = ("concurrency", "throughput", "latency")
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,9 @@ class Collector:
         gateway = await scrape_all(self._session, [f"{g}/metrics" for g in self._gateways()])
         out = {}
         for d in deployments:
-            if gateway is None:
-                out[d] = Reading(now, await self._value(d, None, now), None)
+            if gateway is None:  # what only the gateway knows is unknown; utilization and custom are not
+                value = None if self._metric in GATEWAY_METRICS else await self._value(d, None, now)
+                out[d] = Reading(now, value, None)
                 continue
             queued = sum(prom.total(s, "infra_inference_queue_depth", deployment=d) for s in gateway)
             outstanding = queued + sum(prom.total(s, "infra_inference_inflight_requests", deployment=d)
