@@ -196,9 +196,8 @@ class Scheduler:
                     return
             batch = [self._queue.popleft() for _ in range(size)]
             self.inflight += size
-            task = loop.create_task(self._run(batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+            # The loop holds tasks weakly: _batches keeps each one until it ends.
+            self._batches.add(loop.create_task(self._run(batch)))
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -210,6 +209,8 @@ class Scheduler:
             await self._settle(batch)
         finally:
             self.inflight -= len(batch)
+            # Here rather than in a done callback, which would cost one more pass of the loop.
+            self._batches.discard(asyncio.current_task(self._loop))  # type: ignore[arg-type]
             self._dispatch()
 
     async def _settle(self, batch: list[_Pending]) -> None:
