@@ -7,8 +7,8 @@ protocol is ``http1``; this module only maps a request to an answer.
 
 from __future__ import annotations
 
-import time
 import logging
+import time
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any, NamedTuple
@@ -99,15 +99,16 @@ class ServerApp:
             request = protocol.decode(body)
 
             def answered(outcome: Tensors | RequestError) -> None:
-                try:
-                    if isinstance(outcome, RequestError):
-                        raise outcome
-                    response = Response(200, protocol.encode(self.dataplane.model_name, request, outcome))
-                except RequestError as exc:
-                    response = _error(exc)
-                except Exception:  # a bug here must still answer, or the connection waits forever
-                    log.exception("encoding the answer failed")
-                    response = error(500, "internal server error")
+                if isinstance(outcome, RequestError):
+                    response = _error(outcome)
+                else:
+                    try:
+                        response = Response(200, protocol.encode(self.dataplane.model_name, request, outcome))
+                    except RequestError as exc:
+                        response = _error(exc)
+                    except Exception:  # a bug here must still answer, or the connection waits forever
+                        log.exception("encoding the answer failed")
+                        response = error(500, "internal server error")
                 metrics.observe_request(response.status, time.perf_counter() - start)
                 reply(response)
 
