@@ -37,14 +37,12 @@ Reply = Callable[[Tensors | RequestError], None]
 
 
 class _Pending:
-    __slots__ = ("request", "reply", "enqueued_s", "deadline", "answered")
+    __slots__ = ("request", "reply", "enqueued_s")
 
     def __init__(self, request: InferRequest, reply: Reply, enqueued_s: float) -> None:
         self.request = request
         self.reply = reply
         self.enqueued_s = enqueued_s
-        self.deadline: asyncio.TimerHandle | None = None
-        self.answered = False
 
 
 class Scheduler:
@@ -84,6 +82,12 @@ class Scheduler:
         self._queue: deque[_Pending] = deque()
         self._batches: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        # Accepted and not yet answered, oldest first, with their deadlines. Every request gets
+        # the same timeout_s, so deadlines come in arrival order and one timer, set for the
+        # oldest, serves them all: cheaper than a timer per request (uvloop gives each its
+        # own libuv timer), and only open requests are held.
+        self._unanswered: dict[_Pending, float] = {}
+        self._deadline_timer: asyncio.TimerHandle | None = None
         # Bound at the first request: a scheduler serves one event loop, and on Python 3.11
         # asyncio.get_running_loop() costs a getpid() system call, too much for once per request.
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -146,31 +150,36 @@ class Scheduler:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         pending = _Pending(request, reply, loop.time())
-        pending.deadline = loop.call_at(pending.enqueued_s + self._timeout_s, self._expire, pending)
+        deadline_s = pending.enqueued_s + self._timeout_s
+        self._unanswered[pending] = deadline_s
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_at(deadline_s, self._on_deadline)
         self._queue.append(pending)
         self._dispatch()
         return pending
 
     def _answer(self, pending: _Pending, outcome: Tensors | RequestError) -> None:
-        if pending.answered:
+        if self._unanswered.pop(pending, None) is None:
             return  # timed out (or withdrawn) before the model returned; its result is dropped
-        pending.answered = True
-        if pending.deadline is not None:
-            pending.deadline.cancel()
         try:
             pending.reply(outcome)
         except Exception:
             log.exception("delivering an answer failed")
 
-    def _expire(self, pending: _Pending) -> None:
-        self._leave_queue(pending)
-        self._answer(pending, Timeout(f"no answer within timeout_s={self._timeout_s}"))
+    def _on_deadline(self) -> None:
+        self._deadline_timer = None
+        now = self._loop.time()
+        while self._unanswered:
+            pending, deadline_s = next(iter(self._unanswered.items()))
+            if deadline_s > now:
+                self._deadline_timer = self._loop.call_at(deadline_s, self._on_deadline)
+                return
+            self._leave_queue(pending)
+            self._answer(pending, Timeout(f"no answer within timeout_s={self._timeout_s}"))
 
     def _withdraw(self, pending: _Pending) -> None:
         """Forget a request whose caller went away: no answer is due any more."""
-        pending.answered = True
-        if pending.deadline is not None:
-            pending.deadline.cancel()
+        self._unanswered.pop(pending, None)
         self._leave_queue(pending)
 
     def _leave_queue(self, pending: _Pending) -> None:
