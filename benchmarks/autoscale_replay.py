@@ -421,10 +421,10 @@ async def drive(stack: DevStack, times: list[float], run: Run, seconds: float) -
     async def sample() -> None:
         # The simulator's cost is the replicas asked for (current), integrated; so is this one.
         period = 0.25
-        for _ in range(int(seconds / period)):
+        for i in range(int(seconds / period)):
             text = await asyncio.to_thread(stack.autoscaler_metrics)
             run.replica_seconds += prom.total(prom.parse(text), "infra_inference_desired_replicas") * period
-            await asyncio.sleep(max(0.0, start + (_ + 1) * period - time.monotonic()))
+            await asyncio.sleep(max(0.0, start + (i + 1) * period - time.monotonic()))
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await asyncio.gather(sample(), *(one(session, at) for at in times))
