@@ -113,6 +113,20 @@ class Stack:
                 pytest.fail(f"{obj['kind']} {obj['metadata'].get('namespace')}/{obj['metadata']['name']} rejected: {e}")
             self.applied.append(obj)
 
+    def autoscaled_chat(self, policy: Mapping[str, Any]) -> str:
+        """Service `chat` at a quarter GPU on one time-sliced node, autoscaled by `policy`; its namespace."""
+        from infra_inference.render.stack import render_stack
+
+        ns, pool = f"inf-{self.sid}", f"l4-{self.sid}"
+        doc = {
+            "platform": {"namespace": ns},
+            "pools": {pool: pool_args(gpus_per_node=1, sharing={"strategy": "time-slicing", "replicas_per_gpu": 4})},
+            "services": {"chat": service_args(pool, ns, gpu_fraction=0.25, autoscale=dict(policy))},
+        }
+        self.add_pool_nodes(doc, pool, 1)
+        self.apply(render_stack(doc))
+        return ns
+
     def pods(self, namespace: str, service: str) -> list[client.V1Pod]:
         """The replica pods of ``service`` (not its gateway's)."""
         return self.core.list_namespaced_pod(namespace, label_selector=f"{SERVICE_LABEL}={service},{REPLICA}").items

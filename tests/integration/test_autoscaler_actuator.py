@@ -16,9 +16,8 @@ from collections.abc import Callable
 import pytest
 
 from infra_inference.devcluster import ControlPlane
-from infra_inference.render.stack import render_stack
 from infra_inference.runtime.actuators import Replicas
-from tests.integration.cluster_helpers import WAIT_S, Stack, pool_args, service_args, token_client, wait_until
+from tests.integration.cluster_helpers import WAIT_S, Stack, token_client, wait_until
 
 pytestmark = pytest.mark.controlplane
 
@@ -42,15 +41,7 @@ async def _until(predicate: Callable[[], bool], what: str, describe: Callable[[]
 def test_actuator_scales_and_endpointslice_discovery_follows_the_ready_pods(
     controlplane: ControlPlane, stack: Stack
 ) -> None:
-    ns, pool = f"inf-{stack.sid}", f"l4-{stack.sid}"
-    policy = {"metric": "concurrency", "target": 2, "min_replicas": 1, "max_replicas": 4}
-    doc = {
-        "platform": {"namespace": ns},
-        "pools": {pool: pool_args(gpus_per_node=1, sharing={"strategy": "time-slicing", "replicas_per_gpu": 4})},
-        "services": {"chat": service_args(pool, ns, gpu_fraction=0.25, autoscale=policy)},
-    }
-    stack.add_pool_nodes(doc, pool, 1)
-    stack.apply(render_stack(doc))
+    ns = stack.autoscaled_chat({"metric": "concurrency", "target": 2, "min_replicas": 1, "max_replicas": 4})
     describe = stack.describe(ns)
     wait_until(lambda: len([p for p in stack.pods(ns, "chat") if p.status.pod_ip]) == 1, "the first replica placed",
                describe=describe)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import pytest
 
 from infra_inference.devcluster import ControlPlane
-from infra_inference.render.stack import render_stack
 from infra_inference.specs.autoscale import ScalingSpec
-from tests.integration.cluster_helpers import REPLICA, SERVICE_LABEL, Stack, pool_args, service_args, token_client, wait_until
+from tests.integration.cluster_helpers import REPLICA, SERVICE_LABEL, Stack, token_client, wait_until
 
 pytestmark = pytest.mark.controlplane
 
@@ -46,15 +45,8 @@ class _Gateway:
 def test_autoscaler_scales_the_real_deployment_up_and_down_through_its_service_account(
     controlplane: ControlPlane, stack: Stack
 ) -> None:
-    ns, pool = f"inf-{stack.sid}", f"l4-{stack.sid}"
     policy = {"metric": "concurrency", "target": 2, "min_replicas": 1, "max_replicas": 4, "scale_down_window_s": 30}
-    doc = {
-        "platform": {"namespace": ns},
-        "pools": {pool: pool_args(gpus_per_node=1, sharing={"strategy": "time-slicing", "replicas_per_gpu": 4})},
-        "services": {"chat": service_args(pool, ns, gpu_fraction=0.25, autoscale=policy)},
-    }
-    stack.add_pool_nodes(doc, pool, 1)
-    stack.apply(render_stack(doc))
+    ns = stack.autoscaled_chat(policy)
     apps = stack.apps
     ready = lambda: apps.read_namespaced_deployment("chat", ns).status.ready_replicas or 0  # noqa: E731
     replicas = lambda: apps.read_namespaced_deployment_scale("chat", ns).spec.replicas  # noqa: E731
