@@ -13,7 +13,7 @@ from rich.live import Live
 from infra_inference.runtime.dev.load import DEMO_PHASES, LoadResult, run_phases
 from infra_inference.runtime.dev.stack import DevStack
 from infra_inference.runtime.dev.view import Sampler
-from infra_inference.specs.autoscale import Metric, ScalingSpec
+from infra_inference.specs.autoscale import ScalingSpec
 
 VIEW_PERIOD_S = 0.5
 DEMO_SETTLE_TIMEOUT_S = 60.0
