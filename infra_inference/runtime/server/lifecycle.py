@@ -108,10 +108,12 @@ class ModelServer:
             self._stop.set()  # type: ignore[union-attr]  # set before signal handlers are
 
     def begin_drain(self) -> None:
-        """Start draining; callable from any thread (signal handler, tests), also before ``serve``."""
+        """Start draining; callable from any thread (signal handler, tests), also before ``serve``, and again."""
+        if self._draining:
+            return
         self._draining = True
         loop = self._loop
-        if loop is not None:
+        if loop is not None and not loop.is_closed():  # closed: the server has stopped already
             loop.call_soon_threadsafe(self._start_drain)
 
     def _start_drain(self) -> None:
