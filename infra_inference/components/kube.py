@@ -43,19 +43,35 @@ def child_name(owner: str, o: Obj) -> str:
     return "-".join(p for p in (owner, suffix, o["kind"].lower()) if p)
 
 
+# Pods of these kinds name ServiceAccounts, ConfigMaps and PriorityClasses created beside them.
+WORKLOADS = {"Deployment", "DaemonSet", "Job"}
+
+
 def create(owner: str, objects: list[Obj], opts: pulumi.ResourceOptions,
            depends_on: list[pulumi.Resource] | None = None) -> dict[str, pulumi.CustomResource]:
-    """One typed resource per object, all children of `opts.parent`; keyed by child name."""
+    """One typed resource per object, all children of `opts.parent`; keyed by child name.
+
+    Workloads wait for the other objects of the batch: Pulumi creates in
+    parallel, and a ReplicaSet whose ServiceAccount does not exist yet fails
+    its pods ("serviceaccount not found") and only recovers on backoff.
+    """
     out: dict[str, pulumi.CustomResource] = {}
-    for o in objects:
-        name = child_name(owner, o)
-        child_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends_on or []))
-        if o["kind"] in _KINDS:
-            cls, fields = _KINDS[o["kind"]]
-            kwargs: dict[str, Any] = {py: o[key] for key, py in fields if key in o}
-            out[name] = cls(name, metadata=o["metadata"], opts=child_opts, **kwargs)
-        else:  # CRDs (KEDA's ScaledObject): the generic custom resource
-            out[name] = k8s.apiextensions.CustomResource(
-                name, api_version=o["apiVersion"], kind=o["kind"], metadata=o["metadata"], spec=o.get("spec"),
-                opts=child_opts)
+    supporting = [o for o in objects if o["kind"] not in WORKLOADS]
+    workloads = [o for o in objects if o["kind"] in WORKLOADS]
+    for batch, after in ((supporting, list(depends_on or [])), (workloads, None)):
+        deps = after if after is not None else [*(depends_on or []), *out.values()]
+        for o in batch:
+            out[child_name(owner, o)] = _resource(owner, o, pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=deps)))
     return out
+
+
+def _resource(owner: str, o: Obj, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    name = child_name(owner, o)
+    if o["kind"] in _KINDS:
+        cls, fields = _KINDS[o["kind"]]
+        kwargs: dict[str, Any] = {py: o[key] for key, py in fields if key in o}
+        return cls(name, metadata=o["metadata"], opts=opts, **kwargs)
+    # CRDs (KEDA's ScaledObject): the generic custom resource
+    return k8s.apiextensions.CustomResource(name, api_version=o["apiVersion"], kind=o["kind"],
+                                            metadata=o["metadata"], spec=o.get("spec"), opts=opts)

@@ -248,3 +248,16 @@ def test_output_in_a_shaping_field_is_a_clear_error() -> None:
     with pytest.raises(ii.SpecError) as err:
         run_program(lambda: ii.GpuPool("p", pool_args(max_nodes=pulumi.Output.from_input(2))) and None)
     assert err.value.paths == ["max_nodes"] and "plain value" in str(err.value)
+
+
+def test_workloads_are_created_after_the_service_accounts_and_config_they_mount() -> None:
+    def program() -> None:
+        pool = ii.GpuPool("gpu", pool_args())
+        ii.InferenceService("chat", {"pool": pool, "gpu_fraction": 0.25, "model": {"uri": "file:///m"},
+                                     "autoscale": {"max_replicas": 8}})
+
+    for _ in range(3):  # registration is concurrent; the order must hold every time
+        order = [r.name for r in run_program(program).resources]
+        assert order.index("chat-deployment") > order.index("chat-serviceaccount")
+        assert order.index("chat-gateway-deployment") > order.index("chat-gateway-configmap")
+        assert order.index("chat-autoscaler-deployment") > order.index("chat-autoscaler-rolebinding")
