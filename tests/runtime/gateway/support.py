@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from infra_inference.runtime.gateway import GatewayApp, GatewayConfig, gateway_server
 from infra_inference.runtime.gateway.discovery import Publish
-from tests.runtime.server.support import request, wait_until
+from tests.runtime.server.support import running_in_thread
 
 
 class ManualDiscovery:
@@ -51,19 +50,12 @@ def gateway_in_thread(cfg: GatewayConfig, discovery: Any = None, seed: int | Non
                       ) -> Iterator[tuple[int, GatewayApp]]:
     app = GatewayApp(cfg, discovery=discovery, rng=random.Random(seed) if seed is not None else None)
     server = gateway_server(app, cfg)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started and request(port, "GET", "/readyz").status == 200)
-        yield port, app
-    finally:
+
+    def stop() -> None:
         server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+
+    with running_in_thread(server, stop, join_s=15) as port:
+        yield port, app
 
 
 def closed_port() -> int:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -76,10 +76,8 @@ def wait_until(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.01
 
 
 @contextmanager
-def server_in_thread(**overrides: Any) -> Iterator[tuple[int, ModelServer]]:
-    """A ModelServer on 127.0.0.1 (free port) in a thread, ready when yielded."""
-    settings = ServerSettings(host="127.0.0.1", port=0, **overrides)
-    server = ModelServer(settings)
+def running_in_thread(server: Any, stop: Callable[[], None], join_s: float = 10) -> Iterator[int]:
+    """Run `server.run(sockets=[...])` on a free 127.0.0.1 port in a thread; the port once it is ready."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -88,11 +86,19 @@ def server_in_thread(**overrides: Any) -> Iterator[tuple[int, ModelServer]]:
     thread.start()
     try:
         wait_until(lambda: server.started and request(port, "GET", "/readyz").status == 200)
-        yield port, server
+        yield port
     finally:
-        server.begin_drain()
-        thread.join(timeout=10)
+        stop()
+        thread.join(timeout=join_s)
         sock.close()
+
+
+@contextmanager
+def server_in_thread(**overrides: Any) -> Iterator[tuple[int, ModelServer]]:
+    """A ModelServer on 127.0.0.1 (free port) in a thread, ready when yielded."""
+    server = ModelServer(ServerSettings(host="127.0.0.1", port=0, **overrides))
+    with running_in_thread(server, server.begin_drain) as port:
+        yield port, server
 
 
 class ServerProcess:
