@@ -10,7 +10,6 @@ scheduler and kwok.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import pytest
 
@@ -22,14 +21,7 @@ pytestmark = pytest.mark.controlplane
 
 actuators = pytest.importorskip("infra_inference.runtime.actuators.kubernetes", reason="needs the runtime extra")
 loop = pytest.importorskip("infra_inference.runtime.autoscaler.loop", reason="needs the runtime extra")
-
-
-@dataclass(frozen=True)
-class _Reading:
-    at: float
-    value: float | None
-    outstanding: float | None
-    backlog_s: float | None = None
+collect = pytest.importorskip("infra_inference.runtime.autoscaler.collect", reason="needs the runtime extra")
 
 
 class _Gateway:
@@ -38,8 +30,8 @@ class _Gateway:
     def __init__(self, clock: list[float]) -> None:
         self.clock, self.concurrency = clock, 0.0
 
-    async def read(self, deployments: list[str], now: float) -> dict[str, _Reading]:
-        return {d: _Reading(at=now, value=self.concurrency, outstanding=self.concurrency) for d in deployments}
+    async def read(self, deployments: list[str], now: float) -> dict[str, collect.Reading]:
+        return {d: collect.Reading(at=now, value=self.concurrency, outstanding=self.concurrency) for d in deployments}
 
 
 def test_autoscaler_scales_the_real_deployment_up_and_down_through_its_service_account(
