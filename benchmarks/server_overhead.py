@@ -1,7 +1,7 @@
 """Server overhead: `infra-inference serve --model echo` against raw Starlette and FastAPI echo apps.
 
-Each server is one process pinned to core 0; the load generator (keep-alive
-HTTP/1.1 connections on uvloop) is pinned to core 1. The baselines run as
+Each server is one process pinned to core 0; the load generator
+(`httpload.py`: keep-alive HTTP/1.1 connections on uvloop) is pinned to core 1. The baselines run as
 people deploy them: one uvicorn worker (httptools, uvloop, no access log).
 Ours is `infra-inference serve` as shipped: its own HTTP/1.1 protocol on
 httptools and uvloop, no ASGI server. Every server gets the same OIP request
@@ -20,16 +20,14 @@ raw Starlette's req/s, >= 1.5x FastAPI's, p99 <= 1.5x raw Starlette's.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any
 
 import orjson
+from httpload import free_port, run_load, start_pinned
 
 BODY = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]})
 PATH = "/v2/models/echo/infer"
@@ -85,69 +83,24 @@ def _serve_baseline(kind: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", loop="uvloop", access_log=False, log_level="warning")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(kind: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     if kind == "infra-inference":
         command = [sys.executable, "-c", "from infra_inference.cli import main; main()", "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--model", "echo", "--max-concurrency", "64", "--max-queue", "1024"]
     else:
         command = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
-    proc = subprocess.Popen(command, preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CORE}))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{kind} did not start")
-
-
-async def _connection(port: int, stop_at: float, latencies: list[float]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = (
-        f"POST {PATH} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(BODY)}\r\n\r\n"
-    ).encode() + BODY
-    clock = time.perf_counter
-    while (start := clock()) < stop_at:
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
-        body = await reader.readexactly(length)
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"unexpected answer: {head!r} {body!r}")
-        latencies.append(clock() - start)
-    writer.close()
-
-
-async def _load(port: int, concurrency: int, duration_s: float) -> list[float]:
-    latencies: list[float] = []
-    await asyncio.gather(*(_connection(port, time.perf_counter() + 0.5, []) for _ in range(concurrency)))  # warm-up
-    stop_at = time.perf_counter() + duration_s
-    await asyncio.gather(*(_connection(port, stop_at, latencies) for _ in range(concurrency)))
-    return latencies
+    return start_pinned(command, port, SERVER_CORE, kind), port
 
 
 def measure(kind: str, concurrency: int, duration_s: float) -> dict[str, float]:
     """req/s, p50 and p99 (ms) of one server at one concurrency."""
-    import uvloop
-
     proc, port = _start(kind)
     try:
-        latencies = uvloop.run(_load(port, concurrency, duration_s))
+        return run_load(port, PATH, BODY, concurrency, duration_s)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    quantiles = statistics.quantiles(latencies, n=100)
-    return {"rps": len(latencies) / duration_s, "p50_ms": quantiles[49] * 1e3, "p99_ms": quantiles[98] * 1e3}
 
 
 def main() -> None:

@@ -2,6 +2,6 @@
 
 from infra_inference.runtime.gateway.app import GatewayApp
 from infra_inference.runtime.gateway.config import BackendConfig, GatewayConfig
-from infra_inference.runtime.gateway.lifecycle import gateway_server
+from infra_inference.runtime.gateway.lifecycle import GatewayServer
 
-__all__ = ["BackendConfig", "GatewayApp", "GatewayConfig", "gateway_server"]
+__all__ = ["BackendConfig", "GatewayApp", "GatewayConfig", "GatewayServer"]

@@ -1,4 +1,10 @@
-"""The gateway's ASGI app: every POST is proxied through the queue; GETs are health, metrics, activator.
+"""The gateway's routes: every POST is proxied through the queue; GETs are health, metrics, activator.
+
+It answers through the model server's HTTP/1.1 protocol (`server/http1.py`),
+not ASGI: the hop is paid on every request, and ASGI's scope and message
+dicts and its task per request cost more than queueing and dispatching do.
+A POST takes one task (waiting for a slot, then for the replica); everything
+else is answered inline.
 
 Answers the gateway makes itself are JSON `{"error": ...}` with a status that
 says what happened, so nothing accepted ends without an answer:
@@ -13,7 +19,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,21 +28,20 @@ from infra_inference.runtime.gateway.discovery import Discovery, discovery_for
 from infra_inference.runtime.gateway.dispatch import Backend, Dispatcher, QueueFull, Replica
 from infra_inference.runtime.gateway.metrics import GatewayMetrics
 from infra_inference.runtime.gateway.split import WeightedSplit
-from infra_inference.runtime.gateway.upstream import Answer, ReplicaFailed, Upstream
+from infra_inference.runtime.gateway.upstream import ReplicaFailed, Upstream
+from infra_inference.runtime.server.http1 import JSON, Reply, Request, Response, error
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-_JSON = [(b"content-type", b"application/json")]
+_PROMETHEUS = b"content-type: text/plain; version=0.0.4\r\n"
+_DEFAULT_CONTENT_TYPE = b"application/json"
 # The longest an activator long-poll may hold a connection open.
 MAX_ACTIVATOR_WAIT_S = 30.0
 
 
-def _error(status: int, message: str, *extra: tuple[bytes, bytes]) -> Answer:
-    return Answer(status, json.dumps({"error": message}).encode(), [*_JSON, *extra])
+def _error(status: int, message: str, extra_headers: bytes = b"") -> Response:
+    response = error(status, message)
+    return response._replace(headers=response.headers + extra_headers) if extra_headers else response
 
 
 class GatewayApp:
@@ -59,57 +64,64 @@ class GatewayApp:
         weighted = [b for b in self.dispatcher.backends.values() if not b.config.fallback]
         self._split = WeightedSplit(weighted, [b.config.weight for b in weighted], rng)
         self._sticky = config.sticky_header.lower().encode()
+        # The request headers the gateway reads; http1 keeps only these.
+        self.headers = frozenset({self._sticky, b"content-type"})
         self._upstream = Upstream()
         self._pokes: set[asyncio.Future[None]] = set()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._discovering: asyncio.Task[None] | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        if scope["method"] == "POST":
-            answer = await self._proxy(scope, receive)
-        elif scope["path"] == "/activator/wait":
-            answer = await self._activator_wait(scope)
-        else:
-            answer = self._get(scope["path"])
-        await send({"type": "http.response.start", "status": answer.status,
-                    "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
-        await send({"type": "http.response.body", "body": answer.body})
+    def respond(self, request: Request, reply: Reply) -> Response | None:
+        """The answer to one request now, or None when it comes later through ``reply``."""
+        if request.method == b"POST":
+            self._later(self._proxy(request), reply)
+            return None
+        if request.path == "/activator/wait":
+            self._later(self._activator_wait(request.query), reply)
+            return None
+        if request.path in ("/healthz", "/readyz"):
+            return Response(200, b'{"ok": true}')
+        if request.path == "/metrics":
+            return Response(200, self.metrics.render(), _PROMETHEUS)
+        return _error(404, f"no {request.method.decode('latin-1')} route {request.path}")
 
-    def _get(self, path: str) -> Answer:
-        if path in ("/healthz", "/readyz"):
-            return Answer(200, b'{"ok": true}', _JSON)
-        if path == "/metrics":
-            return Answer(200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")])
-        return _error(404, f"no GET route {path}")
+    def _later(self, answer: Coroutine[Any, Any, Response], reply: Reply) -> None:
+        async def answer_then_reply() -> None:
+            try:
+                response = await answer
+            except Exception:  # a bug here must still answer, or the client waits forever
+                log.exception("answering a request failed")
+                response = error(500, "internal server error")
+            finally:
+                self._tasks.discard(task)
+            reply(response)
 
-    async def _proxy(self, scope: Scope, receive: Receive) -> Answer:
+        task = asyncio.get_running_loop().create_task(answer_then_reply())
+        self._tasks.add(task)  # the loop holds tasks weakly
+
+    async def _proxy(self, request: Request) -> Response:
         start = self._clock()
-        headers = dict(scope["headers"])
-        backend = self._split.pick(headers.get(self._sticky))
+        backend = self._split.pick(request.headers.get(self._sticky))
         self.metrics.arrived(backend)
-        path = scope["path"] + (f"?{scope['query_string'].decode()}" if scope["query_string"] else "")
-        body = await _read_body(receive)
-        answer = await self._forward(backend, path, body, headers.get(b"content-type", b"application/json").decode(),
+        content_type = request.headers.get(b"content-type", _DEFAULT_CONTENT_TYPE)
+        answer = await self._forward(backend, request.target, request.body, content_type,
                                      start + self.config.timeout_s)
         self.metrics.observe(backend, answer.status, self._clock() - start)
         return answer
 
-    async def _forward(self, backend: Backend, path: str, body: bytes, content_type: str, deadline: float) -> Answer:
+    async def _forward(self, backend: Backend, target: bytes, body: bytes, content_type: bytes,
+                       deadline: float) -> Response:
         """Queue for a slot, send; once more on another replica if this one gave no answer or is draining."""
         failure = ""
         for attempt in (0, 1):
             replica = self.dispatcher.try_acquire(backend)
             if replica is None:
                 replica = await self._wait_for_slot(backend, deadline, retry=attempt > 0)
-                if isinstance(replica, Answer):
+                if isinstance(replica, Response):
                     return replica
             sent = self._clock()
             try:
-                answer = await self._upstream.post(replica.address, path, body, content_type,
+                answer = await self._upstream.post(replica.address, target, body, content_type,
                                                    max(deadline - self._clock(), 0.001))
             except ReplicaFailed as exc:
                 failure = str(exc)
@@ -128,12 +140,12 @@ class GatewayApp:
             return answer
         return _error(502, f"replica failed before answering, twice: {failure}")
 
-    async def _wait_for_slot(self, backend: Backend, deadline: float, retry: bool) -> Replica | Answer:
+    async def _wait_for_slot(self, backend: Backend, deadline: float, retry: bool) -> Replica | Response:
         try:
             return await self.dispatcher.acquire(backend, deadline - self._clock(), front=retry)
         except QueueFull:
             return _error(429, f"gateway queue full ({self.config.max_queue} waiting); retry later",
-                          (b"retry-after", b"1"))
+                          b"retry-after: 1\r\n")
         except TimeoutError:
             ready = backend.ready(self._clock())
             return _error(504, f"no free replica slot within timeout_s={self.config.timeout_s:g} "
@@ -141,6 +153,10 @@ class GatewayApp:
 
     def _poke(self, backend: Backend) -> None:
         """Activator: a request waits for a backend with no replica; wake the autoscaler's long-poll now."""
+        self.end_long_polls()
+
+    def end_long_polls(self) -> None:
+        """Answer every activator long-poll now (a poke, or the gateway shutting down)."""
         for waiter in self._pokes:
             if not waiter.done():
                 waiter.set_result(None)
@@ -149,10 +165,13 @@ class GatewayApp:
         now = self._clock()
         return [b.config.deployment for b in self.dispatcher.backends.values() if b.queue and b.ready(now) == 0]
 
-    async def _activator_wait(self, scope: Scope) -> Answer:
+    async def _activator_wait(self, query_string: bytes) -> Response:
         """Long-poll for the autoscaler: returns at once if requests wait for replicas, else on the next poke."""
-        query = parse_qs(scope["query_string"].decode())
-        timeout_s = min(float(query.get("timeout_s", ["10"])[0]), MAX_ACTIVATOR_WAIT_S)
+        query = parse_qs(query_string.decode("latin-1"))
+        try:
+            timeout_s = min(float(query.get("timeout_s", ["10"])[0]), MAX_ACTIVATOR_WAIT_S)
+        except ValueError:
+            return _error(400, f"timeout_s must be a number of seconds, got {query['timeout_s'][0]!r}")
         if not self.waiting_for_replicas():
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._pokes.add(waiter)
@@ -163,27 +182,16 @@ class GatewayApp:
             finally:
                 self._pokes.discard(waiter)
         waiting = self.waiting_for_replicas()
-        return Answer(200, json.dumps({"poked": bool(waiting), "deployments": waiting}).encode(), _JSON)
+        return Response(200, json.dumps({"poked": bool(waiting), "deployments": waiting}).encode(), JSON)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self._upstream.open()
-                self._tasks.append(asyncio.create_task(self._discovery.run(self.dispatcher.set_replicas)))
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                for task in self._tasks:
-                    task.cancel()
-                await self._upstream.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def start(self) -> None:
+        """Open the upstream pool and start discovery (the gateway server calls it before listening)."""
+        await self._upstream.open()
+        self._discovering = asyncio.get_running_loop().create_task(
+            self._discovery.run(self.dispatcher.set_replicas))
 
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    async def stop(self) -> None:
+        """After the last answer: stop discovery and close the upstream connections."""
+        if self._discovering is not None:
+            self._discovering.cancel()
+        await self._upstream.close()

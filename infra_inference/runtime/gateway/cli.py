@@ -9,7 +9,7 @@ import typer
 
 from infra_inference.runtime.gateway.app import GatewayApp
 from infra_inference.runtime.gateway.config import GatewayConfig
-from infra_inference.runtime.gateway.lifecycle import gateway_server
+from infra_inference.runtime.gateway.lifecycle import GatewayServer
 
 
 def gateway(
@@ -22,4 +22,4 @@ def gateway(
     cfg = GatewayConfig.load(config)
     if port is not None:
         cfg = cfg.model_copy(update={"port": port})
-    gateway_server(GatewayApp(cfg), cfg, log_level).run()
+    GatewayServer(GatewayApp(cfg), cfg).run()

@@ -36,6 +36,7 @@ class GatewayConfig(BaseModel):
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
     timeout_s: float = Field(30.0, gt=0, description="From arrival to answer; beyond it 504.")
     max_queue: int = Field(256, ge=0, description="Requests waiting for a free replica slot; beyond it 429.")
+    max_request_bytes: int = Field(64 * 2**20, ge=1, description="Largest request body accepted; beyond it 413.")
     sticky_header: str = Field("x-infra-inference-session", description="Same header value, same variant.")
     backends: list[BackendConfig] = Field(min_length=1)
     discovery: Literal["kubernetes", "file", "static"] = Field(

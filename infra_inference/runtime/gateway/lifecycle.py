@@ -1,19 +1,85 @@
-"""Run the gateway on uvicorn; SIGTERM stops accepting and lets every open request finish."""
+"""Run the gateway on the model server's HTTP/1.1 protocol; SIGTERM stops accepting and lets open requests finish.
+
+On SIGTERM (or `stop()`) the listener closes, idle connections close, and
+each busy connection closes once its answer is written. A request can take
+`timeout_s` (queueing included) to be answered, so the gateway waits that
+long plus a margin before it gives up on the rest and exits.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-
-import uvicorn
+import asyncio
+import logging
+import signal
+import socket
+import threading
 
 from infra_inference.runtime.gateway.app import GatewayApp
 from infra_inference.runtime.gateway.config import GatewayConfig
+from infra_inference.runtime.server import http1
+from infra_inference.runtime.server.http1 import Connections, HttpConnection
+
+log = logging.getLogger(__name__)
+
+# Clients' idle keep-alive connections are closed after this long (uvicorn's default was 5 s;
+# load balancers in front of a gateway keep theirs for 60 s and more, so stay above them).
+KEEP_ALIVE_S = 75.0
+# Beyond timeout_s, how long a shutdown waits for the last answers to be written.
+SHUTDOWN_MARGIN_S = 5.0
 
 
-def gateway_server(app: GatewayApp, config: GatewayConfig, log_level: str = "warning") -> uvicorn.Server:
-    uvloop = importlib.util.find_spec("uvloop") is not None
-    return uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=config.port, http="httptools", loop="uvloop" if uvloop else "asyncio",
-        ws="none", lifespan="on", access_log=False, log_level=log_level,
-        # Answers can take timeout_s (queueing included): let open requests finish on SIGTERM.
-        timeout_graceful_shutdown=config.timeout_s + 5, timeout_keep_alive=75))
+class GatewayServer:
+    """The gateway app behind a listener, with graceful shutdown.
+
+    Args:
+        app: The routes, queue and upstream pool.
+        config: Where to listen, body limit, timeout.
+    """
+
+    def __init__(self, app: GatewayApp, config: GatewayConfig) -> None:
+        self.app = app
+        self.config = config
+        self.started = False
+        self._connections = Connections()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until stopped (blocking), on uvloop when it is installed."""
+        http1.run(self.serve(sockets))
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stop = asyncio.Event()
+        self._loop = loop = asyncio.get_running_loop()
+        await self.app.start()
+
+        def connection() -> HttpConnection:
+            return HttpConnection(self.app.respond, self._connections, self.config.max_request_bytes, KEEP_ALIVE_S,
+                                  keep_headers=self.app.headers)
+
+        listeners = await http1.listen(connection, self.config.host, self.config.port, sockets)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+        for host, port in http1.addresses(listeners):
+            log.info("infra-inference gateway for %r, running on http://%s:%d", self.config.service, host, port)
+        self.started = True
+        try:
+            await self._stop.wait()
+        finally:
+            for listener in listeners:
+                listener.close()
+            self._connections.shutdown()
+            self.app.end_long_polls()
+            try:
+                async with asyncio.timeout(self.config.timeout_s + SHUTDOWN_MARGIN_S):
+                    await self._connections.wait_until(lambda: not self._connections)
+            except TimeoutError:
+                log.warning("gateway stopped with %d connections still open", len(self._connections))
+            await self.app.stop()
+
+    def stop(self) -> None:
+        """Begin the graceful shutdown; callable from any thread."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)

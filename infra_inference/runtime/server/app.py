@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from infra_inference.runtime.server import codec
 from infra_inference.runtime.server.dataplane import DataPlane
 from infra_inference.runtime.server.errors import ModelNotFound, RequestError
-from infra_inference.runtime.server.http1 import Reply, Response, error
+from infra_inference.runtime.server.http1 import Reply, Request, Response, error
 from infra_inference.runtime.server.model import InferRequest, Tensors
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ class ServerApp:
             "/v2": self._server_metadata,
         }
 
-    def respond(self, method: bytes, path: str, body: bytes, reply: Reply) -> Response | None:
+    def respond(self, request: Request, reply: Reply) -> Response | None:
         """The answer to one request, or None when it comes later through ``reply`` (inference)."""
+        method, path, body = request.method, request.path, request.body
         if method == b"POST":
             if path.startswith("/v2/models/") and path.endswith("/infer"):
                 return self._infer(_V2, path[len("/v2/models/") : -len("/infer")], body, reply)

@@ -18,9 +18,11 @@ path. This module does only what the server needs from HTTP/1.1:
 - for draining: the set of open connections, whether any is busy, and a
   shutdown that lets each finish the request it is answering.
 
-The handler gets ``(method, path, body, reply)`` and returns a ``Response``,
-or None when the answer comes later through ``reply`` (inference, once the
-model returns). A callback rather than an awaitable: at one request in flight
+The handler gets ``(request, reply)`` and returns a ``Response``, or None
+when the answer comes later through ``reply`` (inference, once the model
+returns; the gateway, once a replica has answered). A request carries only
+the headers its server asked to keep: the model server keeps none, the
+gateway two. A callback rather than an awaitable: at one request in flight
 every task and every extra trip through the event loop shows in req/s.
 """
 
@@ -28,13 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import httptools
 import orjson
@@ -55,8 +59,20 @@ class Response(NamedTuple):
     headers: bytes = JSON
 
 
+class Request(NamedTuple):
+    """One request as a handler sees it."""
+
+    method: bytes
+    target: bytes  # as sent: what a proxy forwards
+    path: str  # percent-decoded, without the query
+    query: bytes  # after the "?", raw; b"" without one
+    headers: Mapping[bytes, bytes]  # lower-case names, only those the server keeps
+    body: bytes
+
+
 Reply = Callable[[Response], None]
-Handler = Callable[[bytes, str, bytes, Reply], Response | None]
+Handler = Callable[[Request, Reply], Response | None]
+_NO_HEADERS: Mapping[bytes, bytes] = MappingProxyType({})
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -65,6 +81,9 @@ _KEEP_ALIVE = b"connection: keep-alive\r\n"  # HTTP/1.0 clients only keep a conn
 _MAX_URL_BYTES = 8192
 # How long a refused connection keeps reading (and dropping) what the client still sends.
 _LINGER_S = 2.0
+# Pending connections the kernel queues before accept (uvicorn's default): a burst
+# (the gateway's, or clients' at the gateway) waits there instead of being refused.
+_BACKLOG = 2048
 
 
 def error(status: int, message: str) -> Response:
@@ -90,6 +109,7 @@ class _Date:
 class _Request(NamedTuple):
     method: bytes
     url: bytes
+    headers: Mapping[bytes, bytes]
     body: bytes
     connection: bytes  # the connection header line to answer with: b"" (HTTP/1.1 default), close or keep-alive
 
@@ -142,14 +162,17 @@ class HttpConnection(asyncio.Protocol):
     """One client connection: parse requests, run the handler, write answers in order.
 
     Args:
-        handler: Answers ``(method, path, body, reply)``: a response now, or None and ``reply`` later.
+        handler: Answers ``(request, reply)``: a response now, or None and ``reply`` later.
         connections: Where the connection registers itself while open.
         max_body_bytes: Largest request body accepted; beyond it 413 and close.
         idle_timeout_s: How long a connection may stay idle (or send headers) before it is closed.
+        keep_headers: Lower-case names of the request headers the handler reads.
     """
 
-    def __init__(self, handler: Handler, connections: Connections, max_body_bytes: int, idle_timeout_s: float) -> None:
+    def __init__(self, handler: Handler, connections: Connections, max_body_bytes: int, idle_timeout_s: float,
+                 keep_headers: frozenset[bytes] = frozenset()) -> None:
         self._handler = handler
+        self._keep_headers = keep_headers
         self._connections = connections
         self._max_body_bytes = max_body_bytes
         self._idle_timeout_s = idle_timeout_s
@@ -167,6 +190,7 @@ class HttpConnection(asyncio.Protocol):
         self._last = False  # the next answer is the last (shutting down)
         # The request being parsed.
         self._url = b""
+        self._headers: Mapping[bytes, bytes] = _NO_HEADERS
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._content_length = -1
@@ -229,6 +253,7 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._in_message = True
         self._url = b""
+        self._headers = {} if self._keep_headers else _NO_HEADERS
         self._body = []
         self._body_bytes = 0
         self._content_length = -1
@@ -246,6 +271,8 @@ class HttpConnection(asyncio.Protocol):
             self._content_length = int(value)
         elif name == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True
+        if name in self._keep_headers:
+            self._headers[name] = value  # type: ignore[index]  # a dict whenever names are kept
 
     def on_headers_complete(self) -> None:
         self._idle_since = None  # the headers came in time; a body may take as long as it takes
@@ -271,7 +298,7 @@ class HttpConnection(asyncio.Protocol):
             self._closing = True  # nothing after this request is read
         else:
             connection = _KEEP_ALIVE if parser.get_http_version() == "1.0" else b""
-        self._pipeline.append(_Request(parser.get_method(), self._url, body, connection))
+        self._pipeline.append(_Request(parser.get_method(), self._url, self._headers, body, connection))
         self._serve_next()
 
     # answering
@@ -295,15 +322,15 @@ class HttpConnection(asyncio.Protocol):
                 self._write(item.response, _CLOSE, head=False)
                 self._linger()
                 return
-            path = _path(item.url)
-            if path is None:
+            target = _target(item.url)
+            if target is None:
                 self._answer(error(400, f"malformed request target {item.url!r}"), item)
                 continue
             self._waiting = item
             try:
-                response = self._handler(item.method, path, item.body, self._reply)
+                response = self._handler(Request(item.method, item.url, *target, item.headers, item.body), self._reply)
             except Exception:
-                log.exception("handler failed on %s %s", item.method, path)
+                log.exception("handler failed on %s %s", item.method, target[0])
                 response = error(500, "internal server error")
             if response is not None:
                 self._waiting = None
@@ -340,7 +367,7 @@ class HttpConnection(asyncio.Protocol):
         status, body, headers = response
         self._transport.write(
             b"".join((
-                _STATUS_LINES[status],
+                _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,  # a code a proxied replica made up
                 headers,
                 b"content-length: %d\r\n" % len(body),
                 _Date.get(),
@@ -388,17 +415,43 @@ class _Stop(Exception):
     """Raised in a parser callback to stop parsing a connection that has been refused."""
 
 
-def _path(url: bytes) -> str | None:
-    """The decoded path of a request target, or None when it is not a valid one."""
+def _target(url: bytes) -> tuple[str, bytes] | None:
+    """The decoded path and the raw query of a request target, or None when it is not a valid one."""
     if url[:1] == b"/" and b"?" not in url and b"%" not in url and b"#" not in url:
         try:
-            return url.decode("ascii")  # the common case: a plain path
+            return url.decode("ascii"), b""  # the common case: a plain path
         except UnicodeDecodeError:
             return None
     try:
-        raw = httptools.parse_url(url).path  # also takes absolute-form targets
+        parsed = httptools.parse_url(url)  # also takes absolute-form targets
     except httptools.HttpParserInvalidURLError:
         return None
-    if raw is None:
+    if parsed.path is None:
         return None
-    return urllib.parse.unquote(raw.decode("latin-1"))
+    return urllib.parse.unquote(parsed.path.decode("latin-1")), parsed.query or b""
+
+
+async def listen(connection: Callable[[], HttpConnection], host: str, port: int,
+                 sockets: list[socket.socket] | None = None) -> list[asyncio.Server]:
+    """Listeners on ``sockets`` (already bound) or on ``host:port``."""
+    loop = asyncio.get_running_loop()
+    if sockets:
+        listeners = [await loop.create_server(connection, sock=s, backlog=_BACKLOG) for s in sockets]
+    else:
+        listeners = [await loop.create_server(connection, host, port, backlog=_BACKLOG)]
+    return listeners
+
+
+def addresses(listeners: list[asyncio.Server]) -> list[tuple[str, int]]:
+    """(host, port) of every socket the listeners accept on."""
+    return [sock.getsockname()[:2] for listener in listeners for sock in listener.sockets]
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` to completion on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop has no Windows build; the server still runs, slower
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

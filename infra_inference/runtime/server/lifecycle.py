@@ -17,19 +17,14 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Coroutine
-from typing import Any
 
+from infra_inference.runtime.server import http1
 from infra_inference.runtime.server.app import ServerApp
 from infra_inference.runtime.server.dataplane import DataPlane
 from infra_inference.runtime.server.http1 import Connections, HttpConnection
 from infra_inference.runtime.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
-
-# Pending connections the kernel queues before accept (uvicorn's default): a burst from
-# the gateway waits there instead of being refused.
-_BACKLOG = 2048
 
 
 class ModelServer:
@@ -57,7 +52,7 @@ class ModelServer:
         Args:
             sockets: Already bound sockets to listen on instead of ``settings.host:port``.
         """
-        _run(self.serve(sockets))
+        http1.run(self.serve(sockets))
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Serve in the running event loop until drained, stopped, or the model fails to load."""
@@ -75,19 +70,12 @@ class ModelServer:
         # Loading starts first (it runs in threads), so a quick model is often ready by the time
         # the listener is; /healthz and /readyz answer meanwhile either way.
         loading = loop.create_task(self._load())
-        if sockets:
-            listeners = [await loop.create_server(connection, sock=s, backlog=_BACKLOG) for s in sockets]
-        else:
-            listeners = [
-                await loop.create_server(connection, self.settings.host, self.settings.port, backlog=_BACKLOG)
-            ]
+        listeners = await http1.listen(connection, self.settings.host, self.settings.port, sockets)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-        for listener in listeners:
-            for sock in listener.sockets:
-                host, port = sock.getsockname()[:2]
-                log.info("infra-inference serving %r, running on http://%s:%d", dataplane.model_name, host, port)
+        for host, port in http1.addresses(listeners):
+            log.info("infra-inference serving %r, running on http://%s:%d", dataplane.model_name, host, port)
         self.started = True
         try:
             await self._stop.wait()
@@ -137,15 +125,6 @@ class ModelServer:
             log.exception("model %s failed to load", self.app.dataplane.model_name)
             self.exit_code = 1
             self._stop.set()  # type: ignore[union-attr]
-
-
-def _run(main: Coroutine[Any, Any, None]) -> None:
-    try:
-        import uvloop
-    except ImportError:  # uvloop has no Windows build; the server still runs, slower
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
 
 
 def serve(settings: ServerSettings) -> int:

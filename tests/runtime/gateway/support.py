@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from infra_inference.runtime.gateway import GatewayApp, GatewayConfig, gateway_server
+from infra_inference.runtime.gateway import GatewayApp, GatewayConfig, GatewayServer
 from infra_inference.runtime.gateway.discovery import Publish
 from tests.runtime.server.support import running_in_thread
 
@@ -49,12 +49,8 @@ def backend(deployment: str = "svc", **overrides: Any) -> dict[str, Any]:
 def gateway_in_thread(cfg: GatewayConfig, discovery: Any = None, seed: int | None = None
                       ) -> Iterator[tuple[int, GatewayApp]]:
     app = GatewayApp(cfg, discovery=discovery, rng=random.Random(seed) if seed is not None else None)
-    server = gateway_server(app, cfg)
-
-    def stop() -> None:
-        server.should_exit = True
-
-    with running_in_thread(server, stop, join_s=15) as port:
+    server = GatewayServer(app, cfg)
+    with running_in_thread(server, server.stop, join_s=15) as port:
         yield port, app
 
 

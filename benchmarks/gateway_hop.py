@@ -1,0 +1,135 @@
+"""The gateway hop: what `infra-inference gateway` adds in front of a replica.
+
+Three paths to the same `infra-inference serve --model echo` replica, in the
+same run, in rotating order over several rounds (median reported):
+
+- `direct`: the load generator talks to the replica;
+- `tcp-relay`: through a byte relay on uvloop (one upstream connection per
+  client connection, no HTTP parsing): the floor for any proxy written in
+  Python, and what the gateway's queue, split, retry and metrics are judged
+  against;
+- `gateway`: through `infra-inference gateway` (static discovery, one backend).
+
+The replica and the proxy are pinned to core 0, the load generator
+(`httpload.py`) to core 1, so at c=32 the server side's req/s falls by what
+the proxy's CPU costs, as it would for a sidecar sharing the replica's node.
+The proxy's own CPU time per request is read from /proc.
+
+    .venv/bin/python benchmarks/gateway_hop.py [--duration-s 3] [--rounds 3]
+
+Targets (issue 4, "the hop must be cheap"): at c=1 the gateway adds at most
+1 ms to p50 and to p99 over `direct`; its CPU per request is at most 3x the
+relay's (the relay only copies bytes; the gateway parses HTTP twice, queues,
+and counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from httpload import cpu_seconds, free_port, run_load, start_pinned
+from server_overhead import BODY, CLIENT_CORE, PATH, SERVER_CORE
+
+PATHS = ["direct", "tcp-relay", "gateway"]
+CLI = [sys.executable, "-c", "from infra_inference.cli import main; main()"]
+
+
+async def _relay(port: int, upstream: int) -> None:
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def connection(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        replica_r, replica_w = await asyncio.open_connection("127.0.0.1", upstream)
+        await asyncio.gather(pipe(client_r, replica_w), pipe(replica_r, client_w), return_exceptions=True)
+
+    server = await asyncio.start_server(connection, "127.0.0.1", port)
+    await server.serve_forever()
+
+
+def _start_proxy(path: str, replica_port: int, workdir: Path) -> tuple[subprocess.Popen[bytes] | None, int]:
+    if path == "direct":
+        return None, replica_port
+    port = free_port()
+    if path == "tcp-relay":
+        command = [sys.executable, __file__, "--relay", str(port), "--upstream", str(replica_port)]
+    else:
+        config = workdir / "gateway.json"
+        config.write_text(json.dumps({
+            "service": "echo", "host": "127.0.0.1", "port": port, "max_queue": 1024, "discovery": "static",
+            "backends": [{"variant": "main", "deployment": "echo", "max_concurrency": 64,
+                          "endpoints": [f"127.0.0.1:{replica_port}"]}],
+        }))
+        command = [*CLI, "gateway", "--config", str(config)]
+    return start_pinned(command, port, SERVER_CORE, path), port
+
+
+def measure(path: str, replica_port: int, concurrency: int, duration_s: float, workdir: Path) -> dict[str, float]:
+    """req/s, p50 / p99 ms, and the proxy's CPU microseconds per request, for one path."""
+    proxy, port = _start_proxy(path, replica_port, workdir)
+    try:
+        cpu_before = cpu_seconds(proxy.pid) if proxy else 0.0
+        result = run_load(port, PATH, BODY, concurrency, duration_s)
+        # The 0.5 s warm-up's requests are in the CPU time too: count them at the measured rate.
+        requests = result["rps"] * (duration_s + 0.5)
+        result["cpu_us"] = (cpu_seconds(proxy.pid) - cpu_before) / requests * 1e6 if proxy else 0.0
+        return result
+    finally:
+        if proxy:
+            proxy.terminate()
+            proxy.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration-s", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--relay", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.relay:
+        import uvloop
+
+        uvloop.run(_relay(args.relay, args.upstream))
+        return
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    replica_port = free_port()
+    replica = start_pinned([*CLI, "serve", "--host", "127.0.0.1", "--port", str(replica_port), "--model", "echo",
+                            "--max-concurrency", "64", "--max-queue", "1024"], replica_port, SERVER_CORE, "replica")
+    print(f"{'path':<10} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'proxy CPU us/req':>17}"
+          f"   (median of {args.rounds} rounds)")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for concurrency in (1, 32):
+                rounds: dict[str, list[dict[str, float]]] = {p: [] for p in PATHS}
+                for r in range(args.rounds):
+                    for path in PATHS[r % len(PATHS):] + PATHS[: r % len(PATHS)]:
+                        rounds[path].append(measure(path, replica_port, concurrency, args.duration_s, Path(tmp)))
+                res = {p: {m: statistics.median(x[m] for x in v) for m in v[0]} for p, v in rounds.items()}
+                for path, m in res.items():
+                    print(f"{path:<10} {concurrency:>3} {m['rps']:>9.0f} {m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f}"
+                          f" {m['cpu_us']:>17.1f}")
+                direct, relay, gateway = res["direct"], res["tcp-relay"], res["gateway"]
+                print(f"  c={concurrency}: gateway adds p50 {gateway['p50_ms'] - direct['p50_ms']:+.3f} ms, "
+                      f"p99 {gateway['p99_ms'] - direct['p99_ms']:+.3f} ms (target <= 1 ms at c=1); "
+                      f"req/s {gateway['rps'] / direct['rps']:.2f}x direct, {gateway['rps'] / relay['rps']:.2f}x relay; "
+                      f"CPU/request {gateway['cpu_us'] / relay['cpu_us']:.2f}x the relay's (target <= 3)")
+    finally:
+        replica.terminate()
+        replica.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
