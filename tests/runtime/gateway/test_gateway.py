@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
+import socketserver
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+from infra_inference.runtime.gateway import GatewayApp, GatewayServer
 from tests.runtime.gateway.support import ManualDiscovery, backend, closed_port, config, gateway_in_thread
-from tests.runtime.server.support import Reply, post, request, scrape, server_in_thread, v2_body, wait_until
+from tests.runtime.server.support import (Reply, post, request, running_in_thread, scrape, server_in_thread, v2_body,
+                                          wait_until)
 
 INFER = "/v2/models/echo/infer"
 
@@ -173,3 +178,84 @@ def test_fallback_takes_only_overflow() -> None:
             assert infer(gport).status == 200
             assert scrape(cpu)['infra_inference_requests_total{code="200"}'] == 1
             assert busy.result().status == 200
+
+
+def test_replica_closing_idle_connections_costs_no_request_and_no_ejection() -> None:
+    # The replica drops keep-alive connections idle for 0.2 s; the gateway's pooled connection to it
+    # goes stale between requests, and each request must still be answered by that same replica.
+    with server_in_thread(keep_alive_s=0.2) as (rport, _):
+        with gateway_in_thread(config([backend(endpoints=[f"127.0.0.1:{rport}"])])) as (gport, _):
+            statuses = []
+            for _ in range(5):
+                statuses.append(infer(gport).status)
+                time.sleep(0.3)
+            assert statuses == [200] * 5
+            assert gauge(gport, "infra_inference_ready_replicas") == 1
+            assert scrape(rport)['infra_inference_requests_total{code="200"}'] == 5
+
+
+def test_the_request_target_reaches_the_replica_as_sent() -> None:
+    # Percent-encoding and the query string pass through unchanged (the replica decodes the path).
+    with server_in_thread() as (rport, _):
+        with gateway_in_thread(config([backend(endpoints=[f"127.0.0.1:{rport}"])])) as (gport, _):
+            reply = post(gport, "/v2/models/%65cho/infer?trace=1", v2_body([3.0]))
+            assert reply.status == 200 and reply.json()["outputs"][0]["data"] == [3.0]
+
+
+def test_a_body_over_the_limit_is_413_before_any_replica_sees_it() -> None:
+    with server_in_thread() as (rport, _):
+        cfg = config([backend(endpoints=[f"127.0.0.1:{rport}"])], max_request_bytes=1024)
+        with gateway_in_thread(cfg) as (gport, _):
+            reply = post(gport, INFER, v2_body([1.0] * 1000))
+            assert reply.status == 413 and "max_request_bytes=1024" in reply.json()["error"]
+            assert scrape(rport).get('infra_inference_requests_total{code="200"}', 0) == 0
+
+
+def test_stopping_lets_the_request_in_flight_finish_and_refuses_new_connections() -> None:
+    with server_in_thread() as (rport, _):
+        cfg = config([backend(endpoints=[f"127.0.0.1:{rport}"])])
+        app = GatewayApp(cfg)
+        server = GatewayServer(app, cfg)
+        with running_in_thread(server, server.stop, join_s=15) as gport, ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(infer, gport, 800)
+            wait_until(lambda: app.dispatcher.backends["svc"].inflight == 1)
+            server.stop()
+            assert slow.result().status == 200
+            wait_until(lambda: not _accepts(gport))
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class _ClosesEachConnectionOnItsSecondRequest(socketserver.BaseRequestHandler):
+    """A replica whose idle close races the gateway's reuse: the second request on a connection meets EOF."""
+
+    def handle(self) -> None:
+        stream = self.request.makefile("rb")
+        for nth in (1, 2):
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = stream.readline()
+                if not line:
+                    return
+                head += line
+            length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+            stream.read(length)
+            if nth == 2:
+                return  # closed without an answer, as after a keep-alive timeout
+            self.request.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+
+
+def test_a_reused_connection_closed_under_the_request_is_retried_on_a_fresh_one_to_the_same_replica() -> None:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ClosesEachConnectionOnItsSecondRequest) as replica:
+        threading.Thread(target=replica.serve_forever, daemon=True).start()
+        rport = replica.server_address[1]
+        with gateway_in_thread(config([backend(endpoints=[f"127.0.0.1:{rport}"])])) as (gport, _):
+            assert [infer(gport).status for _ in range(4)] == [200] * 4
+            assert gauge(gport, "infra_inference_ready_replicas") == 1
+        replica.shutdown()
