@@ -28,5 +28,9 @@ controlplane:
 test: $(STAMP) controlplane
 	$(BIN)/python -m pytest
 
+# The quick benchmarks (a few minutes in all); the others are run by name, see benchmarks/RESULTS.md.
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[runtime,test,bench]'
 	$(BIN)/python benchmarks/components_scale.py
+	$(BIN)/python benchmarks/gateway_hop.py
+	$(BIN)/python benchmarks/autoscale_replay.py

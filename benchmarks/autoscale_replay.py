@@ -4,11 +4,13 @@ A discrete-event simulator replays hours of trace in seconds. Ours and the
 KPA-style baseline run the real `decide/` code; HPA-style, static peak and the
 oracle are written out below. Every policy sees the same arrivals, the same
 replica cold start and the same service time. With --real, a few minutes of the
-same trace (at a quarter of its rate) go to the real local stack instead
+same trace (at an eighth of its rate) go to the real local stack instead
 (`infra-inference dev`'s gateway, autoscaler and echo replicas on 127.0.0.1),
 and the simulator replays the same slice with the cold start measured here.
 
-Run: .venv/bin/python benchmarks/autoscale_replay.py [--hours H] [--seed S] [--plots DIR] [--real]
+Run: .venv/bin/python benchmarks/autoscale_replay.py [--hours H] [--seed S] [--plots DIR]
+         [--cold-start-s S] [--real]
+The plots need the `bench` extra (matplotlib): `make bench` installs it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import heapq
+import importlib.util
 import json
 import math
 import random
@@ -26,7 +29,7 @@ import time
 import urllib.request
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -327,27 +330,30 @@ def plot(run: Run, path: Path) -> None:
     plt.close(fig)
 
 
-def sim(hours: float, seed: int, plots: Path | None) -> None:
+def sim(hours: float, seed: int, plots: Path | None, service: Service = SIM) -> None:
     rate = trace(hours, seed)
     times = arrivals(rate, seed)
     duration = len(rate)
     print(f"trace: {hours:g} h, seed {seed}, {len(times)} requests, peak {max(rate):.0f} req/s; "
-          f"{SIM.slots} slots x {SIM.service_s * 1000:.0f} ms per replica, cold start {SIM.cold_start_s:g} s, "
-          f"SLO {SLO_S:g} s")
+          f"{service.slots} slots x {service.service_s * 1000:.0f} ms per replica, "
+          f"cold start {service.cold_start_s:g} s, SLO {SLO_S:g} s")
     started = time.perf_counter()
-    runs = [simulate("oracle", times, duration, None, 1.0, oracle_schedule(times, duration))]
+    runs = [simulate("oracle", times, duration, None, 1.0, oracle_schedule(times, duration, service=service),
+                     service=service)]
     policies = [*((f"ours@{share:.0%}", lambda share=share: ours(share)) for share in OUR_SHARES),
                 ("kpa-style", kpa_style), ("hpa-style", hpa_style)]
     for name, make in policies:
         policy, period = make()
-        runs.append(simulate(name, times, duration, policy, period))
-    runs.append(simulate("static-peak", times, duration, None, 1.0, static_peak(rate)))
+        runs.append(simulate(name, times, duration, policy, period, service=service))
+    runs.append(simulate("static-peak", times, duration, None, 1.0, static_peak(rate), service=service))
     for share in (OUR_SHARES[0], OUR_SHARES[-1]):
         runs.append(simulate(f"no-lead@{share:.0%}", times, duration, None, 1.0,
-                             oracle_schedule(times, duration, share, lead_s=0)))
+                             oracle_schedule(times, duration, share, lead_s=0, service=service), service=service))
     table(runs)
     print(f"simulated {len(runs)} x {hours:g} h in {time.perf_counter() - started:.1f} s")
-    if plots is not None:
+    if plots is not None and importlib.util.find_spec("matplotlib") is None:
+        print("plots skipped: matplotlib is not installed (`make bench` installs the bench extra)")
+    elif plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
         for r in runs:
             plot(r, plots / f"autoscale_{r.name}.png")
@@ -457,6 +463,9 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plots", type=Path, default=Path("out/bench"))
+    parser.add_argument("--cold-start-s", type=float, default=SIM.cold_start_s,
+                        help="Seconds from a replica asked for to ready, in the simulator (the real stack "
+                             "measures its own).")
     parser.add_argument("--real", action="store_true",
                         help=f"Replay {REAL_SECONDS} s of the trace against the real local stack (gateway, "
                              f"autoscaler, echo replicas on 127.0.0.1) and the simulator, instead of hours "
@@ -465,7 +474,7 @@ def main() -> None:
     if args.real:
         real(args.hours, args.seed)
     else:
-        sim(args.hours, args.seed, args.plots)
+        sim(args.hours, args.seed, args.plots, replace(SIM, cold_start_s=args.cold_start_s))
 
 
 if __name__ == "__main__":
