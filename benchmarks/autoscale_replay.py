@@ -151,18 +151,28 @@ OUR_TICK_S = 1.0
 
 
 def our_spec(share: float, slots: int) -> ScalingSpec:
-    # Concurrency by Little's law at `share` of the slots, a 2 s panic window (a burst shows in
-    # 2 ticks), a 6 s stable window and no scale-down stabilization: the signal no longer counts
-    # the queue that builds during a cold start as demand, so it can follow the arrivals closely
-    # both ways. share 0.7 is the product default (CONCURRENCY_TARGET_SHARE).
+    # Concurrency by Little's law at `share` of the slots, a 1 s panic window (a burst shows at
+    # the next tick), a 6 s stable window and no scale-down stabilization: the signal does not
+    # count the queue that builds during a cold start as demand, so it can follow the arrivals
+    # closely both ways. share 0.7 is the product default (CONCURRENCY_TARGET_SHARE). A 2 s
+    # panic window, averaging the tick before a step with the one after it, cost 1.0 point of
+    # SLO at 70 % with a 5 s cold start (93.83 % against 94.82 %) and 0.3 with a 1 s one.
     return ScalingSpec(metric="concurrency", target=share * slots, min_replicas=0, max_replicas=200,
-                       scale_to_zero_after_s=30, stable_window_s=6, panic_window_s=2, panic_threshold=2.0,
+                       scale_to_zero_after_s=30, stable_window_s=6, panic_window_s=1, panic_threshold=2.0,
                        scale_down_window_s=0)
 
 
 def ours(share: float, slots: int = SIM.slots) -> tuple[Policy, float]:
     """Our decider on our signal, every OUR_TICK_S (the autoscaler's default tick)."""
     return decider(our_spec(share, slots), by_littles_law=True), OUR_TICK_S
+
+
+def spec_defaults() -> tuple[Policy, float]:
+    """An AutoscalePolicy that sets only metric, bounds and scale to zero: the spec's default windows
+    (60 s stable, 6 s panic, 300 s scale-down stabilization) and target (70 %), at the default tick."""
+    spec = ScalingSpec(metric="concurrency", min_replicas=0, max_replicas=200, scale_to_zero_after_s=30)
+    return decider(spec.model_copy(update={"target": spec.resolved_target(SIM.slots)}), by_littles_law=True), \
+        OUR_TICK_S
 
 
 def kpa_style() -> tuple[Policy, float]:
@@ -341,7 +351,7 @@ def sim(hours: float, seed: int, plots: Path | None, service: Service = SIM) -> 
     runs = [simulate("oracle", times, duration, None, 1.0, oracle_schedule(times, duration, service=service),
                      service=service)]
     policies = [*((f"ours@{share:.0%}", lambda share=share: ours(share)) for share in OUR_SHARES),
-                ("kpa-style", kpa_style), ("hpa-style", hpa_style)]
+                ("defaults", spec_defaults), ("kpa-style", kpa_style), ("hpa-style", hpa_style)]
     for name, make in policies:
         policy, period = make()
         runs.append(simulate(name, times, duration, policy, period, service=service))
