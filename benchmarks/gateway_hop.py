@@ -15,7 +15,11 @@ The replica and the proxy are pinned to core 0, the load generator
 the proxy's CPU costs, as it would for a sidecar sharing the replica's node.
 The proxy's own CPU time per request is read from /proc.
 
-    .venv/bin/python benchmarks/gateway_hop.py [--duration-s 3] [--rounds 3]
+    .venv/bin/python benchmarks/gateway_hop.py [--duration-s 3] [--rounds 3] [--compare-with PYTHON]
+
+`--compare-with` adds a fourth path, `gateway-then`: the gateway of whatever
+infra-inference that interpreter imports (a venv with an earlier version
+installed), against the same replica in the same run.
 
 Targets (issue 4, "the hop must be cheap"): at c=1 the gateway adds at most
 1 ms to p50 and to p99 over `direct`; its CPU per request is at most 3x the
@@ -39,7 +43,8 @@ from httpload import cpu_seconds, free_port, run_load, start_pinned
 from server_overhead import BODY, CLIENT_CORE, PATH, SERVER_CORE
 
 PATHS = ["direct", "tcp-relay", "gateway"]
-CLI = [sys.executable, "-c", "from infra_inference.cli import main; main()"]
+MAIN = "from infra_inference.cli import main; main()"
+CLI = [sys.executable, "-c", MAIN]
 
 
 async def _relay(port: int, upstream: int) -> None:
@@ -59,13 +64,13 @@ async def _relay(port: int, upstream: int) -> None:
     await server.serve_forever()
 
 
-def _start_proxy(path: str, replica_port: int, workdir: Path) -> tuple[subprocess.Popen[bytes] | None, int]:
+def _start_proxy(path: str, replica_port: int, workdir: Path,
+                 then_python: str | None) -> tuple[subprocess.Popen[bytes] | None, int]:
     if path == "direct":
         return None, replica_port
     port = free_port()
-    if path == "tcp-relay":
-        command = [sys.executable, __file__, "--relay", str(port), "--upstream", str(replica_port)]
-    else:
+    command, cwd = [sys.executable, __file__, "--relay", str(port), "--upstream", str(replica_port)], None
+    if path != "tcp-relay":
         config = workdir / "gateway.json"
         config.write_text(json.dumps({
             "service": "echo", "host": "127.0.0.1", "port": port, "max_queue": 1024, "discovery": "static",
@@ -73,12 +78,16 @@ def _start_proxy(path: str, replica_port: int, workdir: Path) -> tuple[subproces
                           "endpoints": [f"127.0.0.1:{replica_port}"]}],
         }))
         command = [*CLI, "gateway", "--config", str(config)]
-    return start_pinned(command, port, SERVER_CORE, path), port
+        if path == "gateway-then" and then_python:
+            # Started outside this checkout, so that `-c` does not import the package from here.
+            command, cwd = [then_python, "-c", MAIN, "gateway", "--config", str(config)], workdir
+    return start_pinned(command, port, SERVER_CORE, path, cwd), port
 
 
-def measure(path: str, replica_port: int, concurrency: int, duration_s: float, workdir: Path) -> dict[str, float]:
+def measure(path: str, replica_port: int, concurrency: int, duration_s: float, workdir: Path,
+            then_python: str | None = None) -> dict[str, float]:
     """req/s, p50 / p99 ms, and the proxy's CPU microseconds per request, for one path."""
-    proxy, port = _start_proxy(path, replica_port, workdir)
+    proxy, port = _start_proxy(path, replica_port, workdir, then_python)
     try:
         cpu_before = cpu_seconds(proxy.pid) if proxy else 0.0
         result = run_load(port, PATH, BODY, concurrency, duration_s)
@@ -96,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration-s", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare-with", metavar="PYTHON", help="Also measure the gateway this interpreter runs.")
     parser.add_argument("--relay", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -105,27 +115,34 @@ def main() -> None:
         uvloop.run(_relay(args.relay, args.upstream))
         return
     os.sched_setaffinity(0, {CLIENT_CORE})
+    paths = [*PATHS, "gateway-then"] if args.compare_with else PATHS
     replica_port = free_port()
     replica = start_pinned([*CLI, "serve", "--host", "127.0.0.1", "--port", str(replica_port), "--model", "echo",
                             "--max-concurrency", "64", "--max-queue", "1024"], replica_port, SERVER_CORE, "replica")
-    print(f"{'path':<10} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'proxy CPU us/req':>17}"
+    print(f"{'path':<12} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'proxy CPU us/req':>17}"
           f"   (median of {args.rounds} rounds)")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for concurrency in (1, 32):
-                rounds: dict[str, list[dict[str, float]]] = {p: [] for p in PATHS}
+                rounds: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
                 for r in range(args.rounds):
-                    for path in PATHS[r % len(PATHS):] + PATHS[: r % len(PATHS)]:
-                        rounds[path].append(measure(path, replica_port, concurrency, args.duration_s, Path(tmp)))
+                    for path in paths[r % len(paths):] + paths[: r % len(paths)]:
+                        rounds[path].append(measure(path, replica_port, concurrency, args.duration_s, Path(tmp),
+                                                    args.compare_with))
                 res = {p: {m: statistics.median(x[m] for x in v) for m in v[0]} for p, v in rounds.items()}
                 for path, m in res.items():
-                    print(f"{path:<10} {concurrency:>3} {m['rps']:>9.0f} {m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f}"
+                    print(f"{path:<12} {concurrency:>3} {m['rps']:>9.0f} {m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f}"
                           f" {m['cpu_us']:>17.1f}")
                 direct, relay, gateway = res["direct"], res["tcp-relay"], res["gateway"]
                 print(f"  c={concurrency}: gateway adds p50 {gateway['p50_ms'] - direct['p50_ms']:+.3f} ms, "
                       f"p99 {gateway['p99_ms'] - direct['p99_ms']:+.3f} ms (target <= 1 ms at c=1); "
                       f"req/s {gateway['rps'] / direct['rps']:.2f}x direct, {gateway['rps'] / relay['rps']:.2f}x relay; "
                       f"CPU/request {gateway['cpu_us'] / relay['cpu_us']:.2f}x the relay's (target <= 3)")
+                if "gateway-then" in res:
+                    then = res["gateway-then"]
+                    print(f"  c={concurrency}: against gateway-then: req/s {gateway['rps'] / then['rps']:.2f}x, "
+                          f"p50 {gateway['p50_ms'] / then['p50_ms']:.2f}x, "
+                          f"CPU/request {gateway['cpu_us'] / then['cpu_us']:.2f}x")
     finally:
         replica.terminate()
         replica.wait(timeout=30)

@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -22,9 +23,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_pinned(command: Sequence[str], port: int, core: int, what: str) -> subprocess.Popen[bytes]:
-    """Start `command` on one core; return once it accepts connections on `port`."""
-    proc = subprocess.Popen(list(command), preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+def start_pinned(command: Sequence[str], port: int, core: int, what: str,
+                 cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `command` on one core (in `cwd`); return once it accepts connections on `port`."""
+    proc = subprocess.Popen(list(command), cwd=cwd, preexec_fn=lambda: os.sched_setaffinity(0, {core}))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

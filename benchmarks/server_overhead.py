@@ -1,8 +1,9 @@
 """Server overhead: `infra-inference serve --model echo` against raw Starlette and FastAPI echo apps.
 
 Each server is one process pinned to core 0; the load generator
-(`httpload.py`: keep-alive HTTP/1.1 connections on uvloop) is pinned to core 1. The baselines run as
-people deploy them: one uvicorn worker (httptools, uvloop, no access log).
+(`httpload.py`: keep-alive HTTP/1.1 connections on uvloop) is pinned to
+core 1. The baselines run as people deploy them: one uvicorn worker
+(httptools, uvloop, no access log).
 Ours is `infra-inference serve` as shipped: its own HTTP/1.1 protocol on
 httptools and uvloop, no ASGI server. Every server gets the same OIP request
 body, at c=1 and c=32, in the same run, so the ratios compare like with like.
