@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
-import threading
 
 from infra_inference.runtime.gateway.app import GatewayApp
 from infra_inference.runtime.gateway.config import GatewayConfig
@@ -49,8 +47,8 @@ class GatewayServer:
         http1.run(self.serve(sockets))
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        self._stop = asyncio.Event()
-        self._loop = loop = asyncio.get_running_loop()
+        self._stop = stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         await self.app.start()
 
         def connection() -> HttpConnection:
@@ -58,18 +56,14 @@ class GatewayServer:
                                   keep_headers=self.app.headers)
 
         listeners = await http1.listen(connection, self.config.host, self.config.port, sockets)
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._stop.set)
+        http1.on_stop_signals(lambda sig: stop.set())
         for host, port in http1.addresses(listeners):
             log.info("infra-inference gateway for %r, running on http://%s:%d", self.config.service, host, port)
         self.started = True
         try:
-            await self._stop.wait()
+            await stop.wait()
         finally:
-            for listener in listeners:
-                listener.close()
-            self._connections.shutdown()
+            http1.stop_accepting(listeners, self._connections)
             self.app.end_long_polls()
             try:
                 async with asyncio.timeout(self.config.timeout_s + SHUTDOWN_MARGIN_S):

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
+import threading
 import time
 import urllib.parse
 from collections import deque
@@ -440,6 +442,21 @@ async def listen(connection: Callable[[], HttpConnection], host: str, port: int,
     else:
         listeners = [await loop.create_server(connection, host, port, backlog=_BACKLOG)]
     return listeners
+
+
+def on_stop_signals(handler: Callable[[int], None]) -> None:
+    """SIGTERM and SIGINT call ``handler(signal)``; only from the main thread (a server in a test's thread has none)."""
+    if threading.current_thread() is threading.main_thread():
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, handler, sig)
+
+
+def stop_accepting(listeners: list[asyncio.Server], connections: Connections) -> None:
+    """Close the listeners; idle connections close now, busy ones once their current answer is written."""
+    for listener in listeners:
+        listener.close()
+    connections.shutdown()
 
 
 def addresses(listeners: list[asyncio.Server]) -> list[tuple[str, int]]:

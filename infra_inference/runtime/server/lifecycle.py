@@ -16,7 +16,6 @@ import asyncio
 import logging
 import signal
 import socket
-import threading
 
 from infra_inference.runtime.server import http1
 from infra_inference.runtime.server.app import ServerApp
@@ -71,18 +70,14 @@ class ModelServer:
         # the listener is; /healthz and /readyz answer meanwhile either way.
         loading = loop.create_task(self._load())
         listeners = await http1.listen(connection, self.settings.host, self.settings.port, sockets)
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal, sig)
+        http1.on_stop_signals(self._on_signal)
         for host, port in http1.addresses(listeners):
             log.info("infra-inference serving %r, running on http://%s:%d", dataplane.model_name, host, port)
         self.started = True
         try:
             await self._stop.wait()
         finally:
-            for listener in listeners:
-                listener.close()
-            self._connections.shutdown()
+            http1.stop_accepting(listeners, self._connections)
             if not self._forced:
                 await self._connections.wait_until(lambda: not self._connections)
             loading.cancel()

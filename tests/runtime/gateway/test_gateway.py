@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import socketserver
 import threading
 import time
@@ -11,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from infra_inference.runtime.gateway import GatewayApp, GatewayServer
 from tests.runtime.gateway.support import ManualDiscovery, backend, closed_port, config, gateway_in_thread
-from tests.runtime.server.support import (Reply, post, request, running_in_thread, scrape, server_in_thread, v2_body,
-                                          wait_until)
+from tests.runtime.server.support import (Reply, listening, post, request, running_in_thread, scrape, server_in_thread,
+                                          v2_body, wait_until)
 
 INFER = "/v2/models/echo/infer"
 
@@ -221,15 +220,8 @@ def test_stopping_lets_the_request_in_flight_finish_and_refuses_new_connections(
             wait_until(lambda: app.dispatcher.backends["svc"].inflight == 1)
             server.stop()
             assert slow.result().status == 200
-            wait_until(lambda: not _accepts(gport))
+            wait_until(lambda: not listening(gport))
 
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 class _ClosesEachConnectionOnItsSecondRequest(socketserver.BaseRequestHandler):

@@ -67,6 +67,15 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_until(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.01) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import pytest
 
-from tests.runtime.server.support import server_in_thread, v2_body, wait_until
+from tests.runtime.server.support import listening, server_in_thread, v2_body, wait_until
 
 INFER = b"/v2/models/echo/infer"
 
@@ -190,12 +190,5 @@ def test_drain_closes_idle_connections_and_the_server_stops() -> None:
             assert _read(stream)[0] == 200
             server.begin_drain()
             assert _closed_by_server(sock)
-        wait_until(lambda: not _listening(port))
+        wait_until(lambda: not listening(port))
 
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
