@@ -4,9 +4,8 @@ Only `spec.replicas` through `deployments/scale`, which is all the autoscaler's
 Role allows (get/patch/update on deployments/scale, get on deployments for
 `status.readyReplicas`): the Deployment's template stays the user's. A tick
 reads the Deployment alone, which carries both `spec.replicas` (what the
-scale subresource shows) and `status.readyReplicas`: one API call per
-deployment per tick, so a 0.5 s tick costs the API server 2 reads a second
-per autoscaled Deployment. Ready
+scale subresource shows) and `status.readyReplicas`: one API read per
+deployment per tick (1 a second at the default tick), not two. Ready
 replica URLs come from the EndpointSlices of `<deployment>-replicas`, the
 headless Service render/service.py creates per variant.
 """
