@@ -70,6 +70,20 @@ def test_stale_reading_holds() -> None:
     assert d.desired == 5 and "11.0s old" in d.reason
 
 
+def test_before_any_answer_the_queue_wakes_from_zero_but_buys_no_more_while_replicas_start() -> None:
+    p = policy(target=1.4, max_replicas=200, **ZERO)
+    d, state = decide(p, Observation(at=0, value=4, outstanding=4, current=0, ready=0, queue_only=True),
+                      ScalerState(), 0)
+    assert d.desired == 3  # 4 queued at 1.4 each: straight to the size they ask for
+    for t, queued in ((1, 20), (2, 60), (3, 200)):  # the queue grows while the 3 start
+        d, state = decide(p, Observation(at=t, value=queued, outstanding=queued, current=3, ready=0,
+                                         queue_only=True), state, t)
+        assert d.desired == 3, d.reason
+    # Once replicas are ready and the queue still grows, it asks for more again.
+    d, _ = decide(p, Observation(at=4, value=200, outstanding=200, current=3, ready=3, queue_only=True), state, 4)
+    assert d.desired > 3
+
+
 def test_float_noise_does_not_buy_a_replica() -> None:
     d, _ = decide(policy(target=0.1), obs(0, 0.7000000001, current=7), ScalerState(), 0)
     assert d.desired == 7

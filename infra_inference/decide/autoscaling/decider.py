@@ -59,6 +59,10 @@ class Observation:
             requests x mean service time), for metric concurrency when `value`
             is the arrivals' concurrency (arrival rate x service time) rather
             than the queue itself; None otherwise.
+        queue_only: `value` is the count of requests outstanding because no
+            service time is known yet (nothing answered since the gateway
+            started): good for the first step from zero, not for more while
+            the replicas it asked for are still starting.
     """
 
     at: float
@@ -67,6 +71,7 @@ class Observation:
     current: int
     ready: int
     backlog_s: float | None = None
+    queue_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,11 @@ def decide(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float
     wanted = replicas_wanted(policy.metric, obs.value, target, obs.ready)
     if wanted is None:
         return Decision(hold, f"hold at {hold}: no ready replica reports {policy.metric}"), state
+    if obs.queue_only and obs.current > obs.ready:
+        # Nothing answered yet and replicas still starting: the count grows with every arrival
+        # while they start, and replicas bought on it start slower still where they share CPU
+        # (0 -> 3 -> 6 -> 11 -> ... -> 200 on the local stack, for 13 req/s that needed 1).
+        wanted = min(wanted, obs.current)
 
     active = obs.value > 0 or (obs.outstanding or 0) > 0
     state = replace(state, last_active=now if active or state.last_active is None else state.last_active,

@@ -36,6 +36,7 @@ class Reading:
     value: float | None
     outstanding: float | None
     backlog_s: float | None = None
+    queue_only: bool = False  # value is the outstanding count: no service time known yet
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def _littles_law(now: float, counters: _Counters, delta: _Counters | None, queue
     served, served_s = (delta.served, delta.served_s) if delta and delta.served else \
         (counters.served, counters.served_s)
     if delta is None or not served:
-        return Reading(now, outstanding, outstanding)
+        return Reading(now, outstanding, outstanding, queue_only=True)
     concurrency, backlog_s = littles_law(delta.arrivals, delta.at, served_s / served, queued)
     return Reading(now, concurrency, outstanding, backlog_s)
 

@@ -70,7 +70,7 @@ class Autoscaler:
                 continue
             r = readings[d]
             obs = Observation(at=r.at, value=r.value, outstanding=r.outstanding, current=replicas.current,
-                              ready=replicas.ready, backlog_s=r.backlog_s)
+                              ready=replicas.ready, backlog_s=r.backlog_s, queue_only=r.queue_only)
             decision, self.states[d] = decide(self.policy, obs, self.states[d], now)
             self._ready.labels(d).set(replicas.ready)
             self._desired.labels(d).set(decision.desired)

@@ -1,4 +1,4 @@
-"""HTTP/1.1 for the model server: an asyncio protocol on httptools, no ASGI in between.
+"""HTTP/1.1 for the model server and the gateway: an asyncio protocol on httptools, no ASGI in between.
 
 At one request in flight a server's cost per request is what decides its
 throughput, and uvicorn's ASGI plumbing (scope dicts, message dicts, a

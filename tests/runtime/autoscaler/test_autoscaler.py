@@ -149,9 +149,9 @@ def test_concurrency_is_arrival_rate_times_service_time_and_the_queue_is_work() 
 
     with metrics_server(texts) as url:
         first, second, third = asyncio.run(read_three(url))
-    assert (first.value, first.backlog_s) == (38, None)  # no rate on a first look: the 38 outstanding
+    assert (first.value, first.backlog_s, first.queue_only) == (38, None, True)  # first look: the 38 outstanding
     # 100 req/s x 0.1 s = 10 in flight, and 300 queued x 0.1 s = 30 s of work -- not 308 in flight.
-    assert (second.value, second.outstanding) == (pytest.approx(10.0), 308)
+    assert (second.value, second.outstanding, second.queue_only) == (pytest.approx(10.0), 308, False)
     assert second.backlog_s == pytest.approx(30.0)
     assert third.value == 0 and third.backlog_s == pytest.approx(30.0)  # service time since start: 19 / 190
 
