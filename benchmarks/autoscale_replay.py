@@ -137,7 +137,8 @@ def decider(spec: ScalingSpec, by_littles_law: bool) -> Policy:
         if by_littles_law and seen.service_s is not None:
             value, backlog_s = littles_law(seen.arrived, seen.seconds, seen.service_s, seen.queued)
         obs = Observation(at=now, value=value, outstanding=float(seen.outstanding), current=seen.current,
-                          ready=seen.ready, backlog_s=backlog_s)
+                          ready=seen.ready, backlog_s=backlog_s,
+                          queue_only=by_littles_law and seen.service_s is None)
         d, state = decide(spec, obs, state, now)
         return d.desired
 
