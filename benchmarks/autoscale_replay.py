@@ -157,9 +157,8 @@ def our_spec(share: float, slots: int) -> ScalingSpec:
     # 2 ticks), a 6 s stable window and no scale-down stabilization: the signal does not count
     # the queue that builds during a cold start as demand, so it can follow the arrivals closely
     # both ways. share 0.7 is the product default (CONCURRENCY_TARGET_SHARE). A 1 s panic window
-    # gains 1.0 point of SLO here with a 5 s cold start, but on the real stack, where one noisy
-    # tick is the whole window, it overshot (1.47x and 1.66x the oracle against 1.04-1.10x;
-    # benchmarks/RESULTS.md, runs 3-7).
+    # gains 1.0 point of SLO here with a 5 s cold start; its real-stack runs so far all hit the
+    # wake-from-zero run-up since fixed (benchmarks/RESULTS.md, runs 3-8), so it is unproven.
     return ScalingSpec(metric="concurrency", target=share * slots, min_replicas=0, max_replicas=200,
                        scale_to_zero_after_s=30, stable_window_s=6, panic_window_s=2, panic_threshold=2.0,
                        scale_down_window_s=0)

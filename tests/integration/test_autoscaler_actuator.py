@@ -65,7 +65,14 @@ def test_actuator_scales_and_endpointslice_discovery_follows_the_ready_pods(
                 await actuator.scale("chat", 3)
                 await _until(lambda: len(seen["chat"]) == 3, "three ready addresses after scaling to 3", describe)
                 assert seen["chat"] == pod_addresses()
-                assert await actuator.replicas("chat") == Replicas(3, 3)
+                # The Deployment's readyReplicas follows its ReplicaSet's status, a moment after the
+                # EndpointSlices: the actuator reports 3 of 3 once it does.
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + WAIT_S
+                while (replicas := await actuator.replicas("chat")) != Replicas(3, 3):
+                    if loop.time() > deadline:
+                        pytest.fail(f"the actuator reads {replicas}, not 3 of 3 ready, within {WAIT_S:g}s")
+                    await asyncio.sleep(0.05)
 
                 await actuator.scale("chat", 1)
                 await _until(lambda: len(seen["chat"]) == 1, "one address after scaling to 1", describe)

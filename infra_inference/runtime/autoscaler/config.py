@@ -27,10 +27,8 @@ class AutoscalerConfig(ScalingSpec):
     deployments: list[str] = Field(min_length=1, description="Deployments to scale, one decision each.")
     gateway_url: str | None = Field(None, description="The service's gateway; None: replicas' own metrics.")
     # 1 s. A 0.5 s tick sees a burst onset half a second sooner (0.3 points of SLO at a 1 s cold
-    # start in benchmarks/autoscale_replay.py's simulator), but on the real local stack it ran away
-    # (benchmarks/RESULTS.md, run 6), most likely because replicas starting on shared cores
-    # stretch the measured service time, which Little's law reads as more demand, and a faster
-    # tick closes that loop before the replicas it asked for are ready.
+    # start in benchmarks/autoscale_replay.py's simulator); its only real-stack run so far hit the
+    # wake-from-zero run-up since fixed in decide/ (benchmarks/RESULTS.md, run 6), so it is unproven.
     tick_s: float = Field(1.0, gt=0, description="Seconds between decisions (sooner when the gateway pokes).")
     metrics_port: int = Field(9091, ge=0, le=65535, description="Port of this autoscaler's /metrics.")
     local: LocalReplicas | None = Field(None, description="Run replicas as local processes instead of "
