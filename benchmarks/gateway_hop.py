@@ -69,19 +69,20 @@ def _start_proxy(path: str, replica_port: int, workdir: Path,
     if path == "direct":
         return None, replica_port
     port = free_port()
-    command, cwd = [sys.executable, __file__, "--relay", str(port), "--upstream", str(replica_port)], None
-    if path != "tcp-relay":
-        config = workdir / "gateway.json"
-        config.write_text(json.dumps({
-            "service": "echo", "host": "127.0.0.1", "port": port, "max_queue": 1024, "discovery": "static",
-            "backends": [{"variant": "main", "deployment": "echo", "max_concurrency": 64,
-                          "endpoints": [f"127.0.0.1:{replica_port}"]}],
-        }))
-        command = [*CLI, "gateway", "--config", str(config)]
-        if path == "gateway-then" and then_python:
-            # Started outside this checkout, so that `-c` does not import the package from here.
-            command, cwd = [then_python, "-c", MAIN, "gateway", "--config", str(config)], workdir
-    return start_pinned(command, port, SERVER_CORE, path, cwd), port
+    if path == "tcp-relay":
+        relay = [sys.executable, __file__, "--relay", str(port), "--upstream", str(replica_port)]
+        return start_pinned(relay, port, SERVER_CORE, path), port
+    config = workdir / "gateway.json"
+    config.write_text(json.dumps({
+        "service": "echo", "host": "127.0.0.1", "port": port, "max_queue": 1024, "discovery": "static",
+        "backends": [{"variant": "main", "deployment": "echo", "max_concurrency": 64,
+                      "endpoints": [f"127.0.0.1:{replica_port}"]}],
+    }))
+    if path == "gateway-then" and then_python:
+        # Started outside this checkout, so that `-c` does not import the package from here.
+        then = [then_python, "-c", MAIN, "gateway", "--config", str(config)]
+        return start_pinned(then, port, SERVER_CORE, path, cwd=workdir), port
+    return start_pinned([*CLI, "gateway", "--config", str(config)], port, SERVER_CORE, path), port
 
 
 def measure(path: str, replica_port: int, concurrency: int, duration_s: float, workdir: Path,

@@ -86,18 +86,18 @@ class GatewayApp:
         return _error(404, f"no {request.method.decode('latin-1')} route {request.path}")
 
     def _later(self, answer: Coroutine[Any, Any, Response], reply: Reply) -> None:
-        async def answer_then_reply() -> None:
-            try:
-                response = await answer
-            except Exception:  # a bug here must still answer, or the client waits forever
-                log.exception("answering a request failed")
-                response = error(500, "internal server error")
-            finally:
-                self._tasks.discard(task)
-            reply(response)
+        self._tasks.add(asyncio.get_running_loop().create_task(self._answer_then_reply(answer, reply)))
 
-        task = asyncio.get_running_loop().create_task(answer_then_reply())
-        self._tasks.add(task)  # the loop holds tasks weakly
+    async def _answer_then_reply(self, answer: Coroutine[Any, Any, Response], reply: Reply) -> None:
+        # The loop holds tasks weakly: each sits in _tasks until it has replied.
+        try:
+            response = await answer
+        except Exception:  # a bug here must still answer, or the client waits forever
+            log.exception("answering a request failed")
+            response = error(500, "internal server error")
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        reply(response)
 
     async def _proxy(self, request: Request) -> Response:
         start = self._clock()

@@ -40,7 +40,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self._answer: asyncio.Future[Response] | None = None
-        self._received = False  # some byte of the current answer arrived
+        self.received = False  # some byte of the current answer arrived
         self._headers: list[bytes] = []  # the passed-back header lines, as the gateway writes them
         self._body: list[bytes] = []
         self._length_known = False  # content-length or chunked; else the body ends at EOF
@@ -48,15 +48,11 @@ class _Connection(asyncio.Protocol):
     def request(self, data: bytes, answer: asyncio.Future[Response]) -> None:
         assert self.transport is not None and self._answer is None, "one request at a time"
         self._answer = answer
-        self._received = False
+        self.received = False
         self._headers = []
         self._body = []
         self._length_known = False
         self.transport.write(data)
-
-    @property
-    def received(self) -> bool:
-        return self._received
 
     def abort(self) -> None:
         """Give up on the current answer (timed out): the connection is out of step, close it."""
@@ -70,7 +66,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self._received = True
+        self.received = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -82,7 +78,7 @@ class _Connection(asyncio.Protocol):
             self._pool.remove(self)
         if self._answer is None:
             return
-        if self._received and not self._length_known and self._parser.get_status_code():
+        if self.received and not self._length_known and self._parser.get_status_code():
             self._complete()  # a body delimited by the end of the connection
         else:
             self._fail(f"connection closed before a complete answer ({exc or 'EOF'})")
