@@ -56,8 +56,17 @@ def gateway_in_thread(cfg: GatewayConfig, discovery: Any = None, seed: int | Non
 
 def closed_port() -> int:
     """A port nothing listens on (bound, then released)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return closed_ports(1)[0]
+
+
+def closed_ports(n: int) -> list[int]:
+    """`n` different ports nothing listens on: all bound at once, then released (one at a time, the
+    kernel may hand the same free port out twice, and two replicas on one address are one replica)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
