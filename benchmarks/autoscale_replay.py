@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp  # noqa: E402
 
 from infra_inference.decide.autoscaling import Observation, ScalerState, decide, littles_law  # noqa: E402
-from infra_inference.runtime.actuators.local import free_port  # noqa: E402
+from infra_inference.runtime.transport.ports import free_port  # noqa: E402
 from infra_inference.runtime.autoscaler import prom  # noqa: E402
 from infra_inference.runtime.autoscaler.config import AutoscalerConfig  # noqa: E402
 from infra_inference.runtime.dev import DevStack  # noqa: E402

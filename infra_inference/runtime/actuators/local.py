@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import aiohttp
 from infra_inference.runtime.actuators.base import Replicas
 from infra_inference.runtime.autoscaler.config import LocalReplicas
 from infra_inference.runtime.gateway.discovery import FILE_POLL_S, write_endpoints_file
+from infra_inference.runtime.transport.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,6 @@ RECONCILE_S = 0.05
 # After unpublishing a replica, wait for the gateway to re-read the file (4 polls) before SIGTERM.
 UNPUBLISH_WAIT_S = 4 * FILE_POLL_S
 STOP_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(eq=False)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infra_inference.runtime.actuators.local import free_port
+from infra_inference.runtime.transport.ports import free_port
 from infra_inference.specs.autoscale import ScalingSpec
 
 DEPLOYMENT = "dev"

@@ -1,6 +1,6 @@
 """The gateway's routes: every POST is proxied through the queue; GETs are health, metrics, activator.
 
-It answers through the model server's HTTP/1.1 protocol (`server/http1.py`),
+It answers through the model server's HTTP/1.1 protocol (`transport/http1.py`),
 not ASGI: the hop is paid on every request, and ASGI's scope and message
 dicts and its task per request cost more than queueing and dispatching do.
 A POST takes one task (waiting for a slot, then for the replica); everything
@@ -29,7 +29,7 @@ from infra_inference.runtime.gateway.dispatch import Backend, Dispatcher, QueueF
 from infra_inference.runtime.gateway.metrics import GatewayMetrics
 from infra_inference.runtime.gateway.split import WeightedSplit
 from infra_inference.runtime.gateway.upstream import ReplicaFailed, Upstream
-from infra_inference.runtime.server.http1 import JSON, Reply, Request, Response, error
+from infra_inference.runtime.transport.http1 import JSON, Reply, Request, Response, error
 
 log = logging.getLogger(__name__)
 

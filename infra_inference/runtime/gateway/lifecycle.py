@@ -14,8 +14,8 @@ import socket
 
 from infra_inference.runtime.gateway.app import GatewayApp
 from infra_inference.runtime.gateway.config import GatewayConfig
-from infra_inference.runtime.server import http1
-from infra_inference.runtime.server.http1 import Connections, HttpConnection
+from infra_inference.runtime.transport import http1
+from infra_inference.runtime.transport.http1 import Connections, HttpConnection
 
 log = logging.getLogger(__name__)
 

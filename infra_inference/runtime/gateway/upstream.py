@@ -22,7 +22,7 @@ import asyncio
 
 import httptools
 
-from infra_inference.runtime.server.http1 import Response
+from infra_inference.runtime.transport.http1 import Response
 
 # Headers a replica's answer keeps on its way back through the gateway.
 _PASSED_BACK = (b"content-type", b"retry-after")

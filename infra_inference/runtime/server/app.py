@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from infra_inference.runtime.server import codec
 from infra_inference.runtime.server.dataplane import DataPlane
 from infra_inference.runtime.server.errors import ModelNotFound, RequestError
-from infra_inference.runtime.server.http1 import Reply, Request, Response, error
+from infra_inference.runtime.transport.http1 import Reply, Request, Response, error
 from infra_inference.runtime.server.model import InferRequest, Tensors
 
 log = logging.getLogger(__name__)

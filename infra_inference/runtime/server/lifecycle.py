@@ -17,10 +17,10 @@ import logging
 import signal
 import socket
 
-from infra_inference.runtime.server import http1
+from infra_inference.runtime.transport import http1
 from infra_inference.runtime.server.app import ServerApp
 from infra_inference.runtime.server.dataplane import DataPlane
-from infra_inference.runtime.server.http1 import Connections, HttpConnection
+from infra_inference.runtime.transport.http1 import Connections, HttpConnection
 from infra_inference.runtime.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
