@@ -22,7 +22,7 @@ from tests.integration.cluster_helpers import WAIT_S, Stack, token_client, wait_
 pytestmark = pytest.mark.controlplane
 
 actuators = pytest.importorskip("infra_inference.runtime.actuators.kubernetes", reason="needs the runtime extra")
-endpointslices = pytest.importorskip("infra_inference.runtime.gateway.endpointslices",
+endpointslices = pytest.importorskip("infra_inference.runtime.discovery.endpointslices",
                                      reason="needs the runtime extra")
 
 REPLICA_PORT = 8080

@@ -22,7 +22,7 @@ import aiohttp
 
 from infra_inference.runtime.actuators.base import Replicas
 from infra_inference.runtime.autoscaler.config import LocalReplicas
-from infra_inference.runtime.gateway.discovery import FILE_POLL_S, write_endpoints_file
+from infra_inference.runtime.discovery.endpoints_file import FILE_POLL_S, write_endpoints_file
 from infra_inference.runtime.transport.ports import free_port
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ async def _local(cfg: AutoscalerConfig) -> tuple[Actuator, dict[str, list[str]]]
 async def _kubernetes(cfg: AutoscalerConfig) -> tuple[Actuator, dict[str, list[str]]]:
     """Scale subresource; gateway pods and ready replicas from EndpointSlices (all gateway replicas, not one)."""
     from infra_inference.runtime.actuators.kubernetes import KubernetesActuator
-    from infra_inference.runtime.gateway.endpointslices import EndpointSliceDiscovery
+    from infra_inference.runtime.discovery.endpointslices import EndpointSliceDiscovery
 
     services = {f"{d}-replicas": (d, 8080) for d in cfg.deployments}
     gw = gateway_service(cfg.gateway_url) if cfg.gateway_url else None

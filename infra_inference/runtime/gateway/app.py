@@ -23,8 +23,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
+from infra_inference.runtime.discovery.base import Discovery
 from infra_inference.runtime.gateway.config import GatewayConfig
-from infra_inference.runtime.gateway.discovery import Discovery, discovery_for
+from infra_inference.runtime.gateway.discovery import discovery_for
 from infra_inference.runtime.gateway.dispatch import Backend, Dispatcher, QueueFull, Replica
 from infra_inference.runtime.gateway.metrics import GatewayMetrics
 from infra_inference.runtime.gateway.split import WeightedSplit

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from infra_inference.runtime.gateway import GatewayApp, GatewayConfig, GatewayServer
-from infra_inference.runtime.gateway.discovery import Publish
+from infra_inference.runtime.discovery.base import Publish
 from tests.runtime.server.support import running_in_thread
 
 
