@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp  # noqa: E402
 
 from infra_inference.decide.autoscaling import Observation, ScalerState, decide, littles_law  # noqa: E402
-from infra_inference.runtime.transport.ports import free_port  # noqa: E402
-from infra_inference.runtime.autoscaler import prom  # noqa: E402
-from infra_inference.runtime.autoscaler.config import AutoscalerConfig  # noqa: E402
 from infra_inference.runtime.dev import DevStack  # noqa: E402
+from infra_inference.runtime.metrics import prom  # noqa: E402
+from infra_inference.runtime.transport.ports import free_port  # noqa: E402
 from infra_inference.specs.autoscale import ScalingSpec  # noqa: E402
+from infra_inference.wire.policy import AutoscalerConfig  # noqa: E402
 
 # The latency SLO, queueing at the gateway included.
 SLO_S = 1.0

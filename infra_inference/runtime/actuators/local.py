@@ -21,9 +21,9 @@ from pathlib import Path
 import aiohttp
 
 from infra_inference.runtime.actuators.base import Replicas
-from infra_inference.runtime.autoscaler.config import LocalReplicas
 from infra_inference.runtime.discovery.endpoints_file import FILE_POLL_S, write_endpoints_file
 from infra_inference.runtime.transport.ports import free_port
+from infra_inference.wire.policy import LocalReplicas
 
 log = logging.getLogger(__name__)
 

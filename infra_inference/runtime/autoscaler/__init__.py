@@ -1,6 +1,6 @@
 """The autoscaler behind `infra-inference autoscaler`: collect -> decide -> actuate."""
 
-from infra_inference.runtime.autoscaler.config import AutoscalerConfig, LocalReplicas
 from infra_inference.runtime.autoscaler.loop import Autoscaler
+from infra_inference.wire.policy import AutoscalerConfig, LocalReplicas
 
 __all__ = ["Autoscaler", "AutoscalerConfig", "LocalReplicas"]

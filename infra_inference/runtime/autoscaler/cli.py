@@ -14,8 +14,8 @@ from prometheus_client import start_http_server
 
 from infra_inference.runtime.actuators.base import Actuator
 from infra_inference.runtime.autoscaler.collect import Collector, prometheus_query
-from infra_inference.runtime.autoscaler.config import AutoscalerConfig
 from infra_inference.runtime.autoscaler.loop import Autoscaler
+from infra_inference.wire.policy import AutoscalerConfig
 
 log = logging.getLogger(__name__)
 GATEWAY_KEY = ""  # the gateway's own endpoints, beside each deployment's, in one address book

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from infra_inference.decide.autoscaling import littles_law
-from infra_inference.runtime.autoscaler import prom
+from infra_inference.runtime.metrics import prom
 from infra_inference.specs.autoscale import Metric
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from infra_inference.runtime.autoscaler import prom
+from infra_inference.runtime.metrics import prom
 
 P95 = 0.95
 

@@ -24,13 +24,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from infra_inference.runtime.discovery.base import Discovery
-from infra_inference.runtime.gateway.config import GatewayConfig
 from infra_inference.runtime.gateway.discovery import discovery_for
 from infra_inference.runtime.gateway.dispatch import Backend, Dispatcher, QueueFull, Replica
 from infra_inference.runtime.gateway.metrics import GatewayMetrics
 from infra_inference.runtime.gateway.split import WeightedSplit
 from infra_inference.runtime.gateway.upstream import ReplicaFailed, Upstream
 from infra_inference.runtime.transport.http1 import JSON, Reply, Request, Response, error
+from infra_inference.wire.gateway import GatewayConfig
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from infra_inference.runtime.gateway.app import GatewayApp
-from infra_inference.runtime.gateway.config import GatewayConfig
 from infra_inference.runtime.gateway.lifecycle import GatewayServer
+from infra_inference.wire.gateway import GatewayConfig
 
 
 def gateway(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from infra_inference.runtime.discovery.base import Discovery, StaticDiscovery
 from infra_inference.runtime.discovery.endpoints_file import FileDiscovery
-from infra_inference.runtime.gateway.config import GatewayConfig
+from infra_inference.wire.gateway import GatewayConfig
 
 
 def discovery_for(config: GatewayConfig) -> Discovery:

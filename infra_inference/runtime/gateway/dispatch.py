@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from infra_inference.runtime.gateway.config import BackendConfig
+from infra_inference.wire.gateway import BackendConfig
 
 # A replica that refused a connection or said it is draining sits out this
 # long: the replacement or the EndpointSlice update arrives meanwhile

@@ -13,9 +13,9 @@ import logging
 import socket
 
 from infra_inference.runtime.gateway.app import GatewayApp
-from infra_inference.runtime.gateway.config import GatewayConfig
 from infra_inference.runtime.transport import http1
 from infra_inference.runtime.transport.http1 import Connections, HttpConnection
+from infra_inference.wire.gateway import GatewayConfig
 
 log = logging.getLogger(__name__)
 

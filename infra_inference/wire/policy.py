@@ -1,4 +1,7 @@
-"""`policy.json`: the ScalingSpec fields (target resolved) plus where the service lives."""
+"""`policy.json`: what render/autoscale.py writes and `infra-inference autoscaler` reads.
+
+The ScalingSpec fields (target resolved) plus where the service lives.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`gateway.json`: what render/service.py writes, plus how to find replicas outside a cluster."""
+"""`gateway.json`: what render/service.py writes and `infra-inference gateway` reads.
+
+Plus how to find replicas outside a cluster (the dev stack writes those fields).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Prometheus exposition shared by the runtime's services: reading it (prom.py)."""
