@@ -22,13 +22,13 @@ def _group() -> None:
 
 
 def _register() -> None:
-    from infra_inference.render_cli import render
+    from infra_inference.render.cli import render
 
     app.command("render")(render)
-    from infra_inference.fetch_cli import fetch
+    from infra_inference.runtime.server.loading.cli import fetch
 
     app.command("fetch")(fetch)
-    from infra_inference.runtime.batch import batch
+    from infra_inference.runtime.server.batch import batch
 
     app.command("batch")(batch)
     from infra_inference.runtime.server.cli import serve
