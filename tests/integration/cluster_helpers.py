@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from infra_inference.devcluster import ControlPlane, ControlPlaneError, GpuNode
 from infra_inference.render.plan import plan_pool
 from infra_inference.render.pool import node_labels
+from tests.support.controlplane import ControlPlane, ControlPlaneError, GpuNode
 
 POOL_LABEL = "infra-inference.test/pool"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

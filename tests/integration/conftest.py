@@ -24,7 +24,7 @@ from tests.integration.cluster_helpers import POOL_LABEL, Stack, wait_until
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from infra_inference.devcluster import (
+from tests.support.controlplane import (
     BinariesUnavailable,
     ControlPlane,
     cpu_nodes,

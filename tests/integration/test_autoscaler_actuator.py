@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import pytest
 
-from infra_inference.devcluster import ControlPlane
 from infra_inference.runtime.actuators import Replicas
 from tests.integration.cluster_helpers import WAIT_S, Stack, token_client, wait_until
+from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
 

@@ -13,9 +13,9 @@ import asyncio
 
 import pytest
 
-from infra_inference.devcluster import ControlPlane
 from infra_inference.specs.autoscale import ScalingSpec
 from tests.integration.cluster_helpers import REPLICA, SERVICE_LABEL, Stack, token_client, wait_until
+from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
 

@@ -16,7 +16,7 @@ from tests.integration.cluster_helpers import POOL_LABEL, gpu_pod, running, toke
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from infra_inference.devcluster import ControlPlane
+from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
 

@@ -13,7 +13,6 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from infra_inference.devcluster import ControlPlane
 from infra_inference.render.plan import plan_pool
 from infra_inference.render.pool import node_selector, tolerations
 from infra_inference.render.stack import render_stack
@@ -30,6 +29,7 @@ from tests.integration.cluster_helpers import (
     unschedulable,
     wait_until,
 )
+from tests.support.controlplane import ControlPlane
 from tests.support.examples import EXAMPLES, rendered_objects
 
 pytestmark = pytest.mark.controlplane

@@ -1,10 +1,10 @@
-"""The devcluster helpers that need no running control plane."""
+"""The control-plane helpers (tests/support/controlplane) that need no running control plane."""
 
 from __future__ import annotations
 
 import pytest
 
-from infra_inference.devcluster import BinariesUnavailable, cpu_nodes, find_binaries, gpu_pool_nodes
+from tests.support.controlplane import BinariesUnavailable, cpu_nodes, find_binaries, gpu_pool_nodes
 
 
 def test_gpu_pool_nodes_spread_round_robin_over_zones_with_taint_and_slots() -> None:

@@ -1,10 +1,10 @@
-"""``python -m infra_inference.devcluster``: run a local control plane until Ctrl-C."""
+"""``python -m tests.support.controlplane`` (from the repository root): run a local control plane until Ctrl-C."""
 
 import signal
 import sys
 import time
 
-from infra_inference.devcluster import ControlPlane, find_binaries, gpu_pool_nodes
+from tests.support.controlplane import ControlPlane, find_binaries, gpu_pool_nodes
 
 
 def main() -> None:
