@@ -7,7 +7,8 @@ import pulumi
 
 from infra_inference.components import kube
 from infra_inference.components.inputs import split
-from infra_inference.render.plan import PolicyPlan, plan_policy, policy_manifests
+from infra_inference.plan.components import PolicyPlan, plan_policy
+from infra_inference.render.autoscale import autoscale_objects
 
 if TYPE_CHECKING:
     from infra_inference.components.inference_service import InferenceService
@@ -85,7 +86,7 @@ class AutoscalePolicy(pulumi.ComponentResource):
             _plan = plan_policy(name, plain, service.plan if service is not None else None, subject)
         self.plan = _plan
         super().__init__(self.pulumi_type, name, {}, opts)
-        kube.create(_plan.name, policy_manifests(_plan), pulumi.ResourceOptions(parent=self))
+        kube.create(_plan.name, autoscale_objects(_plan), pulumi.ResourceOptions(parent=self))
         self.engine = pulumi.Output.from_input(_plan.policy.engine)
         self.deployments = pulumi.Output.from_input(list(_plan.deployments))
         self.register_outputs({"engine": self.engine, "deployments": self.deployments})

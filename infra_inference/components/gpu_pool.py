@@ -8,8 +8,8 @@ import pulumi
 from infra_inference.components import kube
 from infra_inference.components.clouds import eks, gke
 from infra_inference.components.inputs import PENDING, split, validated
-from infra_inference.render.plan import PoolPlan, plan_pool, pool_manifests
-from infra_inference.render.pool import node_selector, tolerations
+from infra_inference.plan.components import PoolPlan, plan_pool
+from infra_inference.render.pool import node_selector, pool_objects, tolerations
 from infra_inference.specs.pool import GpuPoolSpec
 
 
@@ -103,7 +103,7 @@ class GpuPool(pulumi.ComponentResource):
             gke.node_pool(name, spec, arg, child)
         elif spec.cloud == "eks":
             eks.node_group(name, spec, arg, child)
-        kube.create(name, pool_manifests(self.plan), child)
+        kube.create(name, pool_objects(self.plan), child)
         # Steps of the services placed on this pool, for StandbyPool's default size.
         self.service_steps: list[tuple[int, int]] = []
 

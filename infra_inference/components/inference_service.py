@@ -9,8 +9,9 @@ from infra_inference.components import kube
 from infra_inference.components.autoscale_policy import AutoscalePolicy, AutoscalePolicyArgs
 from infra_inference.components.gpu_pool import GpuPool
 from infra_inference.components.inputs import split
-from infra_inference.render.plan import ServicePlan, plan_service, plan_service_policy, service_manifests
-from infra_inference.render.service import service_url
+from infra_inference.plan.components import ServicePlan, plan_service, plan_service_policy
+from infra_inference.plan.service import service_url
+from infra_inference.render.service import service_objects
 
 
 class ModelArgs(TypedDict, total=False):
@@ -136,7 +137,7 @@ class InferenceService(pulumi.ComponentResource):
         if pool is not None:
             pool.service_steps.append(self.plan.step_and_slots)
         child = pulumi.ResourceOptions(parent=self)
-        kube.create(name, service_manifests(self.plan), child, depends_on=[pool] if pool else None)
+        kube.create(name, service_objects(self.plan), child, depends_on=[pool] if pool else None)
         policy = plan_service_policy(self.plan)
         if policy is not None:
             AutoscalePolicy(policy.name, {}, child, _plan=policy)

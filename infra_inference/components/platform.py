@@ -7,8 +7,8 @@ import pulumi
 
 from infra_inference.components import kube
 from infra_inference.components.inputs import split
-from infra_inference.render.plan import plan_platform, platform_manifests
-from infra_inference.render.platform import PRIORITY_CLASS
+from infra_inference.plan.components import plan_platform
+from infra_inference.render.platform import PRIORITY_CLASS, platform_objects
 
 
 class TenantArgs(TypedDict, total=False):
@@ -48,7 +48,7 @@ class InferencePlatform(pulumi.ComponentResource):
         plain, _ = split(dict(args), {}, f"InferencePlatform {name!r}")
         spec = plan_platform(plain, f"InferencePlatform {name!r}")
         super().__init__(self.pulumi_type, name, {}, opts)
-        kube.create(name, platform_manifests(spec), pulumi.ResourceOptions(parent=self))
+        kube.create(name, platform_objects(spec), pulumi.ResourceOptions(parent=self))
         self.namespace = pulumi.Output.from_input(spec.namespace)
         self.priority_classes = pulumi.Output.from_input(dict(PRIORITY_CLASS))
         self.register_outputs({"namespace": self.namespace, "priority_classes": self.priority_classes})

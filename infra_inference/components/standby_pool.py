@@ -9,7 +9,8 @@ from infra_inference.components import kube
 from infra_inference.components.gpu_pool import GpuPool
 from infra_inference.components.inputs import split
 from infra_inference.errors import SpecError, SpecProblem
-from infra_inference.render.plan import StandbyPlan, plan_standby, standby_manifests
+from infra_inference.plan.components import StandbyPlan, plan_standby
+from infra_inference.render.standby import standby_objects
 
 
 class StandbyPoolArgs(TypedDict, total=False):
@@ -48,7 +49,7 @@ class StandbyPool(pulumi.ComponentResource):
         # Services declared so far on the pool set the default size.
         self.plan: StandbyPlan = plan_standby(name, plain, pool.plan, pool.service_steps, subject)
         super().__init__(self.pulumi_type, name, {}, opts)
-        kube.create(name, standby_manifests(self.plan), pulumi.ResourceOptions(parent=self), depends_on=[pool])
+        kube.create(name, standby_objects(self.plan), pulumi.ResourceOptions(parent=self), depends_on=[pool])
         self.instances = pulumi.Output.from_input(self.plan.instances)
         self.slots_per_instance = pulumi.Output.from_input(self.plan.slots_per_instance)
         self.register_outputs({"instances": self.instances, "slots_per_instance": self.slots_per_instance})

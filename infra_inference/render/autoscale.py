@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 
-from infra_inference.render.platform import PRIORITY_CLASS
+from infra_inference.plan.components import PolicyPlan
 from infra_inference.render.common import Obj, container, labels, meta, obj, pod_spec, scratch_volume
+from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.service import CONFIG_DIR
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.service import DEFAULT_IMAGE
@@ -142,11 +143,11 @@ def keda(name: str, namespace: str, deployment: str, service: str, policy: Scali
     return [obj("keda.sh/v1alpha1", "ScaledObject", meta(name, namespace, labels(name, "autoscaler")), spec=spec)]
 
 
-def autoscale_objects(name: str, namespace: str, deployments: list[str], service: str, policy: ScalingSpec,
-                      target: float, gateway_url: str | None) -> list[Obj]:
+def autoscale_objects(plan: PolicyPlan) -> list[Obj]:
     """The engine's objects. HPA and KEDA scale one Deployment, so A/B variants need the native engine."""
+    name, namespace, deployments, policy, target = plan.name, plan.namespace, plan.deployments, plan.policy, plan.target
     if policy.engine == "hpa":
         return hpa(name, namespace, deployments[0], policy, target)
     if policy.engine == "keda":
-        return keda(name, namespace, deployments[0], service, policy, target)
-    return native(name, namespace, deployments, policy, target, gateway_url)
+        return keda(name, namespace, deployments[0], plan.service, policy, target)
+    return native(name, namespace, deployments, policy, target, plan.gateway_url)

@@ -61,7 +61,7 @@ def tenant(t: TenantSpec, platform_namespace: str) -> list[Obj]:
     ]
 
 
-def platform(spec: PlatformSpec) -> list[Obj]:
+def platform_objects(spec: PlatformSpec) -> list[Obj]:
     """Every object InferencePlatform puts in the cluster."""
     ns = spec.namespace
     out = [obj("v1", "Namespace", meta(ns, None, {**labels(ns, "platform"), "kubernetes.io/metadata.name": ns}))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra_inference.plan.components import PoolPlan
 from infra_inference.render.common import Obj
 from infra_inference.render.nvidia import device_plugin, device_plugin_config
 from infra_inference.specs.pool import POOL_LABEL, GpuPoolSpec
@@ -25,8 +26,9 @@ def tolerations(spec: GpuPoolSpec) -> list[Obj]:
             for t in spec.effective_taints]
 
 
-def pool_objects(name: str, spec: GpuPoolSpec) -> list[Obj]:
+def pool_objects(plan: PoolPlan) -> list[Obj]:
     """GKE installs and configures its own device plugin; elsewhere the pool brings one with its config."""
+    name, spec = plan.name, plan.spec
     if spec.cloud == "gke":
         return []
     return device_plugin(f"{name}-device-plugin", config=device_plugin_config(spec),

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 
 from infra_inference.render.common import (
     LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, Obj, cache_owner_init, container, env_list, labels, meta,
     model_cache_volume, obj, pod_spec, resources, scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
+from infra_inference.plan.components import ServicePlan
+from infra_inference.plan.service import Placement, Variant, variants
 from infra_inference.render.pool import node_selector, tolerations
-from infra_inference.specs.pool import GpuPoolSpec
-from infra_inference.specs.service import DEFAULT_IMAGE, InferenceServiceSpec, ModelSpec, RuntimeSpec
+from infra_inference.specs.service import DEFAULT_IMAGE, InferenceServiceSpec
 
 GATEWAY_PORT = 8080
 GATEWAY_REPLICAS = 2  # two, so a gateway restart never takes the service's entry point away
@@ -23,46 +23,6 @@ STARTUP_PERIOD_S = 5
 STARTUP_FAILURES = 120
 # Endpoint removal reaches gateways a few seconds after deletion; keep serving until it has.
 PRESTOP_SLEEP_S = 5
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One set of replicas behind the gateway: the main one, a canary, an A/B arm or the CPU fallback."""
-
-    key: str
-    deployment: str
-    model: ModelSpec
-    runtime: RuntimeSpec
-    weight: float
-    gpu: bool
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where replicas run and what GPU they hold; `pool` is None for CPU-only services."""
-
-    pool_name: str | None
-    pool: GpuPoolSpec | None
-    slots: int
-
-
-def variants(spec: InferenceServiceSpec) -> list[Variant]:
-    """Every replica set of the service, with its traffic weight in percent."""
-    gpu = spec.uses_gpu
-    if spec.variants:
-        out = [Variant(k, f"{spec.name}-{k}", v.model, spec.runtime, v.weight, gpu)
-               for k, v in sorted(spec.variants.items())]
-    elif spec.canary is not None:
-        c = spec.canary
-        out = [Variant("main", spec.name, spec.model, spec.runtime, 100 - c.traffic_percent, gpu),
-               Variant("canary", f"{spec.name}-canary", c.model or spec.model, c.runtime or spec.runtime,
-                       c.traffic_percent, gpu)]
-    else:
-        out = [Variant("main", spec.name, spec.model, spec.runtime, 100.0, gpu)]
-    if spec.cpu_fallback:
-        # Weight 0: the gateway sends it traffic only while no GPU replica has a free slot.
-        out.append(Variant("cpu", f"{spec.name}-cpu", spec.model, spec.runtime, 0.0, False))
-    return out
 
 
 def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
@@ -236,8 +196,9 @@ def batch_job(spec: InferenceServiceSpec, placement: Placement) -> Obj:
         "parallelism": spec.batch.parallelism, "backoffLimit": spec.batch.backoff_limit, "template": pod})
 
 
-def service_objects(spec: InferenceServiceSpec, placement: Placement) -> list[Obj]:
+def service_objects(plan: ServicePlan) -> list[Obj]:
     """Every object of the service except its autoscaling ones (see render.autoscale)."""
+    spec, placement = plan.spec, plan.placement
     ns = spec.namespace
     lbls = labels(spec.name, "replica", **{LABEL_SERVICE: spec.name})
     out = [obj("v1", "ServiceAccount", meta(spec.name, ns, lbls), automountServiceAccountToken=False)]
@@ -247,7 +208,3 @@ def service_objects(spec: InferenceServiceSpec, placement: Placement) -> list[Ob
     for v in vs:
         out += replica_objects(spec, v, placement)
     return out + gateway_objects(spec, vs)
-
-
-def service_url(spec: InferenceServiceSpec) -> str:
-    return f"http://{spec.name}-gateway.{spec.namespace}.svc.cluster.local"

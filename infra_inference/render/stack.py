@@ -18,11 +18,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from infra_inference.errors import SpecError, SpecProblem
-from infra_inference.render.common import Obj
-from infra_inference.render.plan import (
+from infra_inference.plan.components import (
     PoolPlan, ServicePlan, plan_platform, plan_policy, plan_pool, plan_service, plan_service_policy, plan_standby,
-    platform_manifests, policy_manifests, pool_manifests, service_manifests, standby_manifests,
 )
+from infra_inference.render.autoscale import autoscale_objects
+from infra_inference.render.common import Obj
+from infra_inference.render.platform import platform_objects
+from infra_inference.render.pool import pool_objects
+from infra_inference.render.service import service_objects
+from infra_inference.render.standby import standby_objects
 
 SECTIONS = ("platform", "pools", "standby", "services", "policies")
 T = TypeVar("T")
@@ -65,7 +69,7 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
 
     platform = c.attempt("platform", lambda: plan_platform(doc.get("platform") or {}))
     if platform is not None:
-        out += platform_manifests(platform)
+        out += platform_objects(platform)
     # Entries without a namespace land in the platform's, which this document creates.
     home = {"namespace": platform.namespace} if platform is not None and "platform" in doc else {}
 
@@ -74,7 +78,7 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
         plan = c.attempt(f"pools.{name}", lambda n=name, a=args: plan_pool(n, a))
         if plan is not None:
             pools[name] = plan
-            out += pool_manifests(plan)
+            out += pool_objects(plan)
 
     services: dict[str, ServicePlan] = {}
     for name, args in _section(doc, "services", c).items():
@@ -85,10 +89,10 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
         plan = c.attempt(f"services.{name}", lambda n=name, a=args, p=pool: plan_service(n, {**home, **a}, p))
         if plan is not None:
             services[name] = plan
-            out += service_manifests(plan)
+            out += service_objects(plan)
             policy = plan_service_policy(plan)
             if policy is not None:
-                out += policy_manifests(policy)
+                out += autoscale_objects(policy)
 
     for name, args in _section(doc, "standby", c).items():
         pool = c.reference(f"standby.{name}.pool", pools, args.pop("pool", None), "pool")
@@ -98,7 +102,7 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
                          lambda n=name, a=args, p=pool: plan_standby(n, {**home, **a}, p, [
                              s.step_and_slots for s in services.values() if s.placement.pool_name == p.name]))
         if plan is not None:
-            out += standby_manifests(plan)
+            out += standby_objects(plan)
 
     for name, args in _section(doc, "policies", c).items():
         svc_name = args.pop("service", None)
@@ -108,7 +112,7 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
         policy_args = {**home, **args} if svc is None else args  # a service's policy follows the service
         plan = c.attempt(f"policies.{name}", lambda n=name, a=policy_args, s=svc: plan_policy(n, a, s))
         if plan is not None:
-            out += policy_manifests(plan)
+            out += autoscale_objects(plan)
 
     if c.problems:
         raise SpecError(c.problems, subject="stack")

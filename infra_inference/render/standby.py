@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra_inference.plan.components import StandbyPlan
 from infra_inference.render.common import (
     MODEL_CACHE_MOUNT, PAUSE_IMAGE, PAUSE_UID, Obj, cache_owner_init, container, labels, meta, model_cache_volume,
     obj, pod_spec, resources, scratch_volume,
@@ -67,9 +68,10 @@ def prepull(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, images
     })
 
 
-def standby_objects(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, instances: int,
-                    slots_per_instance: int, images: list[str], models: list[str]) -> list[Obj]:
-    out = [balloons(f"{name}-balloons", namespace, pool_name, pool, instances, slots_per_instance)]
-    if images or models:
-        out.append(prepull(f"{name}-prepull", namespace, pool_name, pool, images, models))
+def standby_objects(plan: StandbyPlan) -> list[Obj]:
+    name, namespace, pool_name, pool = plan.name, plan.namespace, plan.pool.name, plan.pool.spec
+    out = [balloons(f"{name}-balloons", namespace, pool_name, pool, plan.instances, plan.slots_per_instance)]
+    if plan.spec.prepull_images or plan.spec.warm_models:
+        out.append(prepull(f"{name}-prepull", namespace, pool_name, pool, plan.spec.prepull_images,
+                           plan.spec.warm_models))
     return out

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from infra_inference.render.plan import plan_pool
+from infra_inference.plan.components import plan_pool
 from infra_inference.render.pool import node_labels
 from tests.support.controlplane import ControlPlane, ControlPlaneError, GpuNode
 

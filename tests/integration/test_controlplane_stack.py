@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from infra_inference.render.plan import plan_pool
+from infra_inference.plan.components import plan_pool
 from infra_inference.render.pool import node_selector, tolerations
 from infra_inference.render.stack import render_stack
 from tests.integration.cluster_helpers import (

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from infra_inference.decide.packing import slots_per_replica
 from infra_inference.errors import SpecError
-from infra_inference.render.plan import plan_policy, plan_pool, plan_service
+from infra_inference.plan.components import plan_policy, plan_pool, plan_service
 from infra_inference.specs.pool import GpuPoolSpec
 from infra_inference.specs.service import InferenceServiceSpec
 

@@ -1,7 +1,10 @@
-"""From user arguments to validated plans and their objects, one function per component.
+"""From user arguments to validated plans, one function per component.
 
-The Pulumi components and `infra-inference render` both call these, so both
-delivery paths produce the same objects by construction.
+A plan is every decision about a component that is not yet a Kubernetes
+object: its validated spec, where it runs, how many of what. render/ turns
+plans into objects; the Pulumi components and `infra-inference render` both
+plan through here, so both delivery paths produce the same objects by
+construction.
 """
 
 from __future__ import annotations
@@ -12,12 +15,7 @@ from typing import Any
 
 from infra_inference.decide.packing import service_problems, slots_per_replica, standby_instances, standby_problems
 from infra_inference.errors import SpecError, SpecProblem
-from infra_inference.render.autoscale import autoscale_objects
-from infra_inference.render.common import Obj
-from infra_inference.render.platform import platform
-from infra_inference.render.pool import pool_objects
-from infra_inference.render.service import Placement, service_objects, service_url, variants
-from infra_inference.render.standby import standby_objects
+from infra_inference.plan.service import Placement, service_url, variants
 from infra_inference.specs.autoscale import AutoscalePolicySpec, ScalingSpec
 from infra_inference.specs.platform import PlatformSpec
 from infra_inference.specs.pool import GpuPoolSpec
@@ -131,26 +129,3 @@ def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None,
     s = service.spec
     return PolicyPlan(name, s.namespace, service.deployments, s.name, policy,
                       policy.resolved_target(s.runtime.max_concurrency), service_url(s))
-
-
-def pool_manifests(plan: PoolPlan) -> list[Obj]:
-    return pool_objects(plan.name, plan.spec)
-
-
-def service_manifests(plan: ServicePlan) -> list[Obj]:
-    return service_objects(plan.spec, plan.placement)
-
-
-def standby_manifests(plan: StandbyPlan) -> list[Obj]:
-    p = plan.spec
-    return standby_objects(plan.name, plan.namespace, plan.pool.name, plan.pool.spec, plan.instances,
-                           plan.slots_per_instance, p.prepull_images, p.warm_models)
-
-
-def policy_manifests(plan: PolicyPlan) -> list[Obj]:
-    return autoscale_objects(plan.name, plan.namespace, plan.deployments, plan.service, plan.policy, plan.target,
-                             plan.gateway_url)
-
-
-def platform_manifests(spec: PlatformSpec) -> list[Obj]:
-    return platform(spec)
