@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from infra_inference.runtime.server.device import cap_gpu_memory
 from infra_inference.runtime.server.errors import BadRequest, Draining, ModelNotFound
+from infra_inference.runtime.server.gpu_memory_cap import cap_gpu_memory
 from infra_inference.runtime.server.loading.cache import fetch_model
 from infra_inference.runtime.server.metrics import ServerMetrics
 from infra_inference.runtime.server.model import InferRequest, InvalidInput, Model, ModelContext, Tensors, resolve_model

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from infra_inference.runtime.server.gpu import GpuCollector
+from infra_inference.runtime.server.gpu_metrics import GpuCollector
 
 # Seconds; dense below 100 ms, where the latency SLOs of online inference sit.
 _DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from infra_inference.runtime.server.gpu import GpuCollector
+from infra_inference.runtime.server.gpu_metrics import GpuCollector
 from tests.runtime.server.support import post, scrape, server_in_thread, v2_body, wait_until
 
 
