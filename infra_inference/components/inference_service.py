@@ -12,6 +12,7 @@ from infra_inference.components.inputs import split
 from infra_inference.plan.components import ServicePlan, plan_service, plan_service_policy
 from infra_inference.plan.service import service_url
 from infra_inference.render.service import service_objects
+from infra_inference.wire.names import gateway_name
 
 
 class ModelArgs(TypedDict, total=False):
@@ -146,6 +147,6 @@ class InferenceService(pulumi.ComponentResource):
         self.url = pulumi.Output.from_input(service_url(spec))
         self.namespace = pulumi.Output.from_input(spec.namespace)
         self.deployment_name = pulumi.Output.from_input(self.plan.deployments[0])
-        self.gateway_name = pulumi.Output.from_input(f"{spec.name}-gateway")
+        self.gateway_name = pulumi.Output.from_input(gateway_name(spec.name))
         self.register_outputs({"url": self.url, "namespace": self.namespace,
                                "deployment_name": self.deployment_name, "gateway_name": self.gateway_name})

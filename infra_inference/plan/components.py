@@ -21,6 +21,7 @@ from infra_inference.specs.platform import PlatformSpec
 from infra_inference.specs.pool import GpuPoolSpec
 from infra_inference.specs.service import InferenceServiceSpec
 from infra_inference.specs.standby import StandbyPoolSpec
+from infra_inference.wire.names import autoscaler_name
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class ServicePlan:
     @property
     def deployments(self) -> list[str]:
         return [v.deployment for v in variants(self.spec)]
+
+    @property
+    def replica_ports(self) -> dict[str, int]:
+        return {v.deployment: v.runtime.port for v in variants(self.spec)}
 
     @property
     def step_and_slots(self) -> tuple[int, int]:
@@ -62,6 +67,7 @@ class PolicyPlan:
     policy: ScalingSpec
     target: float
     gateway_url: str | None
+    replica_ports: dict[str, int]
 
 
 def plan_platform(args: Mapping[str, Any], subject: str = "InferencePlatform") -> PlatformSpec:
@@ -102,8 +108,8 @@ def plan_service_policy(service: ServicePlan) -> PolicyPlan | None:
     if spec.autoscale is None:
         return None
     target = spec.autoscale.resolved_target(spec.runtime.max_concurrency)
-    return PolicyPlan(f"{spec.name}-autoscaler", spec.namespace, service.deployments, spec.name, spec.autoscale,
-                      target, service_url(spec))
+    return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, spec.autoscale,
+                      target, service_url(spec), service.replica_ports)
 
 
 def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None, subject: str = "") -> PolicyPlan:
@@ -125,7 +131,7 @@ def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None,
     if service is None:
         assert spec.deployment is not None
         return PolicyPlan(name, spec.namespace, [spec.deployment], spec.deployment, policy,
-                          policy.resolved_target(None), None)
+                          policy.resolved_target(None), None, {})
     s = service.spec
     return PolicyPlan(name, s.namespace, service.deployments, s.name, policy,
-                      policy.resolved_target(s.runtime.max_concurrency), service_url(s))
+                      policy.resolved_target(s.runtime.max_concurrency), service_url(s), service.replica_ports)

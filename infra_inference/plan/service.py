@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from infra_inference.specs.pool import GpuPoolSpec
 from infra_inference.specs.service import InferenceServiceSpec, ModelSpec, RuntimeSpec
+from infra_inference.wire.names import gateway_url
 
 
 @dataclass(frozen=True)
@@ -50,4 +51,4 @@ def variants(spec: InferenceServiceSpec) -> list[Variant]:
 
 
 def service_url(spec: InferenceServiceSpec) -> str:
-    return f"http://{spec.name}-gateway.{spec.namespace}.svc.cluster.local"
+    return gateway_url(spec.name, spec.namespace)

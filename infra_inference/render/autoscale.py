@@ -2,43 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 from infra_inference.plan.components import PolicyPlan
-from infra_inference.render.common import Obj, container, labels, meta, obj, pod_spec, scratch_volume
+from infra_inference.render.common import (
+    Obj, by_name, config_json, container, labels, meta, obj, pod_spec, role_and_binding, scratch_volume,
+)
 from infra_inference.render.platform import PRIORITY_CLASS
-from infra_inference.render.service import CONFIG_DIR
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.service import DEFAULT_IMAGE
+from infra_inference.wire import metrics
+from infra_inference.wire.names import CONFIG_DIR, POLICY_CONFIG
+from infra_inference.wire.policy import AutoscalerConfig
 
 # HPA/KEDA evaluate every 15 s (the controller-manager's default sync period).
 HPA_PERIOD_S = 15
 
-# Metric names a Prometheus adapter exposes to the HPA for our own signals
-# (sdk-docs/autoscaling.md lists the adapter rules that produce them).
-HPA_PODS_METRIC = {
-    "concurrency": "infra_inference_inflight_requests",
-    "throughput": "infra_inference_requests_per_second",
-    "latency": "infra_inference_request_duration_p95_ms",
-    "gpu-utilization": "DCGM_FI_DEV_GPU_UTIL",
-}
 
 
 def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpec, target: float,
-           gateway_url: str | None) -> list[Obj]:
+           gateway_url: str | None, replica_ports: dict[str, int] | None = None) -> list[Obj]:
     """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment."""
     lbls = labels(name, "autoscaler")
-    config = {
-        **policy.model_dump(mode="json"),
-        "target": target,
-        "namespace": namespace,
-        "deployments": deployments,
-        "gateway_url": gateway_url,
-    }
+    config = AutoscalerConfig.model_validate({
+        **policy.model_dump(), "target": target, "namespace": namespace, "deployments": deployments,
+        "replica_ports": replica_ports or {}, "gateway_url": gateway_url})
     return [
         obj("v1", "ServiceAccount", meta(name, namespace, lbls), automountServiceAccountToken=True),
-        obj("rbac.authorization.k8s.io/v1", "Role", meta(name, namespace, lbls), rules=[
+        *role_and_binding(name, namespace, lbls, [
             {"apiGroups": ["apps"], "resources": ["deployments/scale"], "resourceNames": list(deployments),
              "verbs": ["get", "patch", "update"]},
             {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": list(deployments),
@@ -46,19 +37,15 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
             {"apiGroups": [""], "resources": ["pods", "endpoints"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
         ]),
-        obj("rbac.authorization.k8s.io/v1", "RoleBinding", meta(name, namespace, lbls),
-            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            subjects=[{"kind": "ServiceAccount", "name": name, "namespace": namespace}]),
-        obj("v1", "ConfigMap", meta(name, namespace, lbls),
-            data={"policy.json": json.dumps(config, indent=2, sort_keys=True)}),
+        obj("v1", "ConfigMap", meta(name, namespace, lbls), data={POLICY_CONFIG: config_json(config)}),
         obj("apps/v1", "Deployment", meta(name, namespace, lbls), spec={
             # One decider per service: two would fight over the scale subresource.
             "replicas": 1,
             "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "selector": {"matchLabels": by_name(name)},
             "template": {"metadata": {"labels": lbls}, "spec": pod_spec(
                 [container("autoscaler", DEFAULT_IMAGE,
-                           args=["autoscaler", "--config", f"{CONFIG_DIR}/policy.json"], cpu="100m", memory="128Mi",
+                           args=["autoscaler", "--config", f"{CONFIG_DIR}/{POLICY_CONFIG}"], cpu="100m", memory="128Mi",
                            volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                          {"name": "tmp", "mountPath": "/tmp"}])],
                 serviceAccountName=name, automountServiceAccountToken=True,
@@ -92,7 +79,7 @@ def _hpa_metric(policy: ScalingSpec, target: float) -> Obj:
     if policy.metric == "cpu-utilization":
         return {"type": "Resource", "resource": {"name": "cpu", "target": {
             "type": "Utilization", "averageUtilization": int(round(target))}}}
-    return {"type": "Pods", "pods": {"metric": {"name": HPA_PODS_METRIC[policy.metric]},
+    return {"type": "Pods", "pods": {"metric": {"name": metrics.HPA_PODS_METRICS[policy.metric].name},
                                      "target": {"type": "AverageValue", "averageValue": _quantity(target)}}}
 
 
@@ -114,12 +101,12 @@ def hpa(name: str, namespace: str, deployment: str, policy: ScalingSpec, target:
 def keda_query(policy: ScalingSpec, namespace: str, service: str) -> str:
     """Service-wide PromQL for KEDA; KEDA divides it by `threshold` to get replicas."""
     sel = f'namespace="{namespace}",service="{service}"'
+    m = metrics
     return {
-        "concurrency": f"sum(infra_inference_inflight_requests{{{sel}}}) + sum(infra_inference_queue_depth{{{sel}}})",
-        "throughput": f"sum(rate(infra_inference_requests_total{{{sel}}}[1m]))",
-        "latency": "histogram_quantile(0.95, sum by (le) "
-                   f"(rate(infra_inference_request_duration_seconds_bucket{{{sel}}}[1m]))) * 1000",
-        "gpu-utilization": f'avg(DCGM_FI_DEV_GPU_UTIL{{namespace="{namespace}",pod=~"{service}-.*"}})',
+        "concurrency": f"sum({m.INFLIGHT_REQUESTS}{{{sel}}}) + sum({m.QUEUE_DEPTH}{{{sel}}})",
+        "throughput": f"sum(rate({m.REQUESTS_TOTAL}{{{sel}}}[1m]))",
+        "latency": f"histogram_quantile(0.95, sum by (le) (rate({m.REQUEST_DURATION_BUCKET}{{{sel}}}[1m]))) * 1000",
+        "gpu-utilization": f'avg({m.DCGM_GPU_UTIL}{{namespace="{namespace}",pod=~"{service}-.*"}})',
     }.get(policy.metric, policy.custom.query if policy.custom else "")
 
 
@@ -150,4 +137,4 @@ def autoscale_objects(plan: PolicyPlan) -> list[Obj]:
         return hpa(name, namespace, deployments[0], policy, target)
     if policy.engine == "keda":
         return keda(name, namespace, deployments[0], plan.service, policy, target)
-    return native(name, namespace, deployments, policy, target, plan.gateway_url)
+    return native(name, namespace, deployments, policy, target, plan.gateway_url, plan.replica_ports)

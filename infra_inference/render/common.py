@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from pydantic import BaseModel
 
 Obj = dict[str, Any]
 
@@ -25,6 +28,11 @@ MODEL_CACHE_MOUNT = "/var/cache/infra-inference/models"
 
 def labels(name: str, component: str, **extra: str) -> dict[str, str]:
     return {LABEL_NAME: name, LABEL_COMPONENT: component, LABEL_PART_OF: PART_OF, **extra}
+
+
+def by_name(name: str) -> dict[str, str]:
+    """The selector of an object's own pods (its `labels(name, ...)` carry it)."""
+    return {LABEL_NAME: name}
 
 
 def meta(name: str, namespace: str | None, lbls: dict[str, str], **annotations: str) -> Obj:
@@ -103,3 +111,18 @@ def cache_owner_init(image: str) -> Obj:
 
 def model_cache_volume() -> Obj:
     return {"name": "model-cache", "hostPath": {"path": MODEL_CACHE_HOST_PATH, "type": "DirectoryOrCreate"}}
+
+
+def role_and_binding(name: str, namespace: str, lbls: dict[str, str], rules: list[Obj]) -> list[Obj]:
+    """A Role with `rules`, bound to the ServiceAccount of the same name."""
+    return [
+        obj("rbac.authorization.k8s.io/v1", "Role", meta(name, namespace, lbls), rules=rules),
+        obj("rbac.authorization.k8s.io/v1", "RoleBinding", meta(name, namespace, lbls),
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            subjects=[{"kind": "ServiceAccount", "name": name, "namespace": namespace}]),
+    ]
+
+
+def config_json(config: BaseModel) -> str:
+    """A runtime config file (wire/) as its ConfigMap holds it: the fields render/ set, sorted."""
+    return json.dumps(config.model_dump(mode="json", exclude_unset=True), indent=2, sort_keys=True)

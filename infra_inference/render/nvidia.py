@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml  # pure: serialises the plugin's config file
 
-from infra_inference.render.common import Obj, labels, meta, obj, resources
+from infra_inference.render.common import Obj, by_name, labels, meta, obj, resources
 from infra_inference.specs.gpus import GPUS
 from infra_inference.specs.pool import GpuPoolSpec
 
@@ -79,7 +79,7 @@ def device_plugin(name: str, *, config: dict[str, Any] | None,
             {"matchExpressions": [{"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]},
                                   {"key": "infra-inference.dev/pool", "operator": "DoesNotExist"}]}]}}}
     out.append(obj("apps/v1", "DaemonSet", meta(name, NODE_SOFTWARE_NAMESPACE, lbls), spec={
-        "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+        "selector": {"matchLabels": by_name(name)},
         "updateStrategy": {"type": "RollingUpdate"},
         "template": {"metadata": {"labels": lbls}, "spec": pod},
     }))
@@ -91,7 +91,7 @@ def dcgm_exporter(namespace: str) -> list[Obj]:
     lbls = labels(name, "gpu-metrics")
     port = 9400
     ds = obj("apps/v1", "DaemonSet", meta(name, namespace, lbls), spec={
-        "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+        "selector": {"matchLabels": by_name(name)},
         "template": {"metadata": {"labels": lbls, "annotations": {"prometheus.io/scrape": "true",
                                                                    "prometheus.io/port": str(port)}},
                      "spec": {
@@ -109,7 +109,7 @@ def dcgm_exporter(namespace: str) -> list[Obj]:
         }},
     })
     svc = obj("v1", "Service", meta(name, namespace, lbls), spec={
-        "selector": {"app.kubernetes.io/name": name},
+        "selector": by_name(name),
         "ports": [{"name": "metrics", "port": port, "targetPort": port}],
     })
     return [ds, svc]

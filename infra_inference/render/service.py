@@ -2,50 +2,52 @@
 
 from __future__ import annotations
 
-import json
 import math
 
-from infra_inference.render.common import (
-    LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, Obj, cache_owner_init, container, env_list, labels, meta,
-    model_cache_volume, obj, pod_spec, resources, scratch_volume,
-)
-from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.plan.components import ServicePlan
 from infra_inference.plan.service import Placement, Variant, variants
+from infra_inference.render.common import (
+    LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, Obj, by_name, cache_owner_init, config_json, container, env_list,
+    labels, meta, model_cache_volume, obj, pod_spec, resources, role_and_binding, scratch_volume,
+)
+from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
 from infra_inference.specs.service import DEFAULT_IMAGE, InferenceServiceSpec
+from infra_inference.wire.gateway import BackendConfig, GatewayConfig
+from infra_inference.wire.names import CONFIG_DIR, GATEWAY_CONFIG, GATEWAY_PORT, gateway_name, replicas_service
+from infra_inference.wire.replica import ReplicaEnv
 
-GATEWAY_PORT = 8080
 GATEWAY_REPLICAS = 2  # two, so a gateway restart never takes the service's entry point away
-CONFIG_DIR = "/etc/infra-inference"
 # Readiness may take a model download: allow 10 minutes (120 x 5 s) before the kubelet gives up.
 STARTUP_PERIOD_S = 5
 STARTUP_FAILURES = 120
 # Endpoint removal reaches gateways a few seconds after deletion; keep serving until it has.
 PRESTOP_SLEEP_S = 5
+# After the last accepted request's timeout, time to flush its answer and exit.
+EXIT_MARGIN_S = 5
+
+
+def drain_grace_s(timeout_s: float) -> int:
+    """terminationGracePeriodSeconds: the preStop wait, then every accepted request may take its full
+    timeout (5 + 30 + 5 = 40 s at the default 30 s timeout)."""
+    return PRESTOP_SLEEP_S + math.ceil(timeout_s) + EXIT_MARGIN_S
 
 
 def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
     rt = v.runtime
-    env = {
-        **rt.env,
+    settings = ReplicaEnv(
         # The built-in runtime's implementation per format (specs.service.BUILTIN_FORMATS).
-        "INFRA_INFERENCE_MODEL": v.model.uri if v.model.format == "python" else "safetensors-mlp",
-        "INFRA_INFERENCE_MODEL_URI": "" if v.model.format == "python" else v.model.uri,
-        "INFRA_INFERENCE_MODEL_NAME": spec.model_name,
-        "INFRA_INFERENCE_PORT": str(rt.port),
-        "INFRA_INFERENCE_MAX_CONCURRENCY": str(rt.max_concurrency),
-        "INFRA_INFERENCE_MAX_QUEUE": str(rt.max_queue),
-        "INFRA_INFERENCE_TIMEOUT_S": f"{rt.timeout_s:g}",
-        "INFRA_INFERENCE_CACHE_DIR": MODEL_CACHE_MOUNT,
-    }
-    if rt.batching is not None:
-        env["INFRA_INFERENCE_MAX_BATCH_SIZE"] = str(rt.batching.max_batch_size)
-        env["INFRA_INFERENCE_MAX_WAIT_MS"] = f"{rt.batching.max_wait_ms:g}"
-    if v.gpu and spec.gpu_fraction is not None and spec.gpu_fraction < 1:
+        model=v.model.uri if v.model.format == "python" else "safetensors-mlp",
+        model_uri="" if v.model.format == "python" else v.model.uri,
+        model_name=spec.model_name, port=rt.port, max_concurrency=rt.max_concurrency, max_queue=rt.max_queue,
+        timeout_s=rt.timeout_s, cache_dir=MODEL_CACHE_MOUNT,
+        max_batch_size=rt.batching.max_batch_size if rt.batching else None,
+        max_wait_ms=rt.batching.max_wait_ms if rt.batching else None,
         # Time-slicing shares memory too: cap the framework so neighbours on the GPU keep theirs.
-        env["INFRA_INFERENCE_GPU_MEMORY_FRACTION"] = f"{spec.gpu_fraction:g}"
-    return env
+        gpu_memory_fraction=spec.gpu_fraction if v.gpu and spec.gpu_fraction is not None and spec.gpu_fraction < 1
+        else None,
+    )
+    return {**rt.env, **settings.env()}
 
 
 def _http_probe(path: str, port: int, **extra: int) -> Obj:
@@ -71,8 +73,7 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
     extra: Obj = {
         "serviceAccountName": spec.name,
         "priorityClassName": PRIORITY_CLASS[spec.effective_priority],
-        # Drain: the preStop wait, then every accepted request may take its full timeout.
-        "terminationGracePeriodSeconds": PRESTOP_SLEEP_S + math.ceil(rt.timeout_s) + 5,
+        "terminationGracePeriodSeconds": drain_grace_s(rt.timeout_s),
         "volumes": [scratch_volume()],
     }
     if on_pool and placement.pool is not None and placement.pool_name is not None:
@@ -114,7 +115,7 @@ def replica_objects(spec: InferenceServiceSpec, v: Variant, placement: Placement
     # With autoscaling, replicas is left out: the autoscaler owns it and `pulumi up` never resets it.
     out = [
         obj("apps/v1", "Deployment", meta(v.deployment, ns, lbls), spec=dep_spec),
-        obj("v1", "Service", meta(f"{v.deployment}-replicas", ns, lbls), spec={
+        obj("v1", "Service", meta(replicas_service(v.deployment), ns, lbls), spec={
             # Headless: the gateway balances per replica from EndpointSlices, not through kube-proxy.
             "clusterIP": "None", "selector": select, "publishNotReadyAddresses": False,
             "ports": [{"name": "http", "port": v.runtime.port, "targetPort": v.runtime.port}],
@@ -126,29 +127,25 @@ def replica_objects(spec: InferenceServiceSpec, v: Variant, placement: Placement
     return out
 
 
-def gateway_config(spec: InferenceServiceSpec, vs: list[Variant]) -> Obj:
+def gateway_config(spec: InferenceServiceSpec, vs: list[Variant]) -> GatewayConfig:
     """What the gateway reads: its backends with weights, and its queue limits."""
-    return {
-        "service": spec.name,
-        "namespace": spec.namespace,
-        "model": spec.model_name,
-        "port": GATEWAY_PORT,
-        "timeout_s": spec.runtime.timeout_s,
+    return GatewayConfig(
+        service=spec.name, namespace=spec.namespace, model=spec.model_name, port=GATEWAY_PORT,
+        timeout_s=spec.runtime.timeout_s,
         # The gateway queue absorbs a burst while replicas start: room for every replica's queue at max.
-        "max_queue": spec.runtime.max_queue * max(1, spec.autoscale.max_replicas if spec.autoscale else 1),
-        "sticky_header": "x-infra-inference-session",
-        "backends": [{"variant": v.key, "deployment": v.deployment, "service": f"{v.deployment}-replicas",
-                      "port": v.runtime.port, "weight": v.weight, "max_concurrency": v.runtime.max_concurrency,
-                      "fallback": v.key == "cpu"} for v in vs],
-    }
+        max_queue=spec.runtime.max_queue * max(1, spec.autoscale.max_replicas if spec.autoscale else 1),
+        backends=[BackendConfig(variant=v.key, deployment=v.deployment, service=replicas_service(v.deployment),
+                                port=v.runtime.port, weight=v.weight, max_concurrency=v.runtime.max_concurrency,
+                                fallback=v.key == "cpu") for v in vs],
+    )
 
 
 def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
     ns = spec.namespace
-    name = f"{spec.name}-gateway"
+    name = gateway_name(spec.name)
     lbls = labels(name, "gateway", **{LABEL_SERVICE: spec.name})
-    select = {"app.kubernetes.io/name": name}
-    gw = container("gateway", DEFAULT_IMAGE, args=["gateway", "--config", f"{CONFIG_DIR}/gateway.json"],
+    select = by_name(name)
+    gw = container("gateway", DEFAULT_IMAGE, args=["gateway", "--config", f"{CONFIG_DIR}/{GATEWAY_CONFIG}"],
                    cpu="500m", memory="256Mi", ports=[{"name": "http", "containerPort": GATEWAY_PORT}],
                    readinessProbe=_http_probe("/readyz", GATEWAY_PORT, periodSeconds=2),
                    livenessProbe=_http_probe("/healthz", GATEWAY_PORT, periodSeconds=10),
@@ -157,13 +154,9 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
     return [
         obj("v1", "ServiceAccount", meta(name, ns, lbls), automountServiceAccountToken=True),
         # Discovery: the gateway watches its replicas' EndpointSlices, nothing else.
-        obj("rbac.authorization.k8s.io/v1", "Role", meta(name, ns, lbls), rules=[
+        *role_and_binding(name, ns, lbls, [
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}]),
-        obj("rbac.authorization.k8s.io/v1", "RoleBinding", meta(name, ns, lbls),
-            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            subjects=[{"kind": "ServiceAccount", "name": name, "namespace": ns}]),
-        obj("v1", "ConfigMap", meta(name, ns, lbls),
-            data={"gateway.json": json.dumps(gateway_config(spec, vs), indent=2, sort_keys=True)}),
+        obj("v1", "ConfigMap", meta(name, ns, lbls), data={GATEWAY_CONFIG: config_json(gateway_config(spec, vs))}),
         obj("apps/v1", "Deployment", meta(name, ns, lbls), spec={
             "replicas": GATEWAY_REPLICAS,
             "selector": {"matchLabels": select},
@@ -171,7 +164,7 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
             "template": {"metadata": {"labels": lbls}, "spec": pod_spec(
                 [gw], serviceAccountName=name, automountServiceAccountToken=True,
                 priorityClassName=PRIORITY_CLASS[spec.effective_priority],
-                terminationGracePeriodSeconds=PRESTOP_SLEEP_S + math.ceil(spec.runtime.timeout_s) + 5,
+                terminationGracePeriodSeconds=drain_grace_s(spec.runtime.timeout_s),
                 volumes=[{"name": "config", "configMap": {"name": name}}, scratch_volume()],
             )},
         }),

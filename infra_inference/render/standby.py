@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from infra_inference.plan.components import StandbyPlan
 from infra_inference.render.common import (
-    MODEL_CACHE_MOUNT, PAUSE_IMAGE, PAUSE_UID, Obj, cache_owner_init, container, labels, meta, model_cache_volume,
-    obj, pod_spec, resources, scratch_volume,
+    MODEL_CACHE_MOUNT, PAUSE_IMAGE, PAUSE_UID, Obj, by_name, cache_owner_init, container, labels, meta,
+    model_cache_volume, obj, pod_spec, resources, scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
@@ -26,7 +26,7 @@ def balloons(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, insta
                       resources=resources("10m", "16Mi", {pool.gpu_resource: slots_per_instance}))
     return obj("apps/v1", "Deployment", meta(name, namespace, lbls), spec={
         "replicas": instances,
-        "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+        "selector": {"matchLabels": by_name(name)},
         "template": {"metadata": {"labels": lbls}, "spec": pod_spec(
             [pause],
             priorityClassName=PRIORITY_CLASS["standby"],
@@ -60,7 +60,7 @@ def prepull(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, images
         volumes.append(model_cache_volume())
     pause = container("done", PAUSE_IMAGE, uid=PAUSE_UID, cpu="10m", memory="16Mi")
     return obj("apps/v1", "DaemonSet", meta(name, namespace, lbls), spec={
-        "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+        "selector": {"matchLabels": by_name(name)},
         "template": {"metadata": {"labels": lbls}, "spec": pod_spec(
             [pause], initContainers=init, volumes=volumes,
             nodeSelector=node_selector(pool_name), tolerations=tolerations(pool),

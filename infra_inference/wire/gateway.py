@@ -5,11 +5,11 @@ Plus how to find replicas outside a cluster (the dev stack writes those fields).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from infra_inference.wire.names import DEFAULT_PORT, GATEWAY_PORT, STICKY_HEADER
 
 
 class BackendConfig(BaseModel):
@@ -20,7 +20,7 @@ class BackendConfig(BaseModel):
     variant: str = Field(description="main, canary, an A/B arm name, or cpu.")
     deployment: str = Field(description="The Deployment the autoscaler scales; metrics are labelled with it.")
     service: str = Field("", description="Headless Service whose EndpointSlices list the ready replicas.")
-    port: int = Field(8080, ge=1, le=65535, description="Replica port.")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="Replica port.")
     weight: float = Field(100.0, ge=0, le=100, description="Percent of traffic (canary / A-B split).")
     max_concurrency: int = Field(4, ge=1, description="Most requests in flight per replica; the rest queue here.")
     fallback: bool = Field(False, description="CPU fallback: used only when no weighted replica has a free slot.")
@@ -36,17 +36,13 @@ class GatewayConfig(BaseModel):
     namespace: str = Field("default", description="Namespace of the replicas' EndpointSlices.")
     model: str = Field("", description="The served model name (informational).")
     host: str = Field("0.0.0.0", description="Address to listen on.")
-    port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
+    port: int = Field(GATEWAY_PORT, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
     timeout_s: float = Field(30.0, gt=0, description="From arrival to answer; beyond it 504.")
     max_queue: int = Field(256, ge=0, description="Requests waiting for a free replica slot; beyond it 429.")
     max_request_bytes: int = Field(64 * 2**20, ge=1, description="Largest request body accepted; beyond it 413.")
-    sticky_header: str = Field("x-infra-inference-session", description="Same header value, same variant.")
+    sticky_header: str = Field(STICKY_HEADER, description="Same header value, same variant.")
     backends: list[BackendConfig] = Field(min_length=1)
     discovery: Literal["kubernetes", "file", "static"] = Field(
         "kubernetes", description="kubernetes: EndpointSlices; file: `endpoints_file` written by the local "
                                   "actuator; static: each backend's `endpoints`.")
-    endpoints_file: Path | None = Field(None, description="For discovery 'file'.")
-
-    @classmethod
-    def load(cls, path: Path) -> GatewayConfig:
-        return cls.model_validate(json.loads(path.read_text()))
+    endpoints_file: str | None = Field(None, description="For discovery 'file': its path.")

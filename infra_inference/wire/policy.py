@@ -5,12 +5,10 @@ The ScalingSpec fields (target resolved) plus where the service lives.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra_inference.specs.autoscale import ScalingSpec
+from infra_inference.wire.names import DEFAULT_PORT
 
 
 class LocalReplicas(BaseModel):
@@ -19,7 +17,7 @@ class LocalReplicas(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     serve_args: list[str] = Field(default_factory=list, description="Flags for `infra-inference serve`.")
-    endpoints_file: Path = Field(description="Where ready replicas are published for the gateway.")
+    endpoints_file: str = Field(description="Path where ready replicas are published for the gateway.")
 
 
 class AutoscalerConfig(ScalingSpec):
@@ -28,6 +26,8 @@ class AutoscalerConfig(ScalingSpec):
     target: float = Field(gt=0, description="Resolved per-replica target.")
     namespace: str = Field("default", description="Namespace of the deployments.")
     deployments: list[str] = Field(min_length=1, description="Deployments to scale, one decision each.")
+    replica_ports: dict[str, int] = Field(default_factory=dict, description="Each deployment's replica port, "
+                                          "where its metrics are scraped; absent: the default port.")
     gateway_url: str | None = Field(None, description="The service's gateway; None: replicas' own metrics.")
     # 1 s. A 0.5 s tick sees a burst onset half a second sooner (0.3 points of SLO at a 1 s cold
     # start in benchmarks/autoscale_replay.py's simulator); its only real-stack run so far hit the
@@ -37,9 +37,8 @@ class AutoscalerConfig(ScalingSpec):
     local: LocalReplicas | None = Field(None, description="Run replicas as local processes instead of "
                                                           "scaling Kubernetes Deployments.")
 
-    @classmethod
-    def load(cls, path: Path) -> AutoscalerConfig:
-        return cls.model_validate(json.loads(path.read_text()))
+    def replica_port(self, deployment: str) -> int:
+        return self.replica_ports.get(deployment, DEFAULT_PORT)
 
     @property
     def policy(self) -> ScalingSpec:

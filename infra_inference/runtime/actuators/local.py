@@ -54,7 +54,7 @@ class LocalActuator:
 
     def __init__(self, specs: dict[str, LocalReplicas]) -> None:
         self._specs = specs
-        files = {s.endpoints_file for s in specs.values()}
+        files = {Path(s.endpoints_file) for s in specs.values()}
         if len(files) != 1:
             raise ValueError("local deployments of one service share one endpoints_file")
         self._file: Path = files.pop()

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from urllib.parse import urlparse
 
 import aiohttp
 import typer
@@ -15,16 +14,11 @@ from prometheus_client import start_http_server
 from infra_inference.runtime.actuators.base import Actuator
 from infra_inference.runtime.autoscaler.collect import Collector, prometheus_query
 from infra_inference.runtime.autoscaler.loop import Autoscaler
+from infra_inference.wire.names import GATEWAY_PORT, gateway_service, replicas_service
 from infra_inference.wire.policy import AutoscalerConfig
 
 log = logging.getLogger(__name__)
 GATEWAY_KEY = ""  # the gateway's own endpoints, beside each deployment's, in one address book
-
-
-def gateway_service(gateway_url: str) -> str | None:
-    """The gateway Service's name from its in-cluster URL (http://chat-gateway.inference.svc.cluster.local)."""
-    host = urlparse(gateway_url).hostname or ""
-    return host.split(".")[0] if ".svc" in host else None
 
 
 async def _local(cfg: AutoscalerConfig) -> tuple[Actuator, dict[str, list[str]]]:
@@ -37,17 +31,25 @@ async def _local(cfg: AutoscalerConfig) -> tuple[Actuator, dict[str, list[str]]]
     return actuator, book
 
 
+def discovery_services(cfg: AutoscalerConfig) -> dict[str, tuple[str, int]]:
+    """{Service: (address-book key, port)}: each deployment's replicas on its own port, and the gateway's pods."""
+    services = {replicas_service(d): (d, cfg.replica_port(d)) for d in cfg.deployments}
+    gw = gateway_service(cfg.gateway_url) if cfg.gateway_url else None
+    if gw is not None:
+        services[gw] = (GATEWAY_KEY, GATEWAY_PORT)
+    return services
+
+
 async def _kubernetes(cfg: AutoscalerConfig) -> tuple[Actuator, dict[str, list[str]]]:
     """Scale subresource; gateway pods and ready replicas from EndpointSlices (all gateway replicas, not one)."""
     from infra_inference.runtime.actuators.kubernetes import KubernetesActuator
     from infra_inference.runtime.discovery.endpointslices import EndpointSliceDiscovery
 
-    services = {f"{d}-replicas": (d, 8080) for d in cfg.deployments}
-    gw = gateway_service(cfg.gateway_url) if cfg.gateway_url else None
-    if gw is not None:
-        services[gw] = (GATEWAY_KEY, 8080)
+    services = discovery_services(cfg)
     discovery = EndpointSliceDiscovery.in_cluster(cfg.namespace, services)
-    book: dict[str, list[str]] = {GATEWAY_KEY: [cfg.gateway_url] if cfg.gateway_url and gw is None else []}
+    # A gateway outside the cluster's Services (not watched) is scraped at its URL.
+    watched = any(key == GATEWAY_KEY for key, _ in services.values())
+    book: dict[str, list[str]] = {GATEWAY_KEY: [cfg.gateway_url] if cfg.gateway_url and not watched else []}
 
     def publish(key: str, addresses: list[str]) -> None:
         book[key] = [f"http://{a}" for a in addresses]
@@ -87,4 +89,4 @@ def autoscaler(
 ) -> None:
     """Collect -> decide -> actuate, every tick: scale a service's Deployments (or local replicas)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(AutoscalerConfig.load(config)))
+    asyncio.run(run(AutoscalerConfig.model_validate_json(config.read_text())))

@@ -23,6 +23,7 @@ import aiohttp
 from infra_inference.decide.autoscaling import littles_law
 from infra_inference.runtime.metrics import prom
 from infra_inference.specs.autoscale import Metric
+from infra_inference.wire import metrics as names
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,11 @@ class _Counters:
 
         merged: dict[float, float] = {}
         for s in gateway:
-            for le, c in prom.buckets(s, "infra_inference_request_duration_seconds", deployment=deployment).items():
+            for le, c in prom.buckets(s, names.REQUEST_DURATION, deployment=deployment).items():
                 merged[le] = merged.get(le, 0.0) + c
-        return cls(at, total("infra_inference_requests_total"), total("infra_inference_arrivals_total"),
-                   total("infra_inference_replica_duration_seconds_count"),
-                   total("infra_inference_replica_duration_seconds_sum"), merged)
+        return cls(at, total(names.REQUESTS_TOTAL), total(names.ARRIVALS_TOTAL),
+                   total(f"{names.REPLICA_DURATION}_count"),
+                   total(f"{names.REPLICA_DURATION}_sum"), merged)
 
     def since(self, previous: _Counters | None) -> _Counters | None:
         """The increase since `previous`, its `at` the seconds between the two scrapes.
@@ -124,8 +125,8 @@ class Collector:
                 value = None if self._metric in GATEWAY_METRICS else await self._value(d, None, now)
                 out[d] = Reading(now, value, None)
                 continue
-            queued = sum(prom.total(s, "infra_inference_queue_depth", deployment=d) for s in gateway)
-            outstanding = queued + sum(prom.total(s, "infra_inference_inflight_requests", deployment=d)
+            queued = sum(prom.total(s, names.QUEUE_DEPTH, deployment=d) for s in gateway)
+            outstanding = queued + sum(prom.total(s, names.INFLIGHT_REQUESTS, deployment=d)
                                        for s in gateway)
             counters = _Counters.scrape(gateway, d, now)
             delta = counters.since(self._previous.get(d))
@@ -153,13 +154,13 @@ class Collector:
         if not replicas:
             return None
         if self._metric == "gpu-utilization":
-            per_replica = [prom.total(s, "infra_inference_gpu_utilization_ratio") /
-                           max(1, len(s.get("infra_inference_gpu_utilization_ratio", []))) for s in replicas
-                           if "infra_inference_gpu_utilization_ratio" in s]
+            per_replica = [prom.total(s, names.GPU_UTILIZATION) /
+                           max(1, len(s.get(names.GPU_UTILIZATION, []))) for s in replicas
+                           if names.GPU_UTILIZATION in s]
             return 100.0 * sum(per_replica) / len(per_replica) if per_replica else None
         rates = []
         for url, s in zip(urls, replicas, strict=True):
-            cpu = prom.total(s, "process_cpu_seconds_total")
+            cpu = prom.total(s, names.PROCESS_CPU_TOTAL)
             before = self._previous_cpu.get(url)
             self._previous_cpu[url] = (now, cpu)
             if before is not None and now > before[0] and cpu >= before[1]:

@@ -20,6 +20,7 @@ from infra_inference.decide.autoscaling import Decision, Observation, ScalerStat
 from infra_inference.runtime.actuators.base import Actuator
 from infra_inference.runtime.autoscaler.collect import Collector
 from infra_inference.specs.autoscale import ScalingSpec
+from infra_inference.wire import metrics as names
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,9 @@ class Autoscaler:
         self.states = {d: ScalerState() for d in deployments}
         self.last: dict[str, Decision] = {}
         self.registry = CollectorRegistry()
-        self._desired = Gauge("infra_inference_desired_replicas", "Replicas the autoscaler asks for.",
+        self._desired = Gauge(names.DESIRED_REPLICAS, "Replicas the autoscaler asks for.",
                               ["deployment"], registry=self.registry)
-        self._ready = Gauge("infra_inference_ready_replicas", "Replicas ready, as the actuator reports.",
+        self._ready = Gauge(names.READY_REPLICAS, "Replicas ready, as the actuator reports.",
                             ["deployment"], registry=self.registry)
         self._poked = asyncio.Event()
 

@@ -20,6 +20,9 @@ from typing import Any
 
 from infra_inference.runtime.transport.ports import free_port
 from infra_inference.specs.autoscale import ScalingSpec
+from infra_inference.wire.gateway import BackendConfig, GatewayConfig
+from infra_inference.wire.names import GATEWAY_CONFIG, POLICY_CONFIG
+from infra_inference.wire.policy import AutoscalerConfig, LocalReplicas
 
 DEPLOYMENT = "dev"
 START_TIMEOUT_S = 30.0
@@ -45,16 +48,17 @@ class DevStack:
         self.url = f"http://127.0.0.1:{self.port}"
         self.model = model
         endpoints = self.dir / "endpoints.json"
-        gateway = {"service": DEPLOYMENT, "model": model, "host": "127.0.0.1", "port": self.port,
-                   "timeout_s": timeout_s, "max_queue": max_queue, "discovery": "file",
-                   "endpoints_file": str(endpoints),
-                   "backends": [{"variant": "main", "deployment": DEPLOYMENT, "max_concurrency": max_concurrency}]}
-        autoscaler = {**policy.model_dump(mode="json"), "deployments": [DEPLOYMENT], "gateway_url": self.url,
-                      "tick_s": tick_s, "metrics_port": self.metrics_port,
-                      "local": {"serve_args": ["--max-concurrency", str(max_concurrency), *serve_args],
-                                "endpoints_file": str(endpoints)}}
-        (self.dir / "gateway.json").write_text(json.dumps(gateway, indent=2))
-        (self.dir / "policy.json").write_text(json.dumps(autoscaler, indent=2))
+        gateway = GatewayConfig(
+            service=DEPLOYMENT, model=model, host="127.0.0.1", port=self.port, timeout_s=timeout_s,
+            max_queue=max_queue, discovery="file", endpoints_file=str(endpoints),
+            backends=[BackendConfig(variant="main", deployment=DEPLOYMENT, max_concurrency=max_concurrency)])
+        local = LocalReplicas(serve_args=["--max-concurrency", str(max_concurrency), *serve_args],
+                              endpoints_file=str(endpoints))
+        autoscaler = AutoscalerConfig.model_validate({
+            **policy.model_dump(), "deployments": [DEPLOYMENT], "gateway_url": self.url, "tick_s": tick_s,
+            "metrics_port": self.metrics_port, "local": local})
+        (self.dir / GATEWAY_CONFIG).write_text(gateway.model_dump_json(indent=2))
+        (self.dir / POLICY_CONFIG).write_text(autoscaler.model_dump_json(indent=2))
         self._procs: list[subprocess.Popen[bytes]] = []
         self.autoscaler_log = self.dir / "autoscaler.log"
 
@@ -67,9 +71,9 @@ class DevStack:
 
     def start(self) -> None:
         cli = [sys.executable, "-m", "infra_inference"]
-        self._procs.append(subprocess.Popen([*cli, "gateway", "--config", str(self.dir / "gateway.json")]))
+        self._procs.append(subprocess.Popen([*cli, "gateway", "--config", str(self.dir / GATEWAY_CONFIG)]))
         with self.autoscaler_log.open("wb") as log:
-            self._procs.append(subprocess.Popen([*cli, "autoscaler", "--config", str(self.dir / "policy.json")],
+            self._procs.append(subprocess.Popen([*cli, "autoscaler", "--config", str(self.dir / POLICY_CONFIG)],
                                                 stderr=log))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (_get(self.port, "/readyz") and _get(self.metrics_port, "/metrics")):

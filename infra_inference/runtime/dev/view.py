@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from infra_inference.runtime.metrics import prom
+from infra_inference.wire import metrics as names
 
 P95 = 0.95
 
@@ -46,14 +47,14 @@ class Sampler:
     def snapshot(self, gateway_text: str, autoscaler_text: str) -> Snapshot:
         g = prom.parse(gateway_text) if gateway_text else {}
         a = prom.parse(autoscaler_text) if autoscaler_text else {}
-        buckets = prom.buckets(g, "infra_inference_request_duration_seconds")
+        buckets = prom.buckets(g, names.REQUEST_DURATION)
         delta = {le: c - self._buckets.get(le, 0.0) for le, c in buckets.items()}
         self._buckets = buckets
         p95 = prom.quantile(P95, delta)
         if p95 is not None:
             self._last_p95 = p95 * 1000
-        answered = {labels["code"]: int(v) for labels, v in g.get("infra_inference_requests_total", [])}
-        return Snapshot(int(prom.total(a, "infra_inference_desired_replicas")),
-                        int(prom.total(a, "infra_inference_ready_replicas")),
-                        int(prom.total(g, "infra_inference_inflight_requests")),
-                        int(prom.total(g, "infra_inference_queue_depth")), answered, self._last_p95)
+        answered = {labels["code"]: int(v) for labels, v in g.get(names.REQUESTS_TOTAL, [])}
+        return Snapshot(int(prom.total(a, names.DESIRED_REPLICAS)),
+                        int(prom.total(a, names.READY_REPLICAS)),
+                        int(prom.total(g, names.INFLIGHT_REQUESTS)),
+                        int(prom.total(g, names.QUEUE_DEPTH)), answered, self._last_p95)

@@ -17,6 +17,8 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from infra_inference.wire.names import DEFAULT_PORT
+
 log = logging.getLogger(__name__)
 
 SERVICE_LABEL = "kubernetes.io/service-name"
@@ -108,5 +110,5 @@ class EndpointSliceDiscovery:
 
     def _entry(self, endpoint_slice: Any) -> tuple[str, list[str]]:
         service = (endpoint_slice.metadata.labels or {}).get(SERVICE_LABEL, "")
-        default_port = self._services.get(service, ("", 8080))[1]
+        default_port = self._services.get(service, ("", DEFAULT_PORT))[1]
         return service, ready_addresses(endpoint_slice, default_port)

@@ -19,7 +19,7 @@ def gateway(
 ) -> None:
     """The request queue in front of a service's replicas: queue, split, dispatch, retry, activator."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = GatewayConfig.load(config)
+    cfg = GatewayConfig.model_validate_json(config.read_text())
     if port is not None:
         cfg = cfg.model_copy(update={"port": port})
     GatewayServer(GatewayApp(cfg), cfg).run()

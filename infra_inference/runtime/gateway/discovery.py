@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from infra_inference.runtime.discovery.base import Discovery, StaticDiscovery
 from infra_inference.runtime.discovery.endpoints_file import FileDiscovery
 from infra_inference.wire.gateway import GatewayConfig
@@ -13,7 +15,7 @@ def discovery_for(config: GatewayConfig) -> Discovery:
     if config.discovery == "file":
         if config.endpoints_file is None:
             raise ValueError("discovery 'file' needs endpoints_file")
-        return FileDiscovery(config.endpoints_file, [b.deployment for b in config.backends])
+        return FileDiscovery(Path(config.endpoints_file), [b.deployment for b in config.backends])
     from infra_inference.runtime.discovery.endpointslices import EndpointSliceDiscovery
 
     return EndpointSliceDiscovery.in_cluster(config.namespace, {b.service: (b.deployment, b.port)

@@ -8,21 +8,26 @@ time is the backlog's work; inflight + queue depth (everything accepted and
 not yet answered) is the fallback before any request was served, and what
 says "not idle". Throughput is the rate of `requests_total`, latency comes
 from the duration histogram.
+
+The request path updates plain numbers, as the model server's does
+(runtime/metrics/loop_local.py): no instrument lock on the hop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric, SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from infra_inference.runtime.gateway.dispatch import Backend, Dispatcher
+from infra_inference.runtime.metrics.loop_local import Histogram
+from infra_inference.wire import metrics as names
 
-# The model server's buckets, so gateway and replica latencies compare bucket for bucket.
-DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LABELS = ("deployment", "variant")
 
 
@@ -36,11 +41,9 @@ class _Occupancy(Collector):
     def collect(self) -> Iterator[Metric]:
         now = self._clock()
         gauges = {
-            "infra_inference_inflight_requests": ("Requests sent to a replica and not yet answered.",
-                                                  lambda b: b.inflight),
-            "infra_inference_queue_depth": ("Requests waiting at the gateway for a replica slot.",
-                                            lambda b: len(b.queue)),
-            "infra_inference_ready_replicas": ("Replicas the gateway can send to.", lambda b: b.ready(now)),
+            names.INFLIGHT_REQUESTS: ("Requests sent to a replica and not yet answered.", lambda b: b.inflight),
+            names.QUEUE_DEPTH: ("Requests waiting at the gateway for a replica slot.", lambda b: len(b.queue)),
+            names.READY_REPLICAS: ("Replicas the gateway can send to.", lambda b: b.ready(now)),
         }
         for name, (doc, read) in gauges.items():
             family = GaugeMetricFamily(name, doc, labels=LABELS)
@@ -50,49 +53,58 @@ class _Occupancy(Collector):
 
 
 @dataclass
-class _BackendInstruments:
-    """One backend's labelled children, looked up once: `labels()` costs ~10 us a call on the hop."""
+class _BackendCounts:
+    """One backend's request-path numbers."""
 
-    arrivals: Counter
-    replica_duration: Summary
-    duration: Histogram
-    by_code: dict[int, Counter]
+    labels: list[str]
+    arrivals: int = 0
+    served: int = 0
+    service_time_s: float = 0.0
+    duration: Histogram = field(default_factory=lambda: Histogram(names.DURATION_BUCKETS_S))
+    by_code: dict[int, int] = field(default_factory=dict)
+
+
+class _RequestPath(Collector):
+    def __init__(self, counts: list[_BackendCounts]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(names.REQUESTS, "Requests answered by the gateway, by status code.",
+                                       labels=[*LABELS, "code"])
+        arrivals = CounterMetricFamily(names.ARRIVALS, "Requests received by the gateway.", labels=LABELS)
+        served = SummaryMetricFamily(names.REPLICA_DURATION,
+                                     "Sent to a replica to its answer: the service time, queueing excluded.",
+                                     labels=LABELS)
+        duration = HistogramMetricFamily(names.REQUEST_DURATION,
+                                         "Arrival at the gateway to answer, queueing included.", labels=LABELS)
+        for c in self._counts:
+            for code, count in sorted(c.by_code.items()):
+                requests.add_metric([*c.labels, str(code)], count)
+            arrivals.add_metric(c.labels, c.arrivals)
+            served.add_metric(c.labels, c.served, c.service_time_s)
+            duration.add_metric(c.labels, c.duration.buckets(), c.duration.sum)
+        yield from (requests, duration, arrivals, served)
 
 
 class GatewayMetrics:
     def __init__(self, dispatcher: Dispatcher, clock: Callable[[], float]) -> None:
         self.registry = CollectorRegistry()
-        self._requests = Counter("infra_inference_requests", "Requests answered by the gateway, by status code.",
-                                 [*LABELS, "code"], registry=self.registry)
-        duration = Histogram("infra_inference_request_duration_seconds",
-                             "Arrival at the gateway to answer, queueing included.", LABELS,
-                             buckets=DURATION_BUCKETS_S, registry=self.registry)
-        arrivals = Counter("infra_inference_arrivals", "Requests received by the gateway.", LABELS,
-                           registry=self.registry)
-        replica_duration = Summary("infra_inference_replica_duration_seconds",
-                                   "Sent to a replica to its answer: the service time, queueing excluded.",
-                                   LABELS, registry=self.registry)
-        self._of = {
-            d: _BackendInstruments(arrivals.labels(d, b.config.variant), replica_duration.labels(d, b.config.variant),
-                                   duration.labels(d, b.config.variant), {})
-            for d, b in dispatcher.backends.items()
-        }
+        self._of = {d: _BackendCounts([d, b.config.variant]) for d, b in dispatcher.backends.items()}
+        self.registry.register(_RequestPath(list(self._of.values())))
         self.registry.register(_Occupancy(dispatcher, clock))
 
     def arrived(self, backend: Backend) -> None:
-        self._of[backend.config.deployment].arrivals.inc()
+        self._of[backend.config.deployment].arrivals += 1
 
     def served(self, backend: Backend, seconds: float) -> None:
-        self._of[backend.config.deployment].replica_duration.observe(seconds)
+        counts = self._of[backend.config.deployment]
+        counts.served += 1
+        counts.service_time_s += seconds
 
     def observe(self, backend: Backend, code: int, duration_s: float) -> None:
-        instruments = self._of[backend.config.deployment]
-        counter = instruments.by_code.get(code)
-        if counter is None:
-            c = backend.config
-            counter = instruments.by_code[code] = self._requests.labels(c.deployment, c.variant, str(code))
-        counter.inc()
-        instruments.duration.observe(duration_s)
+        counts = self._of[backend.config.deployment]
+        counts.by_code[code] = counts.by_code.get(code, 0) + 1
+        counts.duration.observe(duration_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

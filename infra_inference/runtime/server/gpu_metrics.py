@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from infra_inference.wire import metrics as names
+
 log = logging.getLogger(__name__)
 
 
@@ -40,10 +42,10 @@ class GpuCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         nvml = self._nvml
         utilization = GaugeMetricFamily(
-            "infra_inference_gpu_utilization_ratio", "Share of time the GPU was busy (0..1).", labels=["gpu"]
+            names.GPU_UTILIZATION, "Share of time the GPU was busy (0..1).", labels=["gpu"]
         )
         memory = GaugeMetricFamily(
-            "infra_inference_gpu_memory_used_bytes", "GPU memory in use, all processes.", labels=["gpu"]
+            names.GPU_MEMORY_USED, "GPU memory in use, all processes.", labels=["gpu"]
         )
         for index, handle in enumerate(self._handles):
             utilization.add_metric([str(index)], nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0)  # type: ignore[attr-defined]

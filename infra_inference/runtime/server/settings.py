@@ -8,6 +8,8 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra_inference.wire.names import DEFAULT_PORT, ENV_PREFIX
+
 
 class ServerSettings(BaseSettings):
     """Every knob of `infra-inference serve`.
@@ -17,10 +19,10 @@ class ServerSettings(BaseSettings):
     matching CLI flag (``--max-concurrency 8``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="INFRA_INFERENCE_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     host: str = Field("0.0.0.0", description="Address to listen on.")
-    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
     model: str = Field(
         "echo",
         description=(

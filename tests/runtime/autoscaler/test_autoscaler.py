@@ -19,11 +19,11 @@ from infra_inference.render.autoscale import native
 from infra_inference.runtime.actuators.base import Replicas
 from infra_inference.runtime.actuators.kubernetes import KubernetesActuator
 from infra_inference.runtime.autoscaler import Autoscaler, AutoscalerConfig
-from infra_inference.runtime.autoscaler.cli import gateway_service
 from infra_inference.runtime.autoscaler.collect import Collector, Reading
 from infra_inference.runtime.discovery.endpointslices import EndpointSliceDiscovery
 from infra_inference.runtime.metrics import prom
 from infra_inference.specs.autoscale import ScalingSpec
+from infra_inference.wire.names import gateway_service
 from tests.runtime.autoscaler.fake_kube import endpoint_slice, fake_kube
 from tests.runtime.gateway.support import backend, closed_port, config, gateway_in_thread
 from tests.runtime.gateway.test_gateway import infer
