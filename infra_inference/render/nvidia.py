@@ -15,12 +15,13 @@ import yaml  # pure: serialises the plugin's config file
 
 from infra_inference.render.common import Obj, by_name, labels, meta, obj, resources
 from infra_inference.specs.gpus import GPUS
-from infra_inference.specs.pool import GpuPoolSpec
+from infra_inference.specs.pool import GPU_TAINT, GpuPoolSpec
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
 NODE_SOFTWARE_NAMESPACE = "kube-system"
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+# Node software runs on every GPU node, whatever the taint's value.
+GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}
 
 
 def _root_but_locked_down() -> Obj:

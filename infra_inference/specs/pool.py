@@ -17,6 +17,7 @@ TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 # Label every pool node carries, so pods and device plugins can select one pool.
 POOL_LABEL = "infra-inference.dev/pool"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+_CLOUD_EFFECT = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 
 # The NVIDIA device plugin accepts 2..48 time-slicing/MPS replicas per GPU; GKE
 # caps max_shared_clients_per_gpu at 48 too.
@@ -63,6 +64,11 @@ class TaintSpec(Spec):
     key: str = Field(description="Taint key.")
     value: str = Field("", description="Taint value.")
     effect: TaintEffect = Field("NoSchedule", description="NoSchedule, PreferNoSchedule or NoExecute.")
+
+    @property
+    def cloud_effect(self) -> str:
+        """The effect as GKE node pools and EKS node groups spell it: NoSchedule -> NO_SCHEDULE."""
+        return _CLOUD_EFFECT[self.effect]
 
 
 class GpuPoolSpec(Spec):

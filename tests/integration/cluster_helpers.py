@@ -11,11 +11,11 @@ import pytest
 from kubernetes import client
 
 from infra_inference.plan.components import plan_pool
+from infra_inference.render.nvidia import GPU_TOLERATION
 from infra_inference.render.pool import node_labels
 from tests.support.controlplane import ControlPlane, ControlPlaneError, GpuNode
 
 POOL_LABEL = "infra-inference.test/pool"
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 WAIT_S = 90.0  # a guard against hanging, never an assertion about speed
 
 

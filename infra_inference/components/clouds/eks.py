@@ -12,8 +12,6 @@ from infra_inference.render.pool import node_labels
 from infra_inference.specs.gpus import EKS_GPU_AMI_TYPE
 from infra_inference.specs.pool import GpuPoolSpec
 
-_EFFECT = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
-
 
 def node_group(name: str, spec: GpuPoolSpec, arg: Callable[[str], Any], opts: pulumi.ResourceOptions) -> aws.eks.NodeGroup:
     # The cluster autoscaler moves desired_size; ignoring it keeps `pulumi up` from undoing that.
@@ -30,7 +28,7 @@ def node_group(name: str, spec: GpuPoolSpec, arg: Callable[[str], Any], opts: pu
         scaling_config=aws.eks.NodeGroupScalingConfigArgs(
             min_size=spec.min_nodes, max_size=spec.max_nodes, desired_size=spec.min_nodes),
         labels=node_labels(name, spec),
-        taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=_EFFECT[t.effect])
+        taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=t.cloud_effect)
                 for t in spec.effective_taints],
         opts=opts,
     )

@@ -12,7 +12,6 @@ from infra_inference.render.pool import node_labels
 from infra_inference.specs.gpus import GPUS
 from infra_inference.specs.pool import GpuPoolSpec
 
-_EFFECT = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 _SHARING = {"time-slicing": "TIME_SHARING", "mps": "MPS"}
 
 
@@ -48,7 +47,7 @@ def node_pool(name: str, spec: GpuPoolSpec, arg: Callable[[str], Any], opts: pul
             machine_type=spec.resolved_machine_type,
             spot=spec.spot,
             labels=node_labels(name, spec),
-            taints=[gcp.container.NodePoolNodeConfigTaintArgs(key=t.key, value=t.value, effect=_EFFECT[t.effect])
+            taints=[gcp.container.NodePoolNodeConfigTaintArgs(key=t.key, value=t.value, effect=t.cloud_effect)
                     for t in spec.effective_taints],
             guest_accelerators=[accelerator(spec)],
             gcfs_config=gcp.container.NodePoolNodeConfigGcfsConfigArgs(enabled=True) if spec.image_streaming else None,

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+from infra_inference.specs.pool import GPU_TAINT
+
 ZONE_LABEL = "topology.kubernetes.io/zone"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
