@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from infra_inference.render import render_stack
 from infra_inference.render.autoscale import keda_query
@@ -21,6 +22,7 @@ from infra_inference.wire.replica import ReplicaEnv
 from tests.runtime.gateway.support import backend, config, gateway_in_thread
 from tests.runtime.gateway.test_gateway import infer
 from tests.runtime.server.support import request, server_in_thread
+from tests.test_docs import blocks
 
 POOL = {"cloud": "existing", "cluster": "c", "gpu_type": "l4", "max_nodes": 2,
         "sharing": {"strategy": "time-slicing", "replicas_per_gpu": 4}}
@@ -109,3 +111,10 @@ def test_hpa_pods_metric_names_are_the_ones_rendered() -> None:
     hpa = next(o for o in render_stack({"pools": {"gpu": POOL}, "services": {"chat": svc}})
                if o["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["metrics"][0]["pods"]["metric"] == {"name": metrics.HPA_PODS_METRICS["concurrency"].name}
+
+
+def test_the_documented_adapter_rules_serve_exactly_the_hpa_pods_metrics() -> None:
+    (code,) = [c for where, c in blocks("yaml", "prometheus-adapter") if where.startswith("autoscaling.md")]
+    documented = {r["name"]["as"]: (r["seriesQuery"].split("{")[0], r["metricsQuery"])
+                  for r in yaml.safe_load(code)["rules"]}
+    assert documented == {m.name: (m.series, m.rule) for m in metrics.HPA_PODS_METRICS.values()}

@@ -24,9 +24,9 @@ class SharingArgs(TypedDict, total=False):
 
 class TaintArgs(TypedDict, total=False):
     key: str
-    """Taint key."""
+    """Taint key. Required."""
     value: str
-    """Taint value."""
+    """Taint value. Default empty."""
     effect: str
     """NoSchedule (default), PreferNoSchedule or NoExecute."""
 

@@ -35,7 +35,7 @@ class BatchingArgs(TypedDict):
 
 class RuntimeArgs(TypedDict, total=False):
     image: str
-    """Serving image. Default ours; vLLM, Triton and others allowed."""
+    """Serving image. Default ghcr.io/infra-inference/runtime:0.1.0 (ours); vLLM, Triton and others allowed."""
     max_concurrency: int
     """Requests in the model at once per replica. Default 8."""
     max_queue: int
