@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from infra_inference.runtime.gateway import GatewayApp, GatewayConfig, GatewayServer
 from infra_inference.runtime.discovery.base import Publish
+from infra_inference.runtime.gateway import GatewayApp, GatewayConfig, GatewayServer
 from tests.runtime.server.support import running_in_thread
+from tests.support.ports import free_ports
 
 
 class ManualDiscovery:
@@ -56,17 +56,4 @@ def gateway_in_thread(cfg: GatewayConfig, discovery: Any = None, seed: int | Non
 
 def closed_port() -> int:
     """A port nothing listens on (bound, then released)."""
-    return closed_ports(1)[0]
-
-
-def closed_ports(n: int) -> list[int]:
-    """`n` different ports nothing listens on: all bound at once, then released (one at a time, the
-    kernel may hand the same free port out twice, and two replicas on one address are one replica)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    return free_ports(1)[0]

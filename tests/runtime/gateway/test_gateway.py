@@ -9,9 +9,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from infra_inference.runtime.gateway import GatewayApp, GatewayServer
-from tests.runtime.gateway.support import ManualDiscovery, backend, closed_port, closed_ports, config, gateway_in_thread
+from tests.runtime.gateway.support import ManualDiscovery, backend, closed_port, config, gateway_in_thread
 from tests.runtime.server.support import (Reply, listening, post, request, running_in_thread, scrape, server_in_thread,
                                           v2_body, wait_until)
+from tests.support.ports import free_ports
 
 INFER = "/v2/models/echo/infer"
 
@@ -123,7 +124,7 @@ def test_a_dead_replica_is_retried_on_another_and_ejected() -> None:
 
 
 def test_no_answer_twice_is_502_with_the_cause() -> None:
-    cfg = config([backend(endpoints=[f"127.0.0.1:{port}" for port in closed_ports(2)])])
+    cfg = config([backend(endpoints=[f"127.0.0.1:{port}" for port in free_ports(2)])])
     with gateway_in_thread(cfg) as (gport, _):
         reply = infer(gport)
         assert reply.status == 502 and "ConnectionRefusedError" in reply.json()["error"]

@@ -21,7 +21,8 @@ from typing import Any
 from tests.support.controlplane.binaries import ControlPlaneError
 from tests.support.controlplane.nodes import KWOK_ANNOTATION, GpuNode
 from tests.support.controlplane.pki import admin_kubeconfig, make_pki
-from tests.support.controlplane.processes import Processes, free_ports, http_ok
+from tests.support.controlplane.processes import Processes, http_ok
+from tests.support.ports import free_ports
 
 
 class ControlPlane:

@@ -6,7 +6,6 @@ import ctypes
 import http.client
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -15,20 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tests.support.controlplane.binaries import BinariesUnavailable, ControlPlaneError
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (all held open while choosing, so none repeats)."""
-    # They are released before the servers bind them; on a test machine the
-    # window is harmless, and a collision shows up as a start failure.
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _die_with_parent() -> None:
