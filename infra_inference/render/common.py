@@ -15,6 +15,7 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_SERVICE = "infra-inference.dev/service"
 LABEL_VARIANT = "infra-inference.dev/variant"
+LABEL_REVISION = "infra-inference.dev/revision"
 
 # The runtime image's non-root user (docker/Dockerfile.*); the pause image's is 65535.
 RUNTIME_UID = 10001

@@ -15,7 +15,7 @@ import yaml  # pure: serialises the plugin's config file
 
 from infra_inference.render.common import Obj, by_name, labels, meta, obj, resources
 from infra_inference.specs.gpus import GPUS
-from infra_inference.specs.pool import GPU_TAINT, GpuPoolSpec
+from infra_inference.specs.pool import GPU_RESOURCE, GPU_TAINT, POOL_LABEL, GpuPoolSpec, mig_resource
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
@@ -37,10 +37,10 @@ def device_plugin_config(pool: GpuPoolSpec) -> dict[str, Any]:
     if s.strategy == "time-slicing":
         # Requests above one slot are allowed: gpu_fraction 0.5 on a x4 pool asks for 2.
         config["sharing"] = {"timeSlicing": {"renameByDefault": False, "failRequestsGreaterThanOne": False,
-                                             "resources": [{"name": "nvidia.com/gpu",
+                                             "resources": [{"name": GPU_RESOURCE,
                                                             "replicas": s.replicas_per_gpu}]}}
     elif s.strategy == "mps":
-        config["sharing"] = {"mps": {"resources": [{"name": "nvidia.com/gpu", "replicas": s.replicas_per_gpu}]}}
+        config["sharing"] = {"mps": {"resources": [{"name": GPU_RESOURCE, "replicas": s.replicas_per_gpu}]}}
     return config
 
 
@@ -78,7 +78,7 @@ def device_plugin(name: str, *, config: dict[str, Any] | None,
     else:
         pod["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]},
-                                  {"key": "infra-inference.dev/pool", "operator": "DoesNotExist"}]}]}}}
+                                  {"key": POOL_LABEL, "operator": "DoesNotExist"}]}]}}}
     out.append(obj("apps/v1", "DaemonSet", meta(name, NODE_SOFTWARE_NAMESPACE, lbls), spec={
         "selector": {"matchLabels": by_name(name)},
         "updateStrategy": {"type": "RollingUpdate"},
@@ -119,4 +119,4 @@ def dcgm_exporter(namespace: str) -> list[Obj]:
 def shared_gpu_resources() -> list[str]:
     """Every extended resource a GPU pod may request: whole/shared GPUs and each MIG profile."""
     profiles = sorted({p for info in GPUS.values() for p in info.mig_profiles})
-    return ["nvidia.com/gpu", *(f"nvidia.com/mig-{p}" for p in profiles)]
+    return [GPU_RESOURCE, *(mig_resource(p) for p in profiles)]

@@ -7,8 +7,8 @@ import math
 from infra_inference.plan.components import ServicePlan
 from infra_inference.plan.service import Placement, Variant, variants
 from infra_inference.render.common import (
-    LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, Obj, by_name, cache_owner_init, config_json, container, env_list,
-    labels, meta, model_cache_volume, obj, pod_spec, resources, role_and_binding, scratch_volume,
+    LABEL_REVISION, LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, Obj, by_name, cache_owner_init, config_json,
+    container, env_list, labels, meta, model_cache_volume, obj, pod_spec, resources, role_and_binding, scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
@@ -102,7 +102,7 @@ def replica_objects(spec: InferenceServiceSpec, v: Variant, placement: Placement
     ns = spec.namespace
     lbls = labels(v.deployment, "replica", **{LABEL_SERVICE: spec.name, LABEL_VARIANT: v.key})
     if v.model.revision:
-        lbls["infra-inference.dev/revision"] = v.model.revision
+        lbls[LABEL_REVISION] = v.model.revision
     select = {LABEL_SERVICE: spec.name, LABEL_VARIANT: v.key}
     dep_spec: Obj = {
         "selector": {"matchLabels": select},

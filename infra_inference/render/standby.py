@@ -9,7 +9,7 @@ from infra_inference.render.common import (
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
-from infra_inference.specs.pool import GpuPoolSpec
+from infra_inference.specs.pool import POOL_LABEL, GpuPoolSpec
 from infra_inference.specs.service import DEFAULT_IMAGE
 
 
@@ -21,7 +21,7 @@ def balloons(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, insta
     the pause container exits); the evicted placeholder goes Pending, and that
     pending pod is what makes the cloud autoscaler add the next node.
     """
-    lbls = labels(name, "standby", **{"infra-inference.dev/pool": pool_name})
+    lbls = labels(name, "standby", **{POOL_LABEL: pool_name})
     pause = container("placeholder", PAUSE_IMAGE, uid=PAUSE_UID,
                       resources=resources("10m", "16Mi", {pool.gpu_resource: slots_per_instance}))
     return obj("apps/v1", "Deployment", meta(name, namespace, lbls), spec={
@@ -46,7 +46,7 @@ def prepull(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, images
     shell (ours, vLLM and Triton do). Models land in the node cache that every
     replica on the node reads (see `cache_owner_init`).
     """
-    lbls = labels(name, "prepull", **{"infra-inference.dev/pool": pool_name})
+    lbls = labels(name, "prepull", **{POOL_LABEL: pool_name})
     init: list[Obj] = []
     for i, image in enumerate(images):
         init.append(container(f"pull-{i}", image, command=["sh", "-c", "true"], cpu="10m", memory="32Mi"))

@@ -16,8 +16,16 @@ TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 # Label every pool node carries, so pods and device plugins can select one pool.
 POOL_LABEL = "infra-inference.dev/pool"
+# The NVIDIA device plugin's resource for a whole (or time-sliced, or MPS-shared) GPU.
+GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 _CLOUD_EFFECT = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
+
+
+def mig_resource(profile: str | None) -> str:
+    """The device plugin's resource for one MIG profile under its mixed strategy: nvidia.com/mig-1g.10gb."""
+    return f"nvidia.com/mig-{profile}"
+
 
 # The NVIDIA device plugin accepts 2..48 time-slicing/MPS replicas per GPU; GKE
 # caps max_shared_clients_per_gpu at 48 too.
@@ -206,8 +214,8 @@ class GpuPoolSpec(Spec):
         mixed strategy, which names each profile (`nvidia.com/mig-1g.10gb`); GKE always
         exposes partitions as `nvidia.com/gpu`."""
         if self.sharing.strategy == "mig" and self.cloud != "gke":
-            return f"nvidia.com/mig-{self.sharing.mig_profile}"
-        return "nvidia.com/gpu"
+            return mig_resource(self.sharing.mig_profile)
+        return GPU_RESOURCE
 
     @property
     def effective_taints(self) -> list[TaintSpec]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra_inference.specs.pool import GPU_TAINT
+from infra_inference.specs.pool import GPU_RESOURCE, GPU_TAINT
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
@@ -28,7 +28,7 @@ class GpuNode:
     name: str
     zone: str
     gpu_slots: int = 4
-    gpu_resource: str = "nvidia.com/gpu"
+    gpu_resource: str = GPU_RESOURCE
     labels: Mapping[str, str] = field(default_factory=dict)
     taints: Sequence[Mapping[str, str]] = (GPU_TAINT,)
     cpu: str = "32"
@@ -66,7 +66,7 @@ def gpu_pool_nodes(
     zones: Sequence[str] = ("zone-a", "zone-b"),
     nodes: int = 3,
     gpu_slots: int = 4,
-    gpu_resource: str = "nvidia.com/gpu",
+    gpu_resource: str = GPU_RESOURCE,
     labels: Mapping[str, str] | None = None,
 ) -> list[GpuNode]:
     """``nodes`` GpuNodes named ``{pool}-{i}``, spread round-robin over ``zones``."""
