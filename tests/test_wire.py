@@ -16,7 +16,7 @@ from infra_inference.runtime.metrics import prom
 from infra_inference.runtime.server.settings import ServerSettings
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.wire import metrics
-from infra_inference.wire.names import ENV_PREFIX, GATEWAY_CONFIG, GATEWAY_PORT, POLICY_CONFIG
+from infra_inference.wire.names import ENV_PREFIX, GATEWAY_ADMIN_PORT, GATEWAY_CONFIG, GATEWAY_PORT, POLICY_CONFIG
 from infra_inference.wire.policy import AutoscalerConfig
 from infra_inference.wire.replica import ReplicaEnv
 from tests.runtime.gateway.support import backend, config, gateway_in_thread
@@ -50,6 +50,8 @@ def test_rendered_gateway_json_loads_into_gateway_config_and_names_real_services
     for b in cfg.backends:
         assert services[b.service]["spec"]["ports"][0]["port"] == b.port  # the headless Service it watches
     assert cfg.port == GATEWAY_PORT == services["chat-gateway"]["spec"]["ports"][0]["targetPort"]
+    assert cfg.admin_port == GATEWAY_ADMIN_PORT  # on the pods only: the Service's one port is the service port
+    assert len(services["chat-gateway"]["spec"]["ports"]) == 1
     assert cfg.timeout_s == 12.5 and cfg.namespace == "apps"
 
 
@@ -57,7 +59,7 @@ def test_rendered_policy_json_carries_each_replica_port_to_the_autoscalers_disco
     cfg = AutoscalerConfig.model_validate_json(one("ConfigMap", "chat-autoscaler")["data"][POLICY_CONFIG])
     assert cfg.replica_ports == {"chat": 9000, "chat-canary": 9100}
     assert discovery_services(cfg) == {"chat-replicas": ("chat", 9000), "chat-canary-replicas": ("chat-canary", 9100),
-                                       "chat-gateway": (GATEWAY_KEY, GATEWAY_PORT)}
+                                       "chat-gateway": (GATEWAY_KEY, GATEWAY_ADMIN_PORT)}
 
 
 @pytest.mark.parametrize("deployment", ["chat", "chat-canary"])
@@ -94,9 +96,9 @@ def queried_series() -> set[str]:
 def test_every_series_render_queries_is_exported_by_a_running_server_and_gateway() -> None:
     with server_in_thread(echo_delay_ms=1) as (replica_port, _):
         cfg = config([backend("chat", endpoints=[f"127.0.0.1:{replica_port}"])])
-        with gateway_in_thread(cfg) as (gateway_port, _):
+        with gateway_in_thread(cfg) as (gateway_port, admin_port, _):
             assert infer(gateway_port).status == 200
-            exported = set(prom.parse(request(gateway_port, "GET", "/metrics").body.decode()))
+            exported = set(prom.parse(request(admin_port, "GET", "/metrics").body.decode()))
             exported |= set(prom.parse(request(replica_port, "GET", "/metrics").body.decode()))
     external = {metrics.DCGM_GPU_UTIL}  # NVIDIA's dcgm-exporter, installed by InferencePlatform
     queried = queried_series()

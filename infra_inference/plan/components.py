@@ -15,7 +15,7 @@ from typing import Any
 
 from infra_inference.decide.packing import service_problems, slots_per_replica, standby_instances, standby_problems
 from infra_inference.errors import SpecError, SpecProblem
-from infra_inference.plan.service import Placement, service_url, variants
+from infra_inference.plan.service import Placement, service_admin_url, variants
 from infra_inference.specs.autoscale import AutoscalePolicySpec, ScalingSpec
 from infra_inference.specs.platform import PlatformSpec
 from infra_inference.specs.pool import GpuPoolSpec
@@ -109,7 +109,7 @@ def plan_service_policy(service: ServicePlan) -> PolicyPlan | None:
         return None
     target = spec.autoscale.resolved_target(spec.runtime.max_concurrency)
     return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, spec.autoscale,
-                      target, service_url(spec), service.replica_ports)
+                      target, service_admin_url(spec), service.replica_ports)
 
 
 def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None, subject: str = "") -> PolicyPlan:
@@ -134,4 +134,4 @@ def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None,
                           policy.resolved_target(None), None, {})
     s = service.spec
     return PolicyPlan(name, s.namespace, service.deployments, s.name, policy,
-                      policy.resolved_target(s.runtime.max_concurrency), service_url(s), service.replica_ports)
+                      policy.resolved_target(s.runtime.max_concurrency), service_admin_url(s), service.replica_ports)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from infra_inference.specs.pool import GpuPoolSpec
 from infra_inference.specs.service import InferenceServiceSpec, ModelSpec, RuntimeSpec
-from infra_inference.wire.names import gateway_url
+from infra_inference.wire.names import gateway_admin_url, gateway_url
 
 
 @dataclass(frozen=True)
@@ -52,3 +52,8 @@ def variants(spec: InferenceServiceSpec) -> list[Variant]:
 
 def service_url(spec: InferenceServiceSpec) -> str:
     return gateway_url(spec.name, spec.namespace)
+
+
+def service_admin_url(spec: InferenceServiceSpec) -> str:
+    """Each gateway pod's admin port (metrics, activator), where the autoscaler reads the gateway."""
+    return gateway_admin_url(spec.name, spec.namespace)

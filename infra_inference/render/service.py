@@ -14,7 +14,8 @@ from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
 from infra_inference.specs.service import DEFAULT_IMAGE, InferenceServiceSpec
 from infra_inference.wire.gateway import BackendConfig, GatewayConfig
-from infra_inference.wire.names import CONFIG_DIR, GATEWAY_CONFIG, GATEWAY_PORT, gateway_name, replicas_service
+from infra_inference.wire.names import (CONFIG_DIR, GATEWAY_ADMIN_PORT, GATEWAY_CONFIG, GATEWAY_PORT, gateway_name,
+                                        replicas_service)
 from infra_inference.wire.replica import ReplicaEnv
 
 GATEWAY_REPLICAS = 2  # two, so a gateway restart never takes the service's entry point away
@@ -131,7 +132,7 @@ def gateway_config(spec: InferenceServiceSpec, vs: list[Variant]) -> GatewayConf
     """What the gateway reads: its backends with weights, and its queue limits."""
     return GatewayConfig(
         service=spec.name, namespace=spec.namespace, model=spec.model_name, port=GATEWAY_PORT,
-        timeout_s=spec.runtime.timeout_s,
+        admin_port=GATEWAY_ADMIN_PORT, timeout_s=spec.runtime.timeout_s,
         # The gateway queue absorbs a burst while replicas start: room for every replica's queue at max.
         max_queue=spec.runtime.max_queue * max(1, spec.autoscale.max_replicas if spec.autoscale else 1),
         backends=[BackendConfig(variant=v.key, deployment=v.deployment, service=replicas_service(v.deployment),
@@ -146,9 +147,10 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
     lbls = labels(name, "gateway", **{LABEL_SERVICE: spec.name})
     select = by_name(name)
     gw = container("gateway", DEFAULT_IMAGE, args=["gateway", "--config", f"{CONFIG_DIR}/{GATEWAY_CONFIG}"],
-                   cpu="500m", memory="256Mi", ports=[{"name": "http", "containerPort": GATEWAY_PORT}],
-                   readinessProbe=_http_probe("/readyz", GATEWAY_PORT, periodSeconds=2),
-                   livenessProbe=_http_probe("/healthz", GATEWAY_PORT, periodSeconds=10),
+                   cpu="500m", memory="256Mi", ports=[{"name": "http", "containerPort": GATEWAY_PORT},
+                                                      {"name": "admin", "containerPort": GATEWAY_ADMIN_PORT}],
+                   readinessProbe=_http_probe("/readyz", GATEWAY_ADMIN_PORT, periodSeconds=2),
+                   livenessProbe=_http_probe("/healthz", GATEWAY_ADMIN_PORT, periodSeconds=10),
                    volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                  {"name": "tmp", "mountPath": "/tmp"}])
     return [

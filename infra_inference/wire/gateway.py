@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra_inference.wire.names import DEFAULT_PORT, GATEWAY_PORT, STICKY_HEADER
+from infra_inference.wire.names import DEFAULT_PORT, GATEWAY_ADMIN_PORT, GATEWAY_PORT, STICKY_HEADER
 
 
 class BackendConfig(BaseModel):
@@ -36,7 +36,11 @@ class GatewayConfig(BaseModel):
     namespace: str = Field("default", description="Namespace of the replicas' EndpointSlices.")
     model: str = Field("", description="The served model name (informational).")
     host: str = Field("0.0.0.0", description="Address to listen on.")
-    port: int = Field(GATEWAY_PORT, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
+    port: int = Field(GATEWAY_PORT, ge=0, le=65535, description="The service port: every request on it is "
+                                                                 "proxied (0 picks a free one).")
+    admin_port: int = Field(GATEWAY_ADMIN_PORT, ge=0, le=65535, description="The gateway's own /healthz, /readyz, "
+                                                                            "/metrics and the activator long-poll "
+                                                                            "(0 picks a free one).")
     timeout_s: float = Field(30.0, gt=0, description="From arrival to answer; beyond it 504.")
     max_queue: int = Field(256, ge=0, description="Requests waiting for a free replica slot; beyond it 429.")
     max_request_bytes: int = Field(64 * 2**20, ge=1, description="Largest request body accepted; beyond it 413.")

@@ -4,7 +4,8 @@ A service `chat` in namespace `inference` is, in the cluster:
 
     Deployment chat            (its replicas; a canary is chat-canary, an A/B arm chat-<arm>)
     Service    chat-replicas   (headless: its EndpointSlices list the ready replicas)
-    Deployment chat-gateway    and Service chat-gateway, at gateway_url("chat", "inference")
+    Deployment chat-gateway    and Service chat-gateway, at gateway_url("chat", "inference");
+                               each gateway pod's admin port at gateway_admin_url(...)
     Deployment chat-autoscaler (native engine), reading policy.json from its ConfigMap
 """
 
@@ -15,6 +16,9 @@ ENV_PREFIX = "INFRA_INFERENCE_"
 # The replica's port unless RuntimeSpec.port says otherwise, and the gateway's container port.
 DEFAULT_PORT = 8080
 GATEWAY_PORT = 8080
+# The gateway's own /healthz, /readyz, /metrics and activator: on the pod, not in its Service, so the
+# service's clients never reach them; probes and the autoscaler do.
+GATEWAY_ADMIN_PORT = 9090
 # What the gateway's and the autoscaler's ConfigMaps hold, and where their containers mount them.
 CONFIG_DIR = "/etc/infra-inference"
 GATEWAY_CONFIG = "gateway.json"
@@ -41,6 +45,18 @@ def autoscaler_name(service: str) -> str:
 def gateway_url(service: str, namespace: str) -> str:
     """The service's in-cluster entry point."""
     return f"http://{gateway_name(service)}.{namespace}.svc.cluster.local"
+
+
+def gateway_admin_url(service: str, namespace: str) -> str:
+    """Where the autoscaler scrapes the gateway and long-polls its activator (each pod, on its admin port)."""
+    return f"{gateway_url(service, namespace)}:{GATEWAY_ADMIN_PORT}"
+
+
+def gateway_admin_port(url: str) -> int:
+    """The admin port in a gateway URL the autoscaler was given (9090 in rendered manifests; 80 if none)."""
+    authority = url.split("://", 1)[-1].split("/", 1)[0]
+    port = authority.rsplit(":", 1)[1] if ":" in authority and not authority.endswith("]") else ""
+    return int(port) if port.isdigit() else 80
 
 
 def gateway_service(url: str) -> str | None:

@@ -28,7 +28,8 @@ class AutoscalerConfig(ScalingSpec):
     deployments: list[str] = Field(min_length=1, description="Deployments to scale, one decision each.")
     replica_ports: dict[str, int] = Field(default_factory=dict, description="Each deployment's replica port, "
                                           "where its metrics are scraped; absent: the default port.")
-    gateway_url: str | None = Field(None, description="The service's gateway; None: replicas' own metrics.")
+    gateway_url: str | None = Field(None, description="The service's gateway's admin port (its /metrics and "
+                                                      "activator); None: replicas' own metrics.")
     # 1 s. A 0.5 s tick sees a burst onset half a second sooner (0.3 points of SLO at a 1 s cold
     # start in benchmarks/autoscale_replay.py's simulator); its only real-stack run so far hit the
     # wake-from-zero run-up since fixed in decide/ (benchmarks/RESULTS.md, run 6), so it is unproven.

@@ -46,6 +46,19 @@ def test_canary_and_cpu_fallback_weights_reach_the_gateway_config() -> None:
     assert [(b["deployment"], b["weight"]) for b in backends] == [("chat", 90), ("chat-canary", 10)]
 
 
+def test_the_gateway_admin_port_is_on_the_pod_and_the_autoscaler_but_not_in_the_service() -> None:
+    objects = render_stack({"services": {"chat": {"model": {"uri": "m"}, "autoscale": {"max_replicas": 4}}}})
+    by_key = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    [gateway] = by_key["Deployment", "chat-gateway"]["spec"]["template"]["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in gateway["ports"]} == {"http": 8080, "admin": 9090}
+    assert gateway["readinessProbe"]["httpGet"]["port"] == gateway["livenessProbe"]["httpGet"]["port"] == 9090
+    assert [p["targetPort"] for p in by_key["Service", "chat-gateway"]["spec"]["ports"]] == [8080]
+    config = json.loads(by_key["ConfigMap", "chat-gateway"]["data"]["gateway.json"])
+    assert (config["port"], config["admin_port"]) == (8080, 9090)
+    policy = json.loads(by_key["ConfigMap", "chat-autoscaler"]["data"]["policy.json"])
+    assert policy["gateway_url"] == "http://chat-gateway.inference.svc.cluster.local:9090"
+
+
 def test_keda_engine_scales_to_zero_on_gateway_concurrency() -> None:
     objects = render_stack({"services": {"chat": {"model": {"uri": "m"}, "autoscale": {
         "engine": "keda", "min_replicas": 0, "scale_to_zero_after_s": 120, "max_replicas": 4}}}})

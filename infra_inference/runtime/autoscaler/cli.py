@@ -14,7 +14,7 @@ from prometheus_client import start_http_server
 from infra_inference.runtime.actuators.base import Actuator
 from infra_inference.runtime.autoscaler.collect import Collector, prometheus_query
 from infra_inference.runtime.autoscaler.loop import Autoscaler
-from infra_inference.wire.names import GATEWAY_PORT, gateway_service, replicas_service
+from infra_inference.wire.names import gateway_admin_port, gateway_service, replicas_service
 from infra_inference.wire.policy import AutoscalerConfig
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ def discovery_services(cfg: AutoscalerConfig) -> dict[str, tuple[str, int]]:
     services = {replicas_service(d): (d, cfg.replica_port(d)) for d in cfg.deployments}
     gw = gateway_service(cfg.gateway_url) if cfg.gateway_url else None
     if gw is not None:
-        services[gw] = (GATEWAY_KEY, GATEWAY_PORT)
+        # Each gateway pod, found through the Service's EndpointSlices, on its admin port (not in the Service).
+        services[gw] = (GATEWAY_KEY, gateway_admin_port(cfg.gateway_url or ""))
     return services
 
 

@@ -35,7 +35,7 @@ class DevStack:
         policy: Scaling knobs; its target must be resolved.
         serve_args: Flags for each replica's `infra-inference serve`.
         max_concurrency: Per replica; the gateway honours it.
-        port: Gateway port (0: a free one).
+        port: Gateway's service port (0: a free one); its admin port is always a free one.
         timeout_s, max_queue: The gateway's queue.
         tick_s: Autoscaler tick.
     """
@@ -44,18 +44,21 @@ class DevStack:
                  timeout_s: float = 30.0, max_queue: int = 1024, tick_s: float = 0.5, model: str = "echo") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="infra-inference-dev-"))
         self.port = port or free_port()
+        self.admin_port = free_port()
         self.metrics_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"
         self.model = model
         endpoints = self.dir / "endpoints.json"
         gateway = GatewayConfig(
-            service=DEPLOYMENT, model=model, host="127.0.0.1", port=self.port, timeout_s=timeout_s,
+            service=DEPLOYMENT, model=model, host="127.0.0.1", port=self.port, admin_port=self.admin_port,
+            timeout_s=timeout_s,
             max_queue=max_queue, discovery="file", endpoints_file=str(endpoints),
             backends=[BackendConfig(variant="main", deployment=DEPLOYMENT, max_concurrency=max_concurrency)])
         local = LocalReplicas(serve_args=["--max-concurrency", str(max_concurrency), *serve_args],
                               endpoints_file=str(endpoints))
         autoscaler = AutoscalerConfig.model_validate({
-            **policy.model_dump(), "deployments": [DEPLOYMENT], "gateway_url": self.url, "tick_s": tick_s,
+            **policy.model_dump(), "deployments": [DEPLOYMENT], "gateway_url": self.admin_url, "tick_s": tick_s,
             "metrics_port": self.metrics_port, "local": local})
         (self.dir / GATEWAY_CONFIG).write_text(gateway.model_dump_json(indent=2))
         (self.dir / POLICY_CONFIG).write_text(autoscaler.model_dump_json(indent=2))
@@ -76,7 +79,7 @@ class DevStack:
             self._procs.append(subprocess.Popen([*cli, "autoscaler", "--config", str(self.dir / POLICY_CONFIG)],
                                                 stderr=log))
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not (_get(self.port, "/readyz") and _get(self.metrics_port, "/metrics")):
+        while not (_get(self.admin_port, "/readyz") and _get(self.metrics_port, "/metrics")):
             if time.monotonic() > deadline or any(p.poll() is not None for p in self._procs):
                 self.stop()
                 raise RuntimeError(f"dev stack did not start; see {self.autoscaler_log}")
@@ -95,7 +98,7 @@ class DevStack:
         self._procs.clear()
 
     def gateway_metrics(self) -> str:
-        return _get(self.port, "/metrics") or ""
+        return _get(self.admin_port, "/metrics") or ""
 
     def autoscaler_metrics(self) -> str:
         return _get(self.metrics_port, "/metrics") or ""

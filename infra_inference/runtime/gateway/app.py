@@ -1,15 +1,28 @@
-"""The gateway's routes: every POST is proxied through the queue; GETs are health, metrics, activator.
+"""The gateway's routes: a reverse proxy for every method and path; health, metrics and the activator on the admin port.
 
 It answers through the model server's HTTP/1.1 protocol (`transport/http1.py`),
 not ASGI: the hop is paid on every request, and ASGI's scope and message
 dicts and its task per request cost more than queueing and dispatching do.
-A POST takes one task (waiting for a slot, then for the replica); everything
-else is answered inline.
+A proxied request takes one task (waiting for a slot, then for the replica,
+then relaying its answer while that streams).
+
+The service port carries the service's own routes only, every one of them
+(`GET /v1/models`, `POST /v1/chat/completions`, `GET /v2/models/m/ready`, ...),
+with the request's end-to-end headers; the gateway's `/healthz`, `/readyz`,
+`/metrics` and the activator's long-poll are on the admin port, where
+clients of the service cannot reach them (the Service exposes only the
+service port). A replica's answer comes back with its headers, minus
+hop-by-hop ones; a streamed answer (chunked, server-sent events) is relayed
+event by event as the replica sends it.
 
 Answers the gateway makes itself are JSON `{"error": ...}` with a status that
 says what happened, so nothing accepted ends without an answer:
 429 the queue is full (Retry-After), 504 no answer within `timeout_s`,
 502 a replica failed before answering and so did the retry on another.
+A retry happens only while nothing of the answer has reached the client. A
+stream the replica breaks off ends the client's stream with an error: an
+`error` event for server-sent events, then the connection closes without the
+last chunk, so no client mistakes it for a complete answer.
 """
 
 from __future__ import annotations
@@ -23,12 +36,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
+
 from infra_inference.runtime.discovery.base import Discovery
 from infra_inference.runtime.gateway.discovery import discovery_for
 from infra_inference.runtime.gateway.dispatch import Backend, Dispatcher, QueueFull, Replica
 from infra_inference.runtime.gateway.metrics import GatewayMetrics
 from infra_inference.runtime.gateway.split import WeightedSplit
-from infra_inference.runtime.gateway.upstream import ReplicaFailed, Upstream
+from infra_inference.runtime.gateway.upstream import Relay, ReplicaFailed, Upstream
 from infra_inference.runtime.transport.http1 import JSON, Reply, Request, Response, error
 from infra_inference.wire.gateway import GatewayConfig
 
@@ -65,18 +80,19 @@ class GatewayApp:
         weighted = [b for b in self.dispatcher.backends.values() if not b.config.fallback]
         self._split = WeightedSplit(weighted, [b.config.weight for b in weighted], rng)
         self._sticky = config.sticky_header.lower().encode()
-        # The request headers the gateway reads; http1 keeps only these.
-        self.headers = frozenset({self._sticky, b"content-type"})
-        self._upstream = Upstream()
+        # The request header the gateway reads; http1 keeps only it (and the lines to forward).
+        self.headers = frozenset({self._sticky})
+        self._upstream = Upstream(config.timeout_s, clock)
         self._pokes: set[asyncio.Future[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._discovering: asyncio.Task[None] | None = None
 
-    def respond(self, request: Request, reply: Reply) -> Response | None:
-        """The answer to one request now, or None when it comes later through ``reply``."""
-        if request.method == b"POST":
-            self._later(self._proxy(request), reply)
-            return None
+    def respond(self, request: Request, reply: Reply) -> None:
+        """Proxy one request of the service port; the answer comes later through ``reply``."""
+        self._tasks.add(asyncio.get_running_loop().create_task(self._proxy(request, reply)))
+
+    def respond_admin(self, request: Request, reply: Reply) -> Response | None:
+        """The admin port: health, metrics and the activator's long-poll."""
         if request.path == "/activator/wait":
             self._later(self._activator_wait(request.query), reply)
             return None
@@ -84,7 +100,7 @@ class GatewayApp:
             return Response(200, b'{"ok": true}')
         if request.path == "/metrics":
             return Response(200, self.metrics.render(), _PROMETHEUS)
-        return _error(404, f"no {request.method.decode('latin-1')} route {request.path}")
+        return _error(404, f"no {request.method.decode('latin-1')} route {request.path} on the admin port")
 
     def _later(self, answer: Coroutine[Any, Any, Response], reply: Reply) -> None:
         self._tasks.add(asyncio.get_running_loop().create_task(self._answer_then_reply(answer, reply)))
@@ -100,46 +116,83 @@ class GatewayApp:
             self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
         reply(response)
 
-    async def _proxy(self, request: Request) -> Response:
+    async def _proxy(self, request: Request, reply: Reply) -> None:
         start = self._clock()
         backend = self._split.pick(request.headers.get(self._sticky))
         self.metrics.arrived(backend)
-        content_type = request.headers.get(b"content-type", _DEFAULT_CONTENT_TYPE)
-        answer = await self._forward(backend, request.target, request.body, content_type,
-                                     start + self.config.timeout_s)
-        self.metrics.observe(backend, answer.status, self._clock() - start)
-        return answer
+        status = 500
+        try:
+            status = await self._forward(backend, request, reply, start)
+        except Exception:  # a bug here must still answer, or the client waits forever
+            log.exception("proxying a request failed")
+            reply(error(500, "internal server error"))
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self.metrics.observe(backend, status, self._clock() - start)
 
-    async def _forward(self, backend: Backend, target: bytes, body: bytes, content_type: bytes,
-                       deadline: float) -> Response:
-        """Queue for a slot, send; once more on another replica if this one gave no answer or is draining."""
+    async def _forward(self, backend: Backend, request: Request, reply: Reply, arrived: float) -> int:
+        """Queue for a slot, send; once more on another replica if this one gave no answer or is draining.
+
+        Returns the status answered (after a relayed body has been passed on in full or broken off).
+        """
+        deadline = arrived + self.config.timeout_s
         failure = ""
         for attempt in (0, 1):
             replica = self.dispatcher.try_acquire(backend)
             if replica is None:
                 replica = await self._wait_for_slot(backend, deadline, retry=attempt > 0)
                 if isinstance(replica, Response):
-                    return replica
+                    reply(replica)
+                    return replica.status
             sent = self._clock()
             try:
-                answer = await self._upstream.post(replica.address, target, body, content_type,
-                                                   max(deadline - self._clock(), 0.001))
+                answer = await self._upstream.send(replica.address, request.method, request.target, request.forward,
+                                                   request.body, max(deadline - self._clock(), 0.001))
+                if isinstance(answer, Relay):
+                    await self._relay(backend, replica, answer, reply, sent, arrived)
+                    return answer.head.status
             except ReplicaFailed as exc:
                 failure = str(exc)
                 self.dispatcher.eject(replica)
                 continue
             except TimeoutError:
-                return _error(504, f"no answer from replica {replica.address} within timeout_s="
-                                   f"{self.config.timeout_s:g}")
+                reply(_error(504, f"no answer from replica {replica.address} within timeout_s="
+                                  f"{self.config.timeout_s:g}"))
+                return 504
             finally:
                 self.dispatcher.release(replica)
             if answer.status == 503 and attempt == 0:  # draining: it never processed the request
                 failure = f"{replica.address} is draining"
                 self.dispatcher.eject(replica)
                 continue
-            self.metrics.served(backend, self._clock() - sent)
-            return answer
-        return _error(502, f"replica failed before answering, twice: {failure}")
+            now = self._clock()
+            self.metrics.served(backend, now - sent)
+            self.metrics.first_token(backend, now - arrived)
+            self.metrics.count_tokens(backend, answer.body)
+            reply(answer)
+            return answer.status
+        reply(_error(502, f"replica failed before answering, twice: {failure}"))
+        return 502
+
+    async def _relay(self, backend: Backend, replica: Replica, relay: Relay, reply: Reply, sent: float,
+                     arrived: float) -> None:
+        """Pass a streamed answer on as it arrives; the slot is held until it ends."""
+        head = relay.head
+        stream = reply(head)  # type: ignore[func-returns-value]  # a Head is answered with its Stream
+        failure = await relay.relay(stream)
+        now = self._clock()
+        if relay.first_body_s is not None:
+            self.metrics.first_token(backend, relay.first_body_s - arrived)
+        self.metrics.served(backend, now - sent)
+        self.metrics.stream_ended(backend, now - arrived, failure is None)
+        self.metrics.count_tokens(backend, relay.usage)
+        if failure is not None:
+            log.warning("stream from %s ended early: %s", replica.address, failure)
+            if b"text/event-stream" in head.headers.lower():
+                # OpenAI-style clients raise on an event whose data carries "error".
+                stream.write(b"event: error\ndata: " + orjson.dumps(
+                    {"error": {"message": f"stream broken off: {failure}", "type": "upstream_error"}}) + b"\n\n")
+            stream.abort()
 
     async def _wait_for_slot(self, backend: Backend, deadline: float, retry: bool) -> Replica | Response:
         try:

@@ -1,9 +1,12 @@
 """Run the gateway on the model server's HTTP/1.1 protocol; SIGTERM stops accepting and lets open requests finish.
 
-On SIGTERM (or `stop()`) the listener closes, idle connections close, and
-each busy connection closes once its answer is written. A request can take
-`timeout_s` (queueing included) to be answered, so the gateway waits that
-long plus a margin before it gives up on the rest and exits.
+Two listeners: the service port (every request proxied) and the admin port
+(health, metrics, activator). On SIGTERM (or `stop()`) both close, idle
+connections close, and each busy connection closes once its answer is
+written, a stream once it has ended. A request can take `timeout_s`
+(queueing included) until its answer starts, so the gateway waits that
+long plus a margin before it gives up on the rest and exits; a stream still
+open then is cut (the pod's grace period allows the same).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 KEEP_ALIVE_S = 75.0
 # Beyond timeout_s, how long a shutdown waits for the last answers to be written.
 SHUTDOWN_MARGIN_S = 5.0
+# The admin port's routes take no body.
+ADMIN_MAX_BODY_BYTES = 1024
 
 
 class GatewayServer:
@@ -38,32 +43,44 @@ class GatewayServer:
         self.app = app
         self.config = config
         self.started = False
+        self.port = 0  # the service port and the admin port, once listening
+        self.admin_port = 0
         self._connections = Connections()
+        self._admin_connections = Connections()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
-    def run(self, sockets: list[socket.socket] | None = None) -> None:
+    def run(self, sockets: list[socket.socket] | None = None,
+            admin_sockets: list[socket.socket] | None = None) -> None:
         """Serve until stopped (blocking), on uvloop when it is installed."""
-        http1.run(self.serve(sockets))
+        http1.run(self.serve(sockets, admin_sockets))
 
-    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+    async def serve(self, sockets: list[socket.socket] | None = None,
+                    admin_sockets: list[socket.socket] | None = None) -> None:
         self._stop = stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         await self.app.start()
 
         def connection() -> HttpConnection:
             return HttpConnection(self.app.respond, self._connections, self.config.max_request_bytes, KEEP_ALIVE_S,
-                                  keep_headers=self.app.headers)
+                                  keep_headers=self.app.headers, forward_headers=True)
+
+        def admin_connection() -> HttpConnection:
+            return HttpConnection(self.app.respond_admin, self._admin_connections, ADMIN_MAX_BODY_BYTES, KEEP_ALIVE_S)
 
         listeners = await http1.listen(connection, self.config.host, self.config.port, sockets)
+        admin = await http1.listen(admin_connection, self.config.host, self.config.admin_port, admin_sockets)
         http1.on_stop_signals(lambda sig: stop.set())
+        self.port, self.admin_port = http1.addresses(listeners)[0][1], http1.addresses(admin)[0][1]
         for host, port in http1.addresses(listeners):
-            log.info("infra-inference gateway for %r, running on http://%s:%d", self.config.service, host, port)
+            log.info("infra-inference gateway for %r, running on http://%s:%d (admin port %d)", self.config.service,
+                     host, port, self.admin_port)
         self.started = True
         try:
             await stop.wait()
         finally:
             http1.stop_accepting(listeners, self._connections)
+            http1.stop_accepting(admin, self._admin_connections)
             self.app.end_long_polls()
             try:
                 async with asyncio.timeout(self.config.timeout_s + SHUTDOWN_MARGIN_S):

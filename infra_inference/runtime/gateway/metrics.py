@@ -11,10 +11,19 @@ from the duration histogram.
 
 The request path updates plain numbers, as the model server's does
 (runtime/metrics/loop_local.py): no instrument lock on the hop.
+
+For generative models: `time_to_first_token_seconds` runs from arrival to
+the first byte of the answer's body (the first token of a stream; for an
+answer read whole, the whole answer), `stream_duration_seconds` from
+arrival to the end of a relayed (streamed) answer, `streams_broken_total`
+counts those that ended early, and `generated_tokens_total` adds up the
+`usage.completion_tokens` that answers carry (OpenAI's completions, and a
+stream's last event when the client asked for usage): its rate is tokens/s.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -29,6 +38,9 @@ from infra_inference.runtime.metrics.loop_local import Histogram
 from infra_inference.wire import metrics as names
 
 LABELS = ("deployment", "variant")
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+# Streams run longer than requests: up to 5 minutes.
+STREAM_BUCKETS_S = (*names.DURATION_BUCKETS_S, 60.0, 120.0, 300.0)
 
 
 class _Occupancy(Collector):
@@ -61,6 +73,10 @@ class _BackendCounts:
     served: int = 0
     service_time_s: float = 0.0
     duration: Histogram = field(default_factory=lambda: Histogram(names.DURATION_BUCKETS_S))
+    first_token: Histogram = field(default_factory=lambda: Histogram(names.DURATION_BUCKETS_S))
+    stream_duration: Histogram = field(default_factory=lambda: Histogram(STREAM_BUCKETS_S))
+    streams_broken: int = 0
+    tokens: int = 0
     by_code: dict[int, int] = field(default_factory=dict)
 
 
@@ -77,13 +93,25 @@ class _RequestPath(Collector):
                                      labels=LABELS)
         duration = HistogramMetricFamily(names.REQUEST_DURATION,
                                          "Arrival at the gateway to answer, queueing included.", labels=LABELS)
+        first_token = HistogramMetricFamily(names.TIME_TO_FIRST_TOKEN, "Arrival at the gateway to the first byte "
+                                            "of the answer's body (a stream's first token).", labels=LABELS)
+        stream_duration = HistogramMetricFamily(names.STREAM_DURATION,
+                                                "Arrival at the gateway to the end of a streamed answer.", labels=LABELS)
+        broken = CounterMetricFamily(names.STREAMS_BROKEN, "Streamed answers that ended early (the replica broke "
+                                     "off or went silent, or the client left).", labels=LABELS)
+        tokens = CounterMetricFamily(names.GENERATED_TOKENS, "Tokens generated, from the usage answers carry.",
+                                     labels=LABELS)
         for c in self._counts:
             for code, count in sorted(c.by_code.items()):
                 requests.add_metric([*c.labels, str(code)], count)
             arrivals.add_metric(c.labels, c.arrivals)
             served.add_metric(c.labels, c.served, c.service_time_s)
             duration.add_metric(c.labels, c.duration.buckets(), c.duration.sum)
-        yield from (requests, duration, arrivals, served)
+            first_token.add_metric(c.labels, c.first_token.buckets(), c.first_token.sum)
+            stream_duration.add_metric(c.labels, c.stream_duration.buckets(), c.stream_duration.sum)
+            broken.add_metric(c.labels, c.streams_broken)
+            tokens.add_metric(c.labels, c.tokens)
+        yield from (requests, duration, arrivals, served, first_token, stream_duration, broken, tokens)
 
 
 class GatewayMetrics:
@@ -100,6 +128,22 @@ class GatewayMetrics:
         counts = self._of[backend.config.deployment]
         counts.served += 1
         counts.service_time_s += seconds
+
+    def first_token(self, backend: Backend, seconds: float) -> None:
+        self._of[backend.config.deployment].first_token.observe(seconds)
+
+    def stream_ended(self, backend: Backend, seconds: float, complete: bool) -> None:
+        counts = self._of[backend.config.deployment]
+        counts.stream_duration.observe(seconds)
+        if not complete:
+            counts.streams_broken += 1
+
+    def count_tokens(self, backend: Backend, usage: bytes | None) -> None:
+        """Add the ``usage.completion_tokens`` in ``usage`` (an answer's body, or a stream's last usage event)."""
+        if usage and b'"completion_tokens"' in usage:
+            match = _COMPLETION_TOKENS.search(usage)
+            if match:
+                self._of[backend.config.deployment].tokens += int(match[1])
 
     def observe(self, backend: Backend, code: int, duration_s: float) -> None:
         counts = self._of[backend.config.deployment]

@@ -16,13 +16,19 @@ path. This module does only what the server needs from HTTP/1.1:
   of a reset;
 - an idle timeout on keep-alive connections, which also bounds slow headers;
 - for draining: the set of open connections, whether any is busy, and a
-  shutdown that lets each finish the request it is answering.
+  shutdown that lets each finish the request it is answering;
+- streamed answers (``reply(Head(...))`` returns a ``Stream``): chunked, or
+  close-delimited for HTTP/1.0 clients, each chunk written as it comes, with
+  the client's backpressure passed to the producer and its disconnect
+  reported to it;
+- for a proxy (``forward_headers``): the request's end-to-end header lines,
+  hop-by-hop ones removed (RFC 9110 7.6.1).
 
 The handler gets ``(request, reply)`` and returns a ``Response``, or None
 when the answer comes later through ``reply`` (inference, once the model
 returns; the gateway, once a replica has answered). A request carries only
 the headers its server asked to keep: the model server keeps none, the
-gateway two. A callback rather than an awaitable: at one request in flight
+gateway one, plus (for the gateway) the lines it forwards. A callback rather than an awaitable: at one request in flight
 every task and every extra trip through the event loop shows in req/s.
 """
 
@@ -36,11 +42,11 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import httptools
 import orjson
@@ -61,6 +67,18 @@ class Response(NamedTuple):
     headers: bytes = JSON
 
 
+class Head(NamedTuple):
+    """The start of a streamed answer; ``reply(head)`` returns the ``Stream`` its body is written to.
+
+    ``length`` is the body's size when known (sent as ``content-length``);
+    -1 sends it chunked (close-delimited to an HTTP/1.0 client).
+    """
+
+    status: int
+    headers: bytes = JSON
+    length: int = -1
+
+
 class Request(NamedTuple):
     """One request as a handler sees it."""
 
@@ -70,10 +88,78 @@ class Request(NamedTuple):
     query: bytes  # after the "?", raw; b"" without one
     headers: Mapping[bytes, bytes]  # lower-case names, only those the server keeps
     body: bytes
+    forward: bytes = b""  # with forward_headers: the end-to-end header lines, each ending in CRLF
+
+
+# Hop-by-hop headers (RFC 9110 7.6.1), and those a proxy writes itself (framing, host, date): never
+# forwarded. Names listed in a message's Connection header are hop-by-hop too (handled where parsed).
+HOP_BY_HOP = frozenset({
+    b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+    b"content-length", b"host", b"expect", b"date",
+})
+
+
+def end_to_end(headers: Iterable[tuple[bytes, bytes]], connection: bytes) -> bytes:
+    """Header lines to forward: ``headers`` (lower-case names) minus hop-by-hop ones and those ``connection`` names."""
+    named = {n.strip().lower() for n in connection.split(b",")} if connection else ()
+    return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers if n not in HOP_BY_HOP and n not in named)
+
+
+class Stream:
+    """The body of a streamed answer, written chunk by chunk as the producer has it.
+
+    The producer sets ``on_pause`` / ``on_resume`` (the client stopped / resumed
+    reading: stop / resume producing) and ``on_lost`` (the client went away:
+    cancel the work); then calls ``write`` per chunk and ``end()`` once, or
+    ``abort()`` when its source broke off, which closes the connection without
+    the last chunk, so the client sees an incomplete answer rather than a short one.
+    """
+
+    def __init__(self, connection: HttpConnection, chunked: bool, head: bool = False) -> None:
+        self._connection = connection
+        self._chunked = chunked
+        self._head = head  # the answer to a HEAD request: its body is not written
+        self.on_pause: Callable[[], None] = _nothing
+        self.on_resume: Callable[[], None] = _nothing
+        self.on_lost: Callable[[], None] = _nothing
+        self.open = True  # the client is still there and the stream not ended
+
+    def write(self, chunk: bytes) -> None:
+        if not chunk or not self.open or self._head:
+            return
+        transport = self._connection.transport
+        if self._chunked:
+            transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+        else:
+            transport.write(chunk)
+
+    def end(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        if self._chunked and not self._head:
+            self._connection.transport.write(b"0\r\n\r\n")
+        self._connection.stream_ended(complete=True)
+
+    def abort(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        self._connection.stream_ended(complete=False)
+
+    def lost(self) -> None:
+        if self.open:
+            self.open = False
+            self.on_lost()
+
+
+def _nothing() -> None:
+    pass
 
 
 Reply = Callable[[Response], None]
-Handler = Callable[[Request, Reply], Response | None]
+"""Answers the request waiting for a late answer: ``reply(response)``, or ``reply(head)`` returning a ``Stream``."""
+Handler = Callable[[Request, Any], Response | None]
 _NO_HEADERS: Mapping[bytes, bytes] = MappingProxyType({})
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
@@ -114,6 +200,8 @@ class _Request(NamedTuple):
     headers: Mapping[bytes, bytes]
     body: bytes
     connection: bytes  # the connection header line to answer with: b"" (HTTP/1.1 default), close or keep-alive
+    forward: bytes
+    http10: bool
 
 
 class _Refusal(NamedTuple):
@@ -169,20 +257,23 @@ class HttpConnection(asyncio.Protocol):
         max_body_bytes: Largest request body accepted; beyond it 413 and close.
         idle_timeout_s: How long a connection may stay idle (or send headers) before it is closed.
         keep_headers: Lower-case names of the request headers the handler reads.
+        forward_headers: Also collect the end-to-end header lines, for a proxy.
     """
 
     def __init__(self, handler: Handler, connections: Connections, max_body_bytes: int, idle_timeout_s: float,
-                 keep_headers: frozenset[bytes] = frozenset()) -> None:
+                 keep_headers: frozenset[bytes] = frozenset(), forward_headers: bool = False) -> None:
         self._handler = handler
         self._keep_headers = keep_headers
+        self._forward_headers = forward_headers
         self._connections = connections
         self._max_body_bytes = max_body_bytes
         self._idle_timeout_s = idle_timeout_s
         self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self._parser = httptools.HttpRequestParser(self)
         self._pipeline: deque[_Request | _Refusal] = deque()
         self._waiting: _Request | None = None  # the request whose answer will come through reply
+        self._stream: Stream | None = None  # the streamed answer being written, if any
         self._idle_timer: asyncio.TimerHandle | None = None
         # When the connection last became idle; None while a body arrives or an answer is due.
         self._idle_since: float | None = None
@@ -193,6 +284,8 @@ class HttpConnection(asyncio.Protocol):
         # The request being parsed.
         self._url = b""
         self._headers: Mapping[bytes, bytes] = _NO_HEADERS
+        self._all_headers: list[tuple[bytes, bytes]] = []
+        self._connection_header = b""
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._content_length = -1
@@ -206,7 +299,7 @@ class HttpConnection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]
         self._connections.add(self)
         self._idle_since = self._loop.time()
         self._idle_timer = self._loop.call_later(self._idle_timeout_s, self._on_idle_timer)
@@ -216,6 +309,8 @@ class HttpConnection(asyncio.Protocol):
         # through the model); its answer has nowhere to go and is dropped.
         self._pipeline.clear()
         self._in_message = False
+        if self._stream is not None:
+            self._stream.lost()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         self._connections.discard(self)
@@ -235,19 +330,29 @@ class HttpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # The peer sends no more but may still read: answer the complete requests it sent,
-        # then close (returning False closes at once).
+        # then close (returning False closes at once). Except a stream: a client that
+        # half-closes during one has gone, as far as anyone can tell (nginx judges the same),
+        # and the stream's producer must learn it now rather than at its next write.
         self._last = True
+        if self._stream is not None:
+            return False
         return self._waiting is not None or bool(self._pipeline)
 
     def pause_writing(self) -> None:
-        # The peer is not reading its answers: take no new requests until it does.
+        # The peer is not reading its answers: take no new requests until it does, and
+        # have a stream's producer stop producing (a proxy stops reading its replica).
         self._writing_paused = True
-        self._transport.pause_reading()
+        self.transport.pause_reading()
+        if self._stream is not None:
+            self._stream.on_pause()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._stream is not None:
+            self._stream.on_resume()
+            return  # reading resumes once the stream has ended
         if not self._closing:
-            self._transport.resume_reading()
+            self.transport.resume_reading()
         self._serve_next()
 
     # httptools callbacks
@@ -256,6 +361,9 @@ class HttpConnection(asyncio.Protocol):
         self._in_message = True
         self._url = b""
         self._headers = {} if self._keep_headers else _NO_HEADERS
+        if self._forward_headers:
+            self._all_headers = []
+            self._connection_header = b""
         self._body = []
         self._body_bytes = 0
         self._content_length = -1
@@ -275,6 +383,10 @@ class HttpConnection(asyncio.Protocol):
             self._expect_continue = True
         if name in self._keep_headers:
             self._headers[name] = value  # type: ignore[index]  # a dict whenever names are kept
+        if self._forward_headers:
+            if name == b"connection":
+                self._connection_header += b"," + value.lower()
+            self._all_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._idle_since = None  # the headers came in time; a body may take as long as it takes
@@ -283,7 +395,7 @@ class HttpConnection(asyncio.Protocol):
         # A client that asked waits for this before sending the body. Only when nothing is
         # answered ahead of it, so that the 100 cannot land inside an earlier answer.
         if self._expect_continue and self._waiting is None and not self._pipeline:
-            self._transport.write(_CONTINUE)
+            self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -300,7 +412,9 @@ class HttpConnection(asyncio.Protocol):
             self._closing = True  # nothing after this request is read
         else:
             connection = _KEEP_ALIVE if parser.get_http_version() == "1.0" else b""
-        self._pipeline.append(_Request(parser.get_method(), self._url, self._headers, body, connection))
+        forward = end_to_end(self._all_headers, self._connection_header) if self._forward_headers else b""
+        self._pipeline.append(_Request(parser.get_method(), self._url, self._headers, body, connection, forward,
+                                       parser.get_http_version() == "1.0"))
         self._serve_next()
 
     # answering
@@ -330,44 +444,87 @@ class HttpConnection(asyncio.Protocol):
                 continue
             self._waiting = item
             try:
-                response = self._handler(Request(item.method, item.url, *target, item.headers, item.body), self._reply)
+                response = self._handler(Request(item.method, item.url, *target, item.headers, item.body, item.forward),
+                                         self._reply)
             except Exception:
                 log.exception("handler failed on %s %s", item.method, target[0])
                 response = error(500, "internal server error")
             if response is not None:
                 self._waiting = None
                 self._answer(response, item)
-        if self._transport.is_closing():
+        if self.transport.is_closing():
             return
         if self._pipeline:
-            self._transport.pause_reading()  # a complete request waits: read no more until it is answered
+            self.transport.pause_reading()  # a complete request waits: read no more until it is answered
         elif self._waiting is None:
             if not self._closing and not self._writing_paused:
-                self._transport.resume_reading()
+                self.transport.resume_reading()
             if not self._in_message:  # else the next request's headers (or body) are already arriving
                 self._idle_since = self._loop.time()
             self._connections.notify()
 
-    def _reply(self, response: Response) -> None:
-        """The late answer to the request in ``_waiting``."""
+    @overload
+    def _reply(self, response: Response) -> None: ...
+
+    @overload
+    def _reply(self, response: Head) -> Stream: ...
+
+    def _reply(self, response: Response | Head) -> Stream | None:
+        """The late answer to the request in ``_waiting``: whole, or the head of a stream."""
         request = self._waiting
-        assert request is not None, "a reply came with no request waiting for one"
+        assert request is not None and self._stream is None, "a reply came with no request waiting for one"
+        if isinstance(response, Head):
+            return self._start_stream(response, request)
         self._waiting = None
         self._answer(response, request)
+        self._serve_next()
+        return None
+
+    def _start_stream(self, head: Head, request: _Request) -> Stream:
+        connection = request.connection
+        if self._last:
+            connection = _CLOSE
+        if head.length >= 0:
+            framing, chunked = b"content-length: %d\r\n" % head.length, False
+        elif request.http10:  # no chunked encoding in HTTP/1.0: the body ends where the connection does
+            framing, chunked, connection = b"", False, _CLOSE
+        else:
+            framing, chunked = b"transfer-encoding: chunked\r\n", True
+        stream = Stream(self, chunked, head=request.method == b"HEAD")
+        if connection is _CLOSE:
+            self._closing = True
+        self.transport.write(b"".join((
+            _STATUS_LINES.get(head.status) or b"HTTP/1.1 %d \r\n" % head.status,
+            head.headers, framing, _Date.get(), connection, b"\r\n",
+        )))
+        if self.transport.is_closing():
+            stream.open = False
+        self._stream = stream
+        return stream
+
+    def stream_ended(self, complete: bool) -> None:
+        """The streamed answer is written (``complete``) or broken off (close the connection)."""
+        self._stream = None
+        self._waiting = None
+        if not complete or self._closing or self._last:
+            self.transport.close()
+            return
+        if self._writing_paused:
+            return  # resume_writing serves what is next
         self._serve_next()
 
     def _answer(self, response: Response, request: _Request) -> None:
         if self._write(response, request.connection, head=request.method == b"HEAD") is _CLOSE:
-            self._transport.close()
+            self.transport.close()
 
     def _write(self, response: Response, connection: bytes, *, head: bool) -> bytes:
         """Write one answer; returns the connection header it went with."""
-        if self._transport.is_closing():
+        if self.transport.is_closing():
             return _CLOSE
         if self._last:
             connection = _CLOSE  # shutting down: this is the connection's last answer
         status, body, headers = response
-        self._transport.write(
+        self.transport.write(
             b"".join((
                 _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,  # a code a proxied replica made up
                 headers,
@@ -384,14 +541,14 @@ class HttpConnection(asyncio.Protocol):
         # Closing a socket with unread input makes the kernel send a reset, which can destroy
         # the answer before the client reads it. So: end our side, keep reading (and dropping)
         # until the client closes or a short while has passed.
-        if self._transport.is_closing():
+        if self.transport.is_closing():
             return
-        if not self._transport.can_write_eof():
-            self._transport.close()
+        if not self.transport.can_write_eof():
+            self.transport.close()
             return
-        self._transport.write_eof()
-        self._transport.resume_reading()
-        self._loop.call_later(_LINGER_S, self._transport.close)
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        self._loop.call_later(_LINGER_S, self.transport.close)
 
     def _on_idle_timer(self) -> None:
         # One timer per connection, re-armed from here rather than on every request: a
@@ -402,7 +559,7 @@ class HttpConnection(asyncio.Protocol):
         else:  # idle, or still sending headers
             delay = idle_since + self._idle_timeout_s - self._loop.time()
             if delay <= 0:
-                self._transport.close()
+                self.transport.close()
                 return
         self._idle_timer = self._loop.call_later(delay, self._on_idle_timer)
 
@@ -410,7 +567,7 @@ class HttpConnection(asyncio.Protocol):
         """Close now if idle; otherwise after answering the request in progress (received in full first)."""
         self._last = True
         if not self.busy:
-            self._transport.close()
+            self.transport.close()
 
 
 class _Stop(Exception):

@@ -23,7 +23,7 @@ from infra_inference.runtime.autoscaler.collect import Collector, Reading
 from infra_inference.runtime.discovery.endpointslices import EndpointSliceDiscovery
 from infra_inference.runtime.metrics import prom
 from infra_inference.specs.autoscale import ScalingSpec
-from infra_inference.wire.names import gateway_service
+from infra_inference.wire.names import gateway_admin_port, gateway_service
 from tests.runtime.autoscaler.fake_kube import endpoint_slice, fake_kube
 from tests.runtime.gateway.support import backend, closed_port, config, gateway_in_thread
 from tests.runtime.gateway.test_gateway import infer
@@ -74,9 +74,9 @@ def test_unreachable_metrics_hold_and_never_scale_down() -> None:
 
 
 def test_an_idle_gateway_scales_down_and_the_decision_is_exported() -> None:
-    with gateway_in_thread(config([backend(endpoints=[])])) as (gport, _):
+    with gateway_in_thread(config([backend(endpoints=[])])) as (_, admin, _):
         actuator = FakeActuator(current=6)
-        scaler = ticks(f"http://127.0.0.1:{gport}", actuator, 1)
+        scaler = ticks(f"http://127.0.0.1:{admin}", actuator, 1)
     assert actuator.scaled == [3]  # max_scale_down_rate 2: halve at most per decision
     exported = prom.parse(prometheus_client.generate_latest(scaler.registry).decode())
     assert prom.total(exported, "infra_inference_desired_replicas", deployment="svc") == 3
@@ -84,12 +84,12 @@ def test_an_idle_gateway_scales_down_and_the_decision_is_exported() -> None:
 
 def test_queued_requests_at_a_gateway_with_no_replica_scale_from_zero() -> None:
     zero = POLICY.model_copy(update={"min_replicas": 0, "scale_to_zero_after_s": 30})
-    with gateway_in_thread(config([backend(endpoints=[])], timeout_s=2)) as (gport, app):
+    with gateway_in_thread(config([backend(endpoints=[])], timeout_s=2)) as (gport, admin, app):
         with ThreadPoolExecutor(9) as pool:
             futures = [pool.submit(infer, gport) for _ in range(9)]
             wait_until(lambda: app.dispatcher.queued == 9)
             actuator = FakeActuator(current=0)
-            ticks(f"http://127.0.0.1:{gport}", actuator, 1, zero)
+            ticks(f"http://127.0.0.1:{admin}", actuator, 1, zero)
             assert actuator.scaled == [3]  # 9 waiting / 4 per replica
             assert {f.result().status for f in futures} == {504}  # nothing was started for real
 
@@ -159,10 +159,11 @@ def test_concurrency_is_arrival_rate_times_service_time_and_the_queue_is_work() 
 
 def test_policy_json_as_rendered_loads() -> None:
     cm = next(o for o in native("chat-autoscaler", "inference", ["chat", "chat-canary"], POLICY, 5.6,
-                                "http://chat-gateway.inference.svc.cluster.local") if o["kind"] == "ConfigMap")
+                                "http://chat-gateway.inference.svc.cluster.local:9090") if o["kind"] == "ConfigMap")
     cfg = AutoscalerConfig.model_validate(json.loads(cm["data"]["policy.json"]))
     assert cfg.deployments == ["chat", "chat-canary"] and cfg.policy.target == 5.6 and cfg.local is None
     assert gateway_service(cfg.gateway_url or "") == "chat-gateway"
+    assert gateway_admin_port(cfg.gateway_url or "") == 9090
 
 
 def test_kubernetes_actuator_reads_and_patches_the_scale_subresource() -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from infra_inference.runtime.discovery.base import Publish
 from infra_inference.runtime.gateway import GatewayApp, GatewayConfig, GatewayServer
-from tests.runtime.server.support import running_in_thread
+from tests.runtime.server.support import request, wait_until
 from tests.support.ports import free_ports
 
 
@@ -45,13 +47,38 @@ def backend(deployment: str = "svc", **overrides: Any) -> dict[str, Any]:
     return {"variant": "main", "deployment": deployment, "max_concurrency": 4, **overrides}
 
 
+class Gateway(NamedTuple):
+    port: int  # the service port: everything on it is proxied
+    admin: int  # health, metrics, activator
+    app: GatewayApp
+
+
 @contextmanager
-def gateway_in_thread(cfg: GatewayConfig, discovery: Any = None, seed: int | None = None
-                      ) -> Iterator[tuple[int, GatewayApp]]:
+def serving(server: GatewayServer, join_s: float = 15) -> Iterator[Gateway]:
+    """Run a gateway server on two free 127.0.0.1 ports in a thread, until the block ends."""
+    sockets = [socket.socket(), socket.socket()]
+    for sock in sockets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+    port, admin = (s.getsockname()[1] for s in sockets)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets[:1], "admin_sockets": sockets[1:]},
+                              daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started and request(admin, "GET", "/readyz").status == 200)
+        yield Gateway(port, admin, server.app)
+    finally:
+        server.stop()
+        thread.join(timeout=join_s)
+        for sock in sockets:
+            sock.close()
+
+
+@contextmanager
+def gateway_in_thread(cfg: GatewayConfig, discovery: Any = None, seed: int | None = None) -> Iterator[Gateway]:
     app = GatewayApp(cfg, discovery=discovery, rng=random.Random(seed) if seed is not None else None)
-    server = GatewayServer(app, cfg)
-    with running_in_thread(server, server.stop, join_s=15) as port:
-        yield port, app
+    with serving(GatewayServer(app, cfg)) as gateway:
+        yield gateway
 
 
 def closed_port() -> int:
