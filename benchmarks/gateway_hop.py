@@ -73,15 +73,18 @@ def _start_proxy(path: str, replica_port: int, workdir: Path,
         relay = [sys.executable, __file__, "--relay", str(port), "--upstream", str(replica_port)]
         return start_pinned(relay, port, SERVER_CORE, path), port
     config = workdir / "gateway.json"
-    config.write_text(json.dumps({
+    gateway = {
         "service": "echo", "host": "127.0.0.1", "port": port, "max_queue": 1024, "discovery": "static",
         "backends": [{"variant": "main", "deployment": "echo", "max_concurrency": 64,
                       "endpoints": [f"127.0.0.1:{replica_port}"]}],
-    }))
+    }
     if path == "gateway-then" and then_python:
+        # A version from before the admin port may not know the field: leave it to that version's default.
+        config.write_text(json.dumps(gateway))
         # Started outside this checkout, so that `-c` does not import the package from here.
         then = [then_python, "-c", MAIN, "gateway", "--config", str(config)]
         return start_pinned(then, port, SERVER_CORE, path, cwd=workdir), port
+    config.write_text(json.dumps({**gateway, "admin_port": 0}))
     return start_pinned([*CLI, "gateway", "--config", str(config)], port, SERVER_CORE, path), port
 
 

@@ -1,4 +1,4 @@
-"""The HTTP routes: OIP v2, KServe v1 and ops endpoints, answered from the data plane.
+"""The HTTP routes: OIP v2 (with generate), KServe v1, OpenAI-compatible completions and ops endpoints.
 
 No framework on purpose: the inference route is the hot path, and a dict
 lookup plus two string tests route it faster than any router. The wire
@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from infra_inference.runtime.server import codec
+from infra_inference.runtime.server import codec, generate
 from infra_inference.runtime.server.dataplane import DataPlane
 from infra_inference.runtime.server.errors import ModelNotFound, RequestError
 from infra_inference.runtime.transport.http1 import Reply, Request, Response, error
@@ -62,7 +62,9 @@ class ServerApp:
             "/v2/health/ready": self._ready,
             "/metrics": self._metrics,
             "/v2": self._server_metadata,
+            "/v1/models": lambda: generate.models_list(self.dataplane.model_name),
         }
+        self._generate_routes = {"/v1/completions": "completions", "/v1/chat/completions": "chat"}
 
     def respond(self, request: Request, reply: Reply) -> Response | None:
         """The answer to one request, or None when it comes later through ``reply`` (inference)."""
@@ -72,6 +74,13 @@ class ServerApp:
                 return self._infer(_V2, path[len("/v2/models/") : -len("/infer")], body, reply)
             if path.startswith("/v1/models/") and path.endswith(":predict"):
                 return self._infer(_V1, path[len("/v1/models/") : -len(":predict")], body, reply)
+            route = self._generate_routes.get(path)
+            if route is not None:
+                return self._generate(route, self.dataplane.model_name, body, reply)
+            if path.startswith("/v2/models/"):
+                name, _, route = path[len("/v2/models/") :].rpartition("/")
+                if route in ("generate", "generate_stream"):
+                    return self._generate(route, name, body, reply)
             return error(404, f"no POST route {path}")
         if method in (b"GET", b"HEAD"):
             return self._route_get(path)
@@ -118,6 +127,21 @@ class ServerApp:
             response = _error(exc)
             metrics.observe_request(response.status, time.perf_counter() - start)
             return response
+        return None
+
+    def _generate(self, route: str, name: str, body: bytes, reply: Reply) -> Response | None:
+        start = time.perf_counter()
+        metrics = self.dataplane.metrics
+
+        def done(status: int) -> None:
+            metrics.observe_request(status, time.perf_counter() - start)
+
+        try:
+            job = generate.parse(route, name, self.dataplane.model_name, body)
+            self.dataplane.submit(name, job.request, generate.Generation(job, reply, done).answered)
+        except RequestError as exc:
+            done(exc.status)
+            return generate.openai_error(exc) if generate.is_openai(route) else _error(exc)
         return None
 
     def _live(self) -> Response:

@@ -20,6 +20,19 @@ class InvalidInput(ValueError):
     """Raised by a model for input it cannot serve; the client gets a 400 with this message."""
 
 
+@runtime_checkable
+class TokenSink(Protocol):
+    """Where a generative model puts each token as it makes it (the server streams them to the client).
+
+    ``cancelled`` turns true when nobody reads the tokens any more (the client
+    went away): the model should stop generating and return what it has.
+    """
+
+    cancelled: bool
+
+    def emit(self, token: str) -> None: ...
+
+
 @dataclass(slots=True)
 class InferRequest:
     """One decoded request, as the model sees it inside a batch.
@@ -28,11 +41,13 @@ class InferRequest:
         inputs: Named input tensors, shapes and dtypes already checked against the request.
         parameters: The request's free-form ``parameters`` object (empty for KServe v1).
         id: The client's request id, echoed back in the response.
+        tokens: For a streamed generation, where the model emits each token; None otherwise.
     """
 
     inputs: Tensors
     parameters: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
+    tokens: TokenSink | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +99,10 @@ def _builtin(name: str) -> ModelFactory | None:
         from infra_inference.runtime.server.models.mlp import SafetensorsMLP
 
         return SafetensorsMLP
+    if name == "tiny-lm":
+        from infra_inference.runtime.server.models.tiny_lm import TinyLM
+
+        return TinyLM
     return None
 
 
@@ -91,7 +110,7 @@ def resolve_model(spec: str) -> ModelFactory:
     """Turn a ``--model`` value into a factory.
 
     Args:
-        spec: ``echo``, ``safetensors-mlp`` or ``package.module:Class``.
+        spec: ``echo``, ``safetensors-mlp``, ``tiny-lm`` or ``package.module:Class``.
 
     Returns:
         A callable taking a ``ModelContext`` and returning the (unloaded) model.
@@ -104,7 +123,7 @@ def resolve_model(spec: str) -> ModelFactory:
         return builtin
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"model {spec!r}: expected 'echo', 'safetensors-mlp' or 'package.module:Class'")
+        raise ValueError(f"model {spec!r}: expected 'echo', 'safetensors-mlp', 'tiny-lm' or 'package.module:Class'")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:

@@ -27,7 +27,8 @@ class ServerSettings(BaseSettings):
         "echo",
         description=(
             "Model implementation: 'echo' (returns its input), 'safetensors-mlp' (an MLP whose "
-            "weights come from --model-uri), or 'package.module:Class' for a user class."
+            "weights come from --model-uri), 'tiny-lm' (a character-level generator that streams "
+            "tokens), or 'package.module:Class' for a user class."
         ),
     )
     model_name: str = Field(
@@ -77,6 +78,9 @@ class ServerSettings(BaseSettings):
     echo_delay_ms: float = Field(0.0, ge=0.0, description="echo model: fixed cost a of each batch (a + b * size).")
     echo_delay_per_item_ms: float = Field(
         0.0, ge=0.0, description="echo model: cost b of each request in a batch (a + b * size)."
+    )
+    token_delay_ms: float = Field(
+        0.0, ge=0.0, description="tiny-lm: time each generated token takes, standing in for a decode step."
     )
     log_level: str = Field("warning", description="Log level; there are no access logs (they would cost more than the hot path).")
 
