@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 
 from infra_inference.runtime.server.errors import BadRequest, ModelNotFound, RequestError
-from infra_inference.runtime.server.http1 import Head, Reply, Response, Stream, error
+from infra_inference.runtime.transport.http1 import Head, Reply, Response, Stream, error
 from infra_inference.runtime.server.model import InferRequest, Tensors
 
 SSE = b"content-type: text/event-stream\r\ncache-control: no-cache\r\n"
