@@ -14,9 +14,11 @@ if TYPE_CHECKING:
     from infra_inference.components.inference_service import InferenceService
 
 
-class CustomMetricArgs(TypedDict):
+class CustomMetricArgs(TypedDict, total=False):
     query: str
-    """PromQL returning one number for the whole service."""
+    """PromQL returning one number for the whole service (or replica_metric)."""
+    replica_metric: str
+    """A gauge every replica exports (vllm:num_requests_waiting), summed over replicas (or query)."""
 
 
 class AutoscalePolicyArgs(TypedDict, total=False):
@@ -54,7 +56,9 @@ class AutoscalePolicyArgs(TypedDict, total=False):
     max_scale_down_rate: float
     """At least ready / this replicas per decision. Default 2."""
     custom: CustomMetricArgs
-    """The query for metric custom."""
+    """The query or replica metric for metric custom."""
+    latency_of: str
+    """For metric latency: request (default) or first-token (time to first token)."""
     prometheus_url: str
     """Prometheus HTTP API for custom and keda. Default http://prometheus-operated.monitoring.svc:9090."""
     engine: str

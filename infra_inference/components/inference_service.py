@@ -34,8 +34,11 @@ class BatchingArgs(TypedDict):
 
 
 class RuntimeArgs(TypedDict, total=False):
+    preset: str
+    """vllm, tgi or triton: that server's image, port, probes, metrics, protocol and args. Default none."""
     image: str
-    """Serving image. Default ghcr.io/infra-inference/runtime:0.1.0 (ours); vLLM, Triton and others allowed."""
+    """Serving image. Default ghcr.io/infra-inference/runtime:0.1.0 (ours; or the preset's); another needs protocol
+    and args."""
     max_concurrency: int
     """Requests in the model at once per replica. Default 8."""
     max_queue: int
@@ -47,7 +50,19 @@ class RuntimeArgs(TypedDict, total=False):
     env: dict[str, str]
     """Extra environment variables."""
     port: int
-    """Server port. Default 8080."""
+    """Server port. Default 8080 (or the preset's)."""
+    readiness_path: str
+    """GET path answering 200 once the server can serve. Default /readyz (or the preset's)."""
+    liveness_path: str
+    """GET path answering 200 while the server is alive. Default /healthz (or the preset's)."""
+    metrics_path: str
+    """Prometheus metrics path. Default /metrics."""
+    metrics_port: int
+    """Port of metrics_path. Default port (Triton's preset: 8002)."""
+    args: list[str]
+    """Container arguments after the entrypoint; {model_uri}, {model_name}, {port} filled in. Default serve."""
+    protocol: str
+    """oip, openai, kserve-v1 or raw: what clients speak to it. Required for an image not ours."""
 
 
 class CanaryArgs(TypedDict, total=False):

@@ -10,7 +10,7 @@ construction.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from infra_inference.decide.packing import service_problems, slots_per_replica, standby_instances, standby_problems
@@ -44,6 +44,12 @@ class ServicePlan:
         return {v.deployment: v.runtime.port for v in variants(self.spec)}
 
     @property
+    def replica_metrics_ports(self) -> dict[str, int]:
+        """Where a variant's server exports metrics on another port than it serves on (Triton: 8002)."""
+        return {v.deployment: v.runtime.scrape_port for v in variants(self.spec)
+                if v.runtime.scrape_port != v.runtime.port}
+
+    @property
     def step_and_slots(self) -> tuple[int, int]:
         return (self.spec.autoscale.step if self.spec.autoscale else 1), self.placement.slots
 
@@ -68,6 +74,8 @@ class PolicyPlan:
     target: float
     gateway_url: str | None
     replica_ports: dict[str, int]
+    replica_metrics_ports: dict[str, int] = field(default_factory=dict)
+    replica_metrics_path: str = "/metrics"
 
 
 def plan_platform(args: Mapping[str, Any], subject: str = "InferencePlatform") -> PlatformSpec:
@@ -109,7 +117,8 @@ def plan_service_policy(service: ServicePlan) -> PolicyPlan | None:
         return None
     target = spec.autoscale.resolved_target(spec.runtime.max_concurrency)
     return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, spec.autoscale,
-                      target, service_admin_url(spec), service.replica_ports)
+                      target, service_admin_url(spec), service.replica_ports, service.replica_metrics_ports,
+                      spec.runtime.metrics_path)
 
 
 def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None, subject: str = "") -> PolicyPlan:
@@ -134,4 +143,5 @@ def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None,
                           policy.resolved_target(None), None, {})
     s = service.spec
     return PolicyPlan(name, s.namespace, service.deployments, s.name, policy,
-                      policy.resolved_target(s.runtime.max_concurrency), service_admin_url(s), service.replica_ports)
+                      policy.resolved_target(s.runtime.max_concurrency), service_admin_url(s), service.replica_ports,
+                      service.replica_metrics_ports, s.runtime.metrics_path)

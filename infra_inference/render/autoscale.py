@@ -21,12 +21,14 @@ HPA_PERIOD_S = 15
 
 
 def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpec, target: float,
-           gateway_url: str | None, replica_ports: dict[str, int] | None = None) -> list[Obj]:
+           gateway_url: str | None, replica_ports: dict[str, int] | None = None,
+           replica_metrics_ports: dict[str, int] | None = None, replica_metrics_path: str = "/metrics") -> list[Obj]:
     """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment."""
     lbls = labels(name, "autoscaler")
     config = AutoscalerConfig.model_validate({
         **policy.model_dump(), "target": target, "namespace": namespace, "deployments": deployments,
-        "replica_ports": replica_ports or {}, "gateway_url": gateway_url})
+        "replica_ports": replica_ports or {}, "replica_metrics_ports": replica_metrics_ports or {},
+        "replica_metrics_path": replica_metrics_path, "gateway_url": gateway_url})
     return [
         obj("v1", "ServiceAccount", meta(name, namespace, lbls), automountServiceAccountToken=True),
         *role_and_binding(name, namespace, lbls, [
@@ -101,13 +103,18 @@ def hpa(name: str, namespace: str, deployment: str, policy: ScalingSpec, target:
 def keda_query(policy: ScalingSpec, namespace: str, service: str) -> str:
     """Service-wide PromQL for KEDA; KEDA divides it by `threshold` to get replicas."""
     sel = f'namespace="{namespace}",service="{service}"'
+    pods = f'namespace="{namespace}",pod=~"{service}-.*"'
     m = metrics
+    latency = m.TIME_TO_FIRST_TOKEN_BUCKET if policy.latency_of == "first-token" else m.REQUEST_DURATION_BUCKET
+    custom = policy.custom
     return {
         "concurrency": f"sum({m.INFLIGHT_REQUESTS}{{{sel}}}) + sum({m.QUEUE_DEPTH}{{{sel}}})",
         "throughput": f"sum(rate({m.REQUESTS_TOTAL}{{{sel}}}[1m]))",
-        "latency": f"histogram_quantile(0.95, sum by (le) (rate({m.REQUEST_DURATION_BUCKET}{{{sel}}}[1m]))) * 1000",
-        "gpu-utilization": f'avg({m.DCGM_GPU_UTIL}{{namespace="{namespace}",pod=~"{service}-.*"}})',
-    }.get(policy.metric, policy.custom.query if policy.custom else "")
+        "latency": f"histogram_quantile(0.95, sum by (le) (rate({latency}{{{sel}}}[1m]))) * 1000",
+        "gpu-utilization": f"avg({m.DCGM_GPU_UTIL}{{{pods}}})",
+        # Summed over the replicas, as the native autoscaler reads it; KEDA divides by the threshold.
+        "custom": "" if custom is None else custom.query or f"sum({custom.replica_metric}{{{pods}}})",
+    }.get(policy.metric, "")
 
 
 def keda(name: str, namespace: str, deployment: str, service: str, policy: ScalingSpec, target: float) -> list[Obj]:
@@ -137,4 +144,5 @@ def autoscale_objects(plan: PolicyPlan) -> list[Obj]:
         return hpa(name, namespace, deployments[0], policy, target)
     if policy.engine == "keda":
         return keda(name, namespace, deployments[0], plan.service, policy, target)
-    return native(name, namespace, deployments, policy, target, plan.gateway_url, plan.replica_ports)
+    return native(name, namespace, deployments, policy, target, plan.gateway_url, plan.replica_ports,
+                  plan.replica_metrics_ports, plan.replica_metrics_path)

@@ -36,6 +36,8 @@ def drain_grace_s(timeout_s: float) -> int:
 
 def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
     rt = v.runtime
+    if not rt.builtin:
+        return dict(rt.env)  # another server reads its own settings (args, its own variables)
     settings = ReplicaEnv(
         # The built-in runtime's implementation per format (specs.service.BUILTIN_FORMATS).
         model=v.model.uri if v.model.format == "python" else "safetensors-mlp",
@@ -51,6 +53,14 @@ def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
     return {**rt.env, **settings.env()}
 
 
+def replica_args(spec: InferenceServiceSpec, v: Variant) -> list[str]:
+    """The server container's arguments: our `serve`, or the runtime's own with the placeholders filled in."""
+    rt = v.runtime
+    if rt.args is None:
+        return ["serve"]
+    return [a.format(model_uri=v.model.uri, model_name=spec.model_name, port=rt.port) for a in rt.args]
+
+
 def _http_probe(path: str, port: int, **extra: int) -> Obj:
     return {"httpGet": {"path": path, "port": port}, **extra}
 
@@ -59,15 +69,20 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
     rt = v.runtime
     on_pool = v.gpu and placement.pool is not None
     extended = {placement.pool.gpu_resource: placement.slots} if on_pool and placement.pool else None
+    ports = [{"name": "http", "containerPort": rt.port}]
+    if rt.scrape_port != rt.port:
+        ports.append({"name": "metrics", "containerPort": rt.scrape_port})
     server = container(
-        "server", rt.image, args=["serve"],
+        "server", rt.image, args=replica_args(spec, v),
         env=env_list(replica_env(spec, v)),
-        ports=[{"name": "http", "containerPort": rt.port}],
+        ports=ports,
         resources=resources(spec.cpu, spec.memory, extended),
-        startupProbe=_http_probe("/healthz", rt.port, periodSeconds=STARTUP_PERIOD_S,
+        # A foreign server (vLLM loading weights) answers its liveness path only once loaded: the startup
+        # probe's window is what allows for that.
+        startupProbe=_http_probe(rt.liveness_path, rt.port, periodSeconds=STARTUP_PERIOD_S,
                                  failureThreshold=STARTUP_FAILURES),
-        readinessProbe=_http_probe("/readyz", rt.port, periodSeconds=2, failureThreshold=1),
-        livenessProbe=_http_probe("/healthz", rt.port, periodSeconds=10, failureThreshold=3),
+        readinessProbe=_http_probe(rt.readiness_path, rt.port, periodSeconds=2, failureThreshold=1),
+        livenessProbe=_http_probe(rt.liveness_path, rt.port, periodSeconds=10, failureThreshold=3),
         lifecycle={"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
         volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}, {"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT}],
     )

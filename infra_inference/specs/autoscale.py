@@ -28,9 +28,19 @@ CONCURRENCY_TARGET_SHARE = 0.7
 
 
 class CustomMetricSpec(Spec):
-    """A Prometheus query whose value, per replica, is compared with `target`."""
+    """A Prometheus query, or a metric every replica exports: a service-wide number, `target` per replica."""
 
-    query: str = Field(min_length=1, description="PromQL returning one number for the whole service.")
+    query: str | None = Field(None, min_length=1, description="PromQL returning one number for the whole service.")
+    replica_metric: str | None = Field(
+        None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description="A gauge every ready replica exports (e.g. vLLM's vllm:num_requests_waiting or "
+                    "vllm:gpu_cache_usage_perc), scraped from each and summed over them, so `target` is "
+                    "per replica; no Prometheus needed.")
+
+    def cross_checks(self) -> list[SpecProblem]:
+        if (self.query is None) == (self.replica_metric is None):
+            return [SpecProblem("", "give exactly one of query (PromQL) or replica_metric (a replica's gauge)")]
+        return []
 
 
 class ScalingSpec(Spec):
@@ -55,7 +65,10 @@ class ScalingSpec(Spec):
                                                           "multiple of what ready replicas can take.")
     max_scale_up_rate: float = Field(1000.0, gt=1, description="At most this x ready replicas per decision.")
     max_scale_down_rate: float = Field(2.0, gt=1, description="At least ready / this replicas per decision.")
-    custom: CustomMetricSpec | None = Field(None, description="The query for metric 'custom'.")
+    custom: CustomMetricSpec | None = Field(None, description="The query or replica metric for metric 'custom'.")
+    latency_of: Literal["request", "first-token"] = Field(
+        "request", description="For metric 'latency': p95 of the whole request, or of the time to its first "
+                               "token (the first byte of a streamed answer), as the gateway measures them.")
     prometheus_url: str = Field(
         "http://prometheus-operated.monitoring.svc:9090",
         description="Prometheus HTTP API for metric 'custom' and for engine 'keda'.")
@@ -89,7 +102,12 @@ class ScalingSpec(Spec):
                 and self.target > 100:
             out.append(SpecProblem("target", f"{self.target} % is above 100 %; utilization cannot reach it"))
         if self.metric == "custom" and self.custom is None:
-            out.append(SpecProblem("custom", "metric 'custom' needs custom: {query: ...}"))
+            out.append(SpecProblem("custom", "metric 'custom' needs custom: {query: ...} or {replica_metric: ...}"))
+        if self.latency_of != "request" and self.metric != "latency":
+            out.append(SpecProblem("latency_of", f"only applies to metric 'latency', not {self.metric!r}"))
+        if self.latency_of != "request" and self.engine == "hpa":
+            out.append(SpecProblem("latency_of", "the HPA's adapter rules read request latency only; use "
+                                   "engine 'native' or 'keda'"))
         if self.metric != "custom" and self.custom is not None:
             out.append(SpecProblem("custom", f"only applies to metric 'custom', not {self.metric!r}"))
         if self.engine == "hpa" and self.metric == "custom":

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from infra_inference.errors import SpecProblem
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.base import Spec
 from infra_inference.specs.names import DnsLabel
 from infra_inference.specs.quantity import Quantity
+from infra_inference.specs.runtimes import PRESETS, PresetName, Protocol
 
 ModelFormat = Literal["safetensors", "torch", "onnx", "sklearn", "python"]
 Priority = Literal["online", "batch"]
@@ -40,8 +41,10 @@ class BatchingSpec(Spec):
 
 
 class RuntimeSpec(Spec):
-    """How each replica serves."""
+    """How each replica serves: our runtime by default, or any server that says how to reach it."""
 
+    preset: PresetName | None = Field(None, description="vllm, tgi or triton: fills image, port, probes, "
+                                                        "metrics, protocol and args with that server's own.")
     image: str = Field(DEFAULT_IMAGE, min_length=1, description="Serving image; ours by default, any other "
                                                                 "(vLLM, Triton) allowed.")
     max_concurrency: int = Field(8, ge=1, le=4096, description="Requests in the model at once per replica.")
@@ -50,17 +53,69 @@ class RuntimeSpec(Spec):
     timeout_s: float = Field(30, gt=0, le=3600, description="Per-request timeout (504 after it).")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     port: int = Field(DEFAULT_PORT, ge=1024, le=65535, description="Port the server listens on (non-root: >= 1024).")
+    readiness_path: str = Field("/readyz", pattern=r"^/", description="GET path answering 200 once it can serve.")
+    liveness_path: str = Field("/healthz", pattern=r"^/", description="GET path answering 200 while it is alive.")
+    metrics_path: str = Field("/metrics", pattern=r"^/", description="Prometheus text exposition path.")
+    metrics_port: int | None = Field(None, ge=1024, le=65535, description="Port of metrics_path; default `port`.")
+    args: list[str] | None = Field(None, description="Container arguments after the image's entrypoint; "
+                                                     "{model_uri}, {model_name} and {port} are filled in. "
+                                                     "Default: our runtime's `serve`; required for another image.")
+    protocol: Protocol | None = Field(None, description="What clients speak to it: oip, openai, kserve-v1 or raw. "
+                                                        "Ours speaks all but raw; required for another image.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        # A preset's values fill only what the user left out: `image` pinned to another tag stays.
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            preset = PRESETS[data["preset"]]
+            defaults = {k: getattr(preset, k) for k in ("image", "port", "readiness_path", "liveness_path",
+                                                        "metrics_path", "metrics_port", "protocol")}
+            return {**defaults, "args": list(preset.args), **data}
+        return data
+
+    @property
+    def builtin(self) -> bool:
+        """Our runtime image serves it (any tag of it)."""
+        return self.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
+
+    @property
+    def scrape_port(self) -> int:
+        return self.metrics_port or self.port
 
     def cross_checks(self) -> list[SpecProblem]:
         reserved = sorted(k for k in self.env if k.startswith("INFRA_INFERENCE_"))
-        return [SpecProblem(f"env.{k}", "INFRA_INFERENCE_* variables are set from the spec; use the "
-                            "matching runtime field instead") for k in reserved]
+        out = [SpecProblem(f"env.{k}", "INFRA_INFERENCE_* variables are set from the spec; use the "
+                           "matching runtime field instead") for k in reserved]
+        if not self.builtin:
+            if self.protocol is None:
+                out.append(SpecProblem("protocol", f"image {self.image!r} is not ours: say what it speaks "
+                                       "(oip, openai, kserve-v1 or raw), or use a preset (vllm, tgi, triton)"))
+            if self.args is None:
+                out.append(SpecProblem("args", f"image {self.image!r} is not ours: give its arguments "
+                                       "([] to run its entrypoint as is), or use a preset"))
+            if self.batching is not None:
+                out.append(SpecProblem("batching", "dynamic batching is our runtime's; configure the image's "
+                                       "own through args"))
+        elif self.protocol == "raw":
+            out.append(SpecProblem("protocol", "our runtime speaks oip, openai and kserve-v1, not raw"))
+        for i, arg in enumerate(self.args or []):
+            try:
+                arg.format(model_uri="", model_name="", port=0)
+            except (KeyError, IndexError, ValueError) as exc:
+                out.append(SpecProblem(f"args[{i}]", f"only {{model_uri}}, {{model_name}} and {{port}} are "
+                                       f"filled in ({type(exc).__name__}: {exc}); write {{{{ and }}}} for braces"))
+        return out
 
 
 def _format_problems(model: ModelSpec, runtime: RuntimeSpec, path: str) -> list[SpecProblem]:
-    if runtime.image == DEFAULT_IMAGE and model.format not in BUILTIN_FORMATS:
+    if runtime.builtin and model.format not in BUILTIN_FORMATS:
         return [SpecProblem(path, f"the built-in runtime serves {' and '.join(BUILTIN_FORMATS)}, not "
                             f"{model.format!r}; set runtime.image to a server for it (e.g. Triton for onnx)")]
+    preset = PRESETS.get(runtime.preset or "")
+    if preset is not None and model.format not in preset.formats:
+        return [SpecProblem(path, f"the {runtime.preset} preset serves {', '.join(preset.formats)}, not "
+                            f"{model.format!r}")]
     return []
 
 

@@ -35,11 +35,17 @@ class AutoscalerConfig(ScalingSpec):
     # wake-from-zero run-up since fixed in decide/ (benchmarks/RESULTS.md, run 6), so it is unproven.
     tick_s: float = Field(1.0, gt=0, description="Seconds between decisions (sooner when the gateway pokes).")
     metrics_port: int = Field(9091, ge=0, le=65535, description="Port of this autoscaler's /metrics.")
+    replica_metrics_ports: dict[str, int] = Field(default_factory=dict, description="Each deployment's replica "
+                                                  "metrics port where it differs from its replica port (Triton: 8002).")
+    replica_metrics_path: str = Field("/metrics", pattern=r"^/", description="The replicas' metrics path.")
     local: LocalReplicas | None = Field(None, description="Run replicas as local processes instead of "
                                                           "scaling Kubernetes Deployments.")
 
     def replica_port(self, deployment: str) -> int:
         return self.replica_ports.get(deployment, DEFAULT_PORT)
+
+    def replica_metrics_port(self, deployment: str) -> int:
+        return self.replica_metrics_ports.get(deployment) or self.replica_port(deployment)
 
     @property
     def policy(self) -> ScalingSpec:

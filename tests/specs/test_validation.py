@@ -133,4 +133,30 @@ def test_granted_slots_never_exceed_the_fraction_asked(fraction: float, replicas
 def test_format_the_builtin_runtime_cannot_serve_needs_a_runtime_image() -> None:
     onnx = {"uri": "s3://m", "format": "onnx"}
     assert paths_of(lambda: plan_service("s", {"model": onnx}, None)) == ["model.format"]
-    plan_service("s", {"model": onnx, "runtime": {"image": "nvcr.io/nvidia/tritonserver:24.08-py3"}}, None)
+    plan_service("s", {"model": onnx, "runtime": {"preset": "triton", "image": "nvcr.io/nvidia/tritonserver:24.08-py3"}},
+                 None)
+
+
+def test_a_foreign_image_must_say_what_it_speaks_and_runs() -> None:
+    runtime = {"image": "nvcr.io/nvidia/tritonserver:24.08-py3", "batching": {"max_batch_size": 4, "max_wait_ms": 1}}
+    assert sorted(paths_of(lambda: plan_service("s", {"model": MODEL, "runtime": runtime}, None))) == [
+        "runtime.args", "runtime.batching", "runtime.protocol"]
+    plan_service("s", {"model": MODEL, "runtime": {"image": "my/server:1", "protocol": "raw", "args": [],
+                                                   "port": 9000, "readiness_path": "/ready"}}, None)
+
+
+@pytest.mark.parametrize(("runtime", "path"), [
+    ({"preset": "vllm", "args": ["--model", "{model}"]}, "runtime.args[1]"),
+    ({"preset": "vllm", "readiness_path": "health"}, "runtime.readiness_path"),
+    ({"preset": "vllm", "port": 80}, "runtime.port"),
+    ({"protocol": "raw"}, "runtime.protocol"),
+    ({"preset": "sglang"}, "runtime.preset"),
+])
+def test_bad_runtime_contract_fields_are_named(runtime: dict, path: str) -> None:
+    assert paths_of(lambda: plan_service("s", {"model": MODEL, "runtime": runtime}, None)) == [path]
+
+
+def test_a_preset_refuses_a_format_its_server_cannot_load() -> None:
+    onnx = {"uri": "s3://m", "format": "onnx"}
+    assert paths_of(lambda: plan_service("s", {"model": onnx, "runtime": {"preset": "vllm"}}, None)) == [
+        "model.format"]

@@ -6,19 +6,28 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from urllib.parse import urlparse
 
 import aiohttp
 import typer
 from prometheus_client import start_http_server
 
 from infra_inference.runtime.actuators.base import Actuator
-from infra_inference.runtime.autoscaler.collect import Collector, prometheus_query
+from infra_inference.runtime.autoscaler.collect import Collector, prometheus_query, replica_total
 from infra_inference.runtime.autoscaler.loop import Autoscaler
+from infra_inference.wire import metrics
 from infra_inference.wire.names import gateway_admin_port, gateway_service, replicas_service
 from infra_inference.wire.policy import AutoscalerConfig
 
 log = logging.getLogger(__name__)
 GATEWAY_KEY = ""  # the gateway's own endpoints, beside each deployment's, in one address book
+
+
+def replica_metrics_url(base_url: str, cfg: AutoscalerConfig, deployment: str) -> str:
+    """A ready replica's metrics URL: its address on its metrics port (Triton: 8002), the runtime's path."""
+    url = urlparse(base_url)
+    host = f"[{url.hostname}]" if ":" in (url.hostname or "") else url.hostname
+    return f"{url.scheme}://{host}:{cfg.replica_metrics_port(deployment)}{cfg.replica_metrics_path}"
 
 
 async def _local(cfg: AutoscalerConfig) -> tuple[Actuator, dict[str, list[str]]]:
@@ -64,13 +73,18 @@ async def run(cfg: AutoscalerConfig) -> None:
     async with aiohttp.ClientSession() as session:
         custom = None
         if cfg.metric == "custom" and cfg.custom is not None:
-            query = cfg.custom.query
+            query, replica_metric = cfg.custom.query, cfg.custom.replica_metric
 
-            async def custom() -> float | None:
+            async def custom(deployment: str) -> float | None:
+                if replica_metric is not None:
+                    urls = [replica_metrics_url(u, cfg, deployment) for u in actuator.ready_urls(deployment)]
+                    return await replica_total(session, urls, replica_metric)
+                assert query is not None  # one of the two, by CustomMetricSpec
                 return await prometheus_query(session, cfg.prometheus_url, query)
 
+        latency = metrics.TIME_TO_FIRST_TOKEN if cfg.latency_of == "first-token" else metrics.REQUEST_DURATION
         collector = Collector(cfg.metric, session, lambda: book[GATEWAY_KEY],
-                              actuator.ready_urls, custom)
+                              actuator.ready_urls, custom, latency)
         scaler = Autoscaler(cfg.policy, cfg.deployments, actuator, collector, lambda: book[GATEWAY_KEY], cfg.tick_s)
         start_http_server(cfg.metrics_port, registry=scaler.registry)
         stop = asyncio.Event()

@@ -52,13 +52,14 @@ class _Counters:
     buckets: dict[float, float]
 
     @classmethod
-    def scrape(cls, gateway: list[prom.Samples], deployment: str, at: float) -> _Counters:
+    def scrape(cls, gateway: list[prom.Samples], deployment: str, at: float,
+               latency_histogram: str = names.REQUEST_DURATION) -> _Counters:
         def total(name: str) -> float:
             return sum(prom.total(s, name, deployment=deployment) for s in gateway)
 
         merged: dict[float, float] = {}
         for s in gateway:
-            for le, c in prom.buckets(s, names.REQUEST_DURATION, deployment=deployment).items():
+            for le, c in prom.buckets(s, latency_histogram, deployment=deployment).items():
                 merged[le] = merged.get(le, 0.0) + c
         return cls(at, total(names.REQUESTS_TOTAL), total(names.ARRIVALS_TOTAL),
                    total(f"{names.REPLICA_DURATION}_count"),
@@ -103,13 +104,17 @@ class Collector:
         session: Shared HTTP client.
         gateways: Base URLs of the service's gateway replicas right now.
         replicas: Base URLs of a deployment's ready replicas right now.
-        custom_query: For metric 'custom': reads the PromQL value (None when unavailable).
+        custom_query: For metric 'custom': reads a deployment's value (None when unavailable).
+        latency_histogram: For metric 'latency': the gateway histogram whose p95 it is (request
+            duration, or time to first token).
     """
 
     def __init__(self, metric: Metric, session: aiohttp.ClientSession, gateways: Callable[[], list[str]],
                  replicas: Callable[[str], list[str]],
-                 custom_query: Callable[[], Awaitable[float | None]] | None = None) -> None:
+                 custom_query: Callable[[str], Awaitable[float | None]] | None = None,
+                 latency_histogram: str = names.REQUEST_DURATION) -> None:
         self._metric = metric
+        self._latency_histogram = latency_histogram
         self._session = session
         self._gateways = gateways
         self._replicas = replicas
@@ -128,7 +133,7 @@ class Collector:
             queued = sum(prom.total(s, names.QUEUE_DEPTH, deployment=d) for s in gateway)
             outstanding = queued + sum(prom.total(s, names.INFLIGHT_REQUESTS, deployment=d)
                                        for s in gateway)
-            counters = _Counters.scrape(gateway, d, now)
+            counters = _Counters.scrape(gateway, d, now, self._latency_histogram)
             delta = counters.since(self._previous.get(d))
             self._previous[d] = counters
             if self._metric == "concurrency":
@@ -144,7 +149,7 @@ class Collector:
             p95 = None if delta is None else prom.quantile(0.95, delta.buckets)
             return None if p95 is None else p95 * 1000.0
         if self._metric == "custom":
-            return await self._custom() if self._custom else None
+            return await self._custom(deployment) if self._custom else None
         return await self._utilization(deployment, now)
 
     async def _utilization(self, deployment: str, now: float) -> float | None:
@@ -184,6 +189,16 @@ def _littles_law(now: float, counters: _Counters, delta: _Counters | None, queue
         return Reading(now, outstanding, outstanding, queue_only=True)
     concurrency, backlog_s = littles_law(delta.arrivals, delta.at, served_s / served, queued)
     return Reading(now, concurrency, outstanding, backlog_s)
+
+
+async def replica_total(session: aiohttp.ClientSession, urls: list[str], metric: str) -> float | None:
+    """`metric` summed over the replicas (a service-wide number, as a custom query gives), None if none exports it.
+
+    The decider divides it by the per-replica target: 12 + 4 requests waiting at a target of 2 -> 8 replicas.
+    """
+    scraped = await scrape_all(session, urls)
+    values = [prom.total(s, metric) for s in scraped or [] if metric in s]
+    return sum(values) if values else None
 
 
 async def prometheus_query(session: aiohttp.ClientSession, base_url: str, query: str) -> float | None:
