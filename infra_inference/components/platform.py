@@ -29,6 +29,8 @@ class InferencePlatformArgs(TypedDict, total=False):
     """NVIDIA device plugin for GPU nodes outside any GpuPool (pools bring their own). Default false."""
     install_dcgm_exporter: bool
     """NVIDIA DCGM exporter for GPU metrics. Default false."""
+    install_grafana_dashboard: bool
+    """The services dashboard as a ConfigMap labelled grafana_dashboard=1 (Grafana sidecar). Default true."""
     tenants: list[TenantArgs]
     """Teams with a namespace, a GPU quota and a default-deny NetworkPolicy."""
 

@@ -1,4 +1,4 @@
-"""Pure: validated specs -> Kubernetes objects as plain dicts. No Pulumi, no client, no I/O."""
+"""Pure: validated specs -> Kubernetes objects as plain dicts. No Pulumi, no client, no I/O but its own package data."""
 
 from infra_inference.render.stack import render_stack
 

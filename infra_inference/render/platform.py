@@ -1,6 +1,8 @@
-"""Cluster-wide objects: the four priority classes, tenants, device plugin, DCGM exporter."""
+"""Cluster-wide objects: the four priority classes, tenants, device plugin, DCGM exporter, Grafana dashboard."""
 
 from __future__ import annotations
+
+from importlib import resources
 
 from infra_inference.render.common import Obj, labels, meta, obj
 from infra_inference.render.nvidia import dcgm_exporter, device_plugin, shared_gpu_resources
@@ -14,6 +16,7 @@ PRIORITY_ONLINE = 1_000_000
 PRIORITY_BATCH = 100_000
 PRIORITY_TRAINING = 10_000
 PRIORITY_STANDBY = -5
+DASHBOARD_FILE = "infra-inference.json"
 
 PRIORITY_CLASS = {"online": "inference-online", "batch": "inference-batch",
                   "training": "training", "standby": "inference-standby"}
@@ -72,4 +75,15 @@ def platform_objects(spec: PlatformSpec) -> list[Obj]:
         out += device_plugin("nvidia-device-plugin", config=None, node_selector=None)
     if spec.install_dcgm_exporter:
         out += dcgm_exporter(ns)
+    if spec.install_grafana_dashboard:
+        out.append(grafana_dashboard(ns))
     return out
+
+
+def grafana_dashboard(namespace: str) -> Obj:
+    """The dashboard (render/dashboards/infra-inference.json) where Grafana's sidecar finds dashboards."""
+    name = "infra-inference-dashboard"
+    text = (resources.files("infra_inference.render") / "dashboards" / DASHBOARD_FILE).read_text()
+    # The sidecar watches ConfigMaps with this label (its default, and kube-prometheus-stack's).
+    return obj("v1", "ConfigMap", meta(name, namespace, {**labels(name, "dashboard"), "grafana_dashboard": "1"}),
+               data={DASHBOARD_FILE: text})

@@ -27,6 +27,9 @@ class PlatformSpec(Spec):
         False, description="Install the NVIDIA device plugin for GPU nodes outside any GpuPool "
                            "(eks/existing); GKE manages its own.")
     install_dcgm_exporter: bool = Field(False, description="Install NVIDIA DCGM exporter for GPU metrics.")
+    install_grafana_dashboard: bool = Field(
+        True, description="A ConfigMap with the services dashboard, labelled grafana_dashboard=1 for the "
+                          "Grafana sidecar (kube-prometheus-stack's default) to load.")
     tenants: list[TenantSpec] = Field(default_factory=list, description="Teams with their own quota.")
 
     def cross_checks(self) -> list[SpecProblem]:

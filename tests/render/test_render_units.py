@@ -72,7 +72,7 @@ def test_keda_engine_scales_to_zero_on_gateway_concurrency() -> None:
 def test_device_plugin_config_is_valid_yaml_in_its_configmap() -> None:
     objects = render_stack({"pools": {"gpu": {**BASE, "gpu_type": "l4",
                                               "sharing": {"strategy": "time-slicing", "replicas_per_gpu": 4}}}})
-    [cm] = [o for o in objects if o["kind"] == "ConfigMap"]
+    [cm] = [o for o in objects if o["kind"] == "ConfigMap" and "config.yaml" in o["data"]]
     assert yaml.safe_load(cm["data"]["config.yaml"])["sharing"]["timeSlicing"]["resources"][0]["replicas"] == 4
 
 
