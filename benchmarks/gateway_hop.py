@@ -8,7 +8,10 @@ same run, in rotating order over several rounds (median reported):
   client connection, no HTTP parsing): the floor for any proxy written in
   Python, and what the gateway's queue, split, retry and metrics are judged
   against;
-- `gateway`: through `infra-inference gateway` (static discovery, one backend).
+- `gateway`: through `infra-inference gateway` (static discovery, one backend);
+- `nginx`: through nginx (Debian's package, one worker, keep-alive upstream,
+  `benchmarks/nginx_peer.py`), the peer any team could put there instead;
+  skipped, with the reason printed, where nginx is not installed.
 
 The replica and the proxy are pinned to core 0, the load generator
 (`httpload.py`) to core 1, so at c=32 the server side's req/s falls by what
@@ -16,6 +19,8 @@ the proxy's CPU costs, as it would for a sidecar sharing the replica's node.
 The proxy's own CPU time per request is read from /proc.
 
     .venv/bin/python benchmarks/gateway_hop.py [--duration-s 3] [--rounds 3] [--compare-with PYTHON]
+
+The proxies' CPU is read from /proc (nginx: master and worker together).
 
 `--compare-with` adds a fourth path, `gateway-then`: the gateway of whatever
 infra-inference that interpreter imports (a venv with an earlier version
@@ -39,7 +44,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from httpload import cpu_seconds, free_port, run_load, start_pinned
+from httpload import free_port, run_load, start_pinned
+from nginx_peer import nginx_missing, start_nginx, tree_cpu_seconds
 from server_overhead import BODY, CLIENT_CORE, PATH, SERVER_CORE
 
 PATHS = ["direct", "tcp-relay", "gateway"]
@@ -69,6 +75,8 @@ def _start_proxy(path: str, replica_port: int, workdir: Path,
     if path == "direct":
         return None, replica_port
     port = free_port()
+    if path == "nginx":
+        return start_nginx(port, replica_port, workdir / "nginx", SERVER_CORE), port
     if path == "tcp-relay":
         relay = [sys.executable, __file__, "--relay", str(port), "--upstream", str(replica_port)]
         return start_pinned(relay, port, SERVER_CORE, path), port
@@ -93,11 +101,11 @@ def measure(path: str, replica_port: int, concurrency: int, duration_s: float, w
     """req/s, p50 / p99 ms, and the proxy's CPU microseconds per request, for one path."""
     proxy, port = _start_proxy(path, replica_port, workdir, then_python)
     try:
-        cpu_before = cpu_seconds(proxy.pid) if proxy else 0.0
+        cpu_before = tree_cpu_seconds(proxy.pid) if proxy else 0.0
         result = run_load(port, PATH, BODY, concurrency, duration_s)
         # The 0.5 s warm-up's requests are in the CPU time too: count them at the measured rate.
         requests = result["rps"] * (duration_s + 0.5)
-        result["cpu_us"] = (cpu_seconds(proxy.pid) - cpu_before) / requests * 1e6 if proxy else 0.0
+        result["cpu_us"] = (tree_cpu_seconds(proxy.pid) - cpu_before) / requests * 1e6 if proxy else 0.0
         return result
     finally:
         if proxy:
@@ -119,7 +127,12 @@ def main() -> None:
         uvloop.run(_relay(args.relay, args.upstream))
         return
     os.sched_setaffinity(0, {CLIENT_CORE})
-    paths = [*PATHS, "gateway-then"] if args.compare_with else PATHS
+    paths = [*PATHS, "gateway-then"] if args.compare_with else list(PATHS)
+    missing = nginx_missing()
+    if missing:
+        print(f"peer proxy skipped: {missing}")
+    else:
+        paths.append("nginx")
     replica_port = free_port()
     replica = start_pinned([*CLI, "serve", "--host", "127.0.0.1", "--port", str(replica_port), "--model", "echo",
                             "--max-concurrency", "64", "--max-queue", "1024"], replica_port, SERVER_CORE, "replica")
@@ -142,6 +155,10 @@ def main() -> None:
                       f"p99 {gateway['p99_ms'] - direct['p99_ms']:+.3f} ms (target <= 1 ms at c=1); "
                       f"req/s {gateway['rps'] / direct['rps']:.2f}x direct, {gateway['rps'] / relay['rps']:.2f}x relay; "
                       f"CPU/request {gateway['cpu_us'] / relay['cpu_us']:.2f}x the relay's (target <= 3)")
+                if "nginx" in res:
+                    peer = res["nginx"]
+                    print(f"  c={concurrency}: against nginx: p50 {gateway['p50_ms'] - peer['p50_ms']:+.3f} ms, "
+                          f"req/s {gateway['rps'] / peer['rps']:.2f}x, CPU/request {gateway['cpu_us'] / peer['cpu_us']:.2f}x")
                 if "gateway-then" in res:
                     then = res["gateway-then"]
                     print(f"  c={concurrency}: against gateway-then: req/s {gateway['rps'] / then['rps']:.2f}x, "
