@@ -32,5 +32,7 @@ test: $(STAMP) controlplane
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[runtime,test,bench]'
 	$(BIN)/python benchmarks/components_scale.py
+	-tools/nginx/install.sh  # the peer proxy (Debian's nginx); without it the benchmarks say so and go on
 	$(BIN)/python benchmarks/gateway_hop.py
+	$(BIN)/python benchmarks/streaming_overhead.py
 	$(BIN)/python benchmarks/autoscale_replay.py

@@ -38,13 +38,12 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from httpload import free_port, run_load, start_pinned
+from httpload import free_port, median_of_rounds, run_load, start_pinned
 from nginx_peer import nginx_missing, start_nginx, tree_cpu_seconds
 from server_overhead import BODY, CLIENT_CORE, PATH, SERVER_CORE
 
@@ -141,12 +140,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for concurrency in (1, 32):
-                rounds: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
-                for r in range(args.rounds):
-                    for path in paths[r % len(paths):] + paths[: r % len(paths)]:
-                        rounds[path].append(measure(path, replica_port, concurrency, args.duration_s, Path(tmp),
-                                                    args.compare_with))
-                res = {p: {m: statistics.median(x[m] for x in v) for m in v[0]} for p, v in rounds.items()}
+                res = median_of_rounds(paths, args.rounds, lambda path: measure(
+                    path, replica_port, concurrency, args.duration_s, Path(tmp), args.compare_with))
                 for path, m in res.items():
                     print(f"{path:<12} {concurrency:>3} {m['rps']:>9.0f} {m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f}"
                           f" {m['cpu_us']:>17.1f}")

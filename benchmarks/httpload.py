@@ -13,7 +13,7 @@ import socket
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -74,6 +74,16 @@ def run_load(port: int, path: str, body: bytes, concurrency: int, duration_s: fl
     latencies = uvloop.run(_load(port, path, body, concurrency, duration_s))
     quantiles = statistics.quantiles(latencies, n=100)
     return {"rps": len(latencies) / duration_s, "p50_ms": quantiles[49] * 1e3, "p99_ms": quantiles[98] * 1e3}
+
+
+def median_of_rounds(paths: Sequence[str], rounds: int,
+                     measure: Callable[[str], dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Each path measured `rounds` times, in an order rotated every round (so drift spreads over all); medians."""
+    seen: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
+    for r in range(rounds):
+        for path in [*paths[r % len(paths):], *paths[: r % len(paths)]]:
+            seen[path].append(measure(path))
+    return {p: {m: statistics.median(x[m] for x in v) for m in v[0]} for p, v in seen.items()}
 
 
 def cpu_seconds(pid: int) -> float:

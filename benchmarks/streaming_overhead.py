@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import orjson
-from httpload import free_port, start_pinned
+from httpload import free_port, median_of_rounds, start_pinned
 from nginx_peer import nginx_missing, start_nginx, tree_cpu_seconds
 from server_overhead import CLIENT_CORE, SERVER_CORE
 
@@ -127,12 +127,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for clients in (1, 32):
-                rounds: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
-                for r in range(args.rounds):
-                    for path in paths[r % len(paths):] + paths[: r % len(paths)]:
-                        rounds[path].append(measure(path, replica_port, request, clients, args.duration_s,
-                                                    Path(tmp)))
-                res = {p: {m: statistics.median(x[m] for x in v) for m in v[0]} for p, v in rounds.items()}
+                res = median_of_rounds(paths, args.rounds, lambda path: measure(
+                    path, replica_port, request, clients, args.duration_s, Path(tmp)))
                 for path, m in res.items():
                     print(f"{path:<8} {clients:>7} {m['ttft_ms']:>11.2f} {m['gap_us']:>9.0f} {m['tokens_s']:>9.0f}"
                           f" {m['cpu_us']:>19.1f}")
