@@ -14,10 +14,10 @@ import promql_parser
 from prometheus_client import CollectorRegistry, generate_latest
 
 from infra_inference.render import render_stack
-from infra_inference.runtime.autoscaler import prom
+from infra_inference.runtime.metrics import prom
 from infra_inference.runtime.autoscaler.collect import Collector
 from infra_inference.runtime.autoscaler.loop import Autoscaler
-from infra_inference.runtime.server.gpu import GpuCollector
+from infra_inference.runtime.server.gpu_metrics import GpuCollector
 from infra_inference.specs.autoscale import ScalingSpec
 from tests.runtime.autoscaler.test_autoscaler import FakeActuator
 from tests.runtime.gateway.support import backend, config, gateway_in_thread
