@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import httptools
 
-from infra_inference.runtime.transport.http1 import Head, Response, Stream, end_to_end
+from infra_inference.runtime.transport.http1 import HOP_BY_HOP, Head, Response, Stream, end_to_end
 
 # Answers with a content-length up to this are read whole before the client gets anything
 # (one write, no stream bookkeeping); longer ones, and any without a length, are relayed.
@@ -111,7 +111,7 @@ class _Connection(asyncio.Protocol):
         self._answer: asyncio.Future[Response | Relay] | None = None
         self._relay: Relay | None = None  # the answer being relayed, once its head has come
         self.received = False  # some byte of the current answer arrived
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[bytes] = []  # the end-to-end header lines
         self._connection_header = b""
         self._content_length = -1
         self._body: list[bytes] = []
@@ -180,7 +180,9 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name == b"content-length":
+        if name not in HOP_BY_HOP:
+            self._headers.append(b"%s: %s\r\n" % (name, value))
+        elif name == b"content-length":
             self._length_known = True
             if value.isdigit():
                 self._content_length = int(value)
@@ -188,7 +190,6 @@ class _Connection(asyncio.Protocol):
             self._length_known = True
         elif name == b"connection":
             self._connection_header += b"," + value.lower()
-        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if 0 <= self._content_length <= BUFFER_BYTES or self._answer is None:

@@ -99,10 +99,16 @@ HOP_BY_HOP = frozenset({
 })
 
 
-def end_to_end(headers: Iterable[tuple[bytes, bytes]], connection: bytes) -> bytes:
-    """Header lines to forward: ``headers`` (lower-case names) minus hop-by-hop ones and those ``connection`` names."""
-    named = {n.strip().lower() for n in connection.split(b",")} if connection else ()
-    return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers if n not in HOP_BY_HOP and n not in named)
+def end_to_end(lines: list[bytes], connection: bytes) -> bytes:
+    """The header lines to forward: ``lines`` (already without hop-by-hop names) minus those ``connection`` names.
+
+    A header line is kept as it will be written (``name: value\\r\\n``, name in lower case), so the common
+    case, no Connection header, is one join.
+    """
+    if connection:
+        named = {n.strip() for n in connection.split(b",")}
+        lines = [line for line in lines if line.split(b":", 1)[0] not in named]
+    return b"".join(lines)
 
 
 class Stream:
@@ -284,7 +290,7 @@ class HttpConnection(asyncio.Protocol):
         # The request being parsed.
         self._url = b""
         self._headers: Mapping[bytes, bytes] = _NO_HEADERS
-        self._all_headers: list[tuple[bytes, bytes]] = []
+        self._forward_lines: list[bytes] = []
         self._connection_header = b""
         self._body: list[bytes] = []
         self._body_bytes = 0
@@ -362,7 +368,7 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._headers = {} if self._keep_headers else _NO_HEADERS
         if self._forward_headers:
-            self._all_headers = []
+            self._forward_lines = []
             self._connection_header = b""
         self._body = []
         self._body_bytes = 0
@@ -384,9 +390,10 @@ class HttpConnection(asyncio.Protocol):
         if name in self._keep_headers:
             self._headers[name] = value  # type: ignore[index]  # a dict whenever names are kept
         if self._forward_headers:
-            if name == b"connection":
+            if name not in HOP_BY_HOP:
+                self._forward_lines.append(b"%s: %s\r\n" % (name, value))
+            elif name == b"connection":
                 self._connection_header += b"," + value.lower()
-            self._all_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._idle_since = None  # the headers came in time; a body may take as long as it takes
@@ -412,7 +419,7 @@ class HttpConnection(asyncio.Protocol):
             self._closing = True  # nothing after this request is read
         else:
             connection = _KEEP_ALIVE if parser.get_http_version() == "1.0" else b""
-        forward = end_to_end(self._all_headers, self._connection_header) if self._forward_headers else b""
+        forward = end_to_end(self._forward_lines, self._connection_header) if self._forward_headers else b""
         self._pipeline.append(_Request(parser.get_method(), self._url, self._headers, body, connection, forward,
                                        parser.get_http_version() == "1.0"))
         self._serve_next()
