@@ -144,3 +144,15 @@ def test_stopping_lets_an_open_stream_finish() -> None:
             wait_until(lambda: len(replica.requests) == 1)
             server.stop()
             assert len(events.result(timeout=10)) == 5
+
+
+@pytest.mark.parametrize("injection", [b"x-a: b\r\n injected: yes\r\n",  # obs-fold
+                                       b"x-a: b\ninjected: yes\r\n",  # bare LF
+                                       b"x-a: b\rinjected: yes\r\n"])  # bare CR
+def test_a_header_smuggling_another_is_400_and_never_forwarded(injection: bytes) -> None:
+    with raw_replica() as replica, gateway_in_thread(config([backend(endpoints=[replica.address])])) as (gport, _, _):
+        with socket.create_connection(("127.0.0.1", gport), timeout=10) as sock:
+            sock.sendall(b"GET /headers HTTP/1.1\r\nhost: x\r\n" + injection + b"\r\n")
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"malformed HTTP request" in answer
+        assert replica.requests == []
