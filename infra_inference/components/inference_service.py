@@ -24,6 +24,9 @@ class ModelArgs(TypedDict, total=False):
     """Name in the inference URL. Default the service name."""
     revision: str
     """Revision tag, recorded as a label."""
+    credentials_secret: str
+    """Secret (same namespace) with the source's credentials, mounted read-only: `authorization` for http(s),
+    `aws_access_key_id`/`aws_secret_access_key` for s3://, `gcs_service_account.json` for gs://."""
 
 
 class BatchingArgs(TypedDict):
@@ -31,6 +34,13 @@ class BatchingArgs(TypedDict):
     """Most requests in one model call."""
     max_wait_ms: float
     """Longest a request waits for its batch to fill."""
+
+
+class SecretKeyArgs(TypedDict):
+    name: str
+    """The Secret, in the service's namespace."""
+    key: str
+    """The key inside it."""
 
 
 class RuntimeArgs(TypedDict, total=False):
@@ -45,7 +55,9 @@ class RuntimeArgs(TypedDict, total=False):
     timeout_s: float
     """Per-request timeout. Default 30."""
     env: dict[str, str]
-    """Extra environment variables."""
+    """Extra environment variables, in the pod spec in clear: nothing secret."""
+    secret_env: dict[str, SecretKeyArgs]
+    """Environment variables from Secret keys (secretKeyRef); the pod spec holds only the reference."""
     port: int
     """Server port. Default 8080."""
 

@@ -22,7 +22,12 @@ HPA_PERIOD_S = 15
 
 def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpec, target: float,
            gateway_url: str | None, replica_ports: dict[str, int] | None = None) -> list[Obj]:
-    """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment."""
+    """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment.
+
+    The Role is what runtime/autoscaler/cli.py calls and nothing more: read
+    each Deployment (spec and ready count), patch its scale, and list/watch
+    EndpointSlices (ready replica and gateway addresses). No pods, no endpoints.
+    """
     lbls = labels(name, "autoscaler")
     config = AutoscalerConfig.model_validate({
         **policy.model_dump(), "target": target, "namespace": namespace, "deployments": deployments,
@@ -34,7 +39,6 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
              "verbs": ["get", "patch", "update"]},
             {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": list(deployments),
              "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["pods", "endpoints"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
         ]),
         obj("v1", "ConfigMap", meta(name, namespace, lbls), data={POLICY_CONFIG: config_json(config)}),

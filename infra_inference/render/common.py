@@ -92,8 +92,12 @@ def scratch_volume(name: str = "tmp") -> Obj:
     return {"name": name, "emptyDir": {"sizeLimit": "1Gi"}}
 
 
-def env_list(values: dict[str, str]) -> list[Obj]:
-    return [{"name": k, "value": v} for k, v in sorted(values.items())]
+def env_list(values: dict[str, str], secrets: dict[str, tuple[str, str]] | None = None) -> list[Obj]:
+    """Plain values, and `secrets` ({variable: (Secret, key)}) as secretKeyRefs: the value never enters the spec."""
+    out: list[Obj] = [{"name": k, "value": v} for k, v in values.items()]
+    out += [{"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+            for k, (name, key) in (secrets or {}).items()]
+    return sorted(out, key=lambda e: e["name"])
 
 
 def cache_owner_init(image: str) -> Obj:

@@ -7,7 +7,8 @@ import math
 from infra_inference.plan.components import ServicePlan
 from infra_inference.plan.service import Placement, Variant, variants
 from infra_inference.render.common import (
-    LABEL_REVISION, LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, Obj, by_name, cache_owner_init, config_json,
+    LABEL_REVISION, LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, RUNTIME_UID, Obj, by_name, cache_owner_init,
+    config_json,
     container, env_list, labels, meta, model_cache_volume, obj, pod_spec, resources, role_and_binding, scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
@@ -31,6 +32,8 @@ def drain_grace_s(timeout_s: float) -> int:
     """terminationGracePeriodSeconds: the preStop wait, then every accepted request may take its full
     timeout (5 + 30 + 5 = 40 s at the default 30 s timeout)."""
     return PRESTOP_SLEEP_S + math.ceil(timeout_s) + EXIT_MARGIN_S
+# Where a model's credentials Secret is mounted (files, read-only; the server reads them per fetch).
+CREDENTIALS_MOUNT = "/var/run/secrets/infra-inference/model"
 
 
 def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
@@ -41,6 +44,7 @@ def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
         model_uri="" if v.model.format == "python" else v.model.uri,
         model_name=spec.model_name, port=rt.port, max_concurrency=rt.max_concurrency, max_queue=rt.max_queue,
         timeout_s=rt.timeout_s, cache_dir=MODEL_CACHE_MOUNT,
+        model_credentials_dir=CREDENTIALS_MOUNT if v.model.credentials_secret else None,
         max_batch_size=rt.batching.max_batch_size if rt.batching else None,
         max_wait_ms=rt.batching.max_wait_ms if rt.batching else None,
         # Time-slicing shares memory too: cap the framework so neighbours on the GPU keep theirs.
@@ -60,7 +64,7 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
     extended = {placement.pool.gpu_resource: placement.slots} if on_pool and placement.pool else None
     server = container(
         "server", rt.image, args=["serve"],
-        env=env_list(replica_env(spec, v)),
+        env=env_list(replica_env(spec, v), {k: (ref.name, ref.key) for k, ref in rt.secret_env.items()}),
         ports=[{"name": "http", "containerPort": rt.port}],
         resources=resources(spec.cpu, spec.memory, extended),
         startupProbe=_http_probe("/healthz", rt.port, periodSeconds=STARTUP_PERIOD_S,
@@ -83,6 +87,13 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
         extra["volumes"].append(model_cache_volume())
     else:
         extra["volumes"].append({"name": "model-cache", "emptyDir": {"sizeLimit": "20Gi"}})
+    if v.model.credentials_secret:
+        # 0440 with fsGroup: readable by the runtime user's group, by no one else.
+        extra["securityContext"] = {"fsGroup": RUNTIME_UID}
+        extra["volumes"].append({"name": "model-credentials", "secret": {
+            "secretName": v.model.credentials_secret, "defaultMode": 0o440}})
+        server["volumeMounts"].append({"name": "model-credentials", "mountPath": CREDENTIALS_MOUNT,
+                                       "readOnly": True})
     if spec.zones_spread:
         # ScheduleAnyway: when one zone is out of GPUs, a lopsided replica beats none.
         extra["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",

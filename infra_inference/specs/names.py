@@ -19,3 +19,25 @@ def _check(value: str) -> str:
 
 
 DnsLabel = Annotated[str, AfterValidator(_check)]
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_subdomain(value: str) -> str:
+    if not _DNS_SUBDOMAIN.match(value) or len(value) > 253:
+        raise ValueError(f"{value!r} is not a Kubernetes object name (lowercase letters, digits, '-' and '.', "
+                         f"at most 253 characters)")
+    return value
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name (letters, digits and '_', not "
+                         f"starting with a digit)")
+    return value
+
+
+# A Secret's or ConfigMap's name.
+ObjectName = Annotated[str, AfterValidator(_check_subdomain)]
+EnvName = Annotated[str, AfterValidator(_check_env_name)]

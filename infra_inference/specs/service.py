@@ -9,8 +9,9 @@ from pydantic import Field
 from infra_inference.errors import SpecProblem
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.base import Spec
-from infra_inference.specs.names import DnsLabel
+from infra_inference.specs.names import DnsLabel, EnvName, ObjectName
 from infra_inference.specs.quantity import Quantity
+from infra_inference.specs.uris import PlainUri
 
 ModelFormat = Literal["safetensors", "torch", "onnx", "sklearn", "python"]
 Priority = Literal["online", "batch"]
@@ -26,10 +27,16 @@ BUILTIN_FORMATS = ("safetensors", "python")
 class ModelSpec(Spec):
     """Which model to serve."""
 
-    uri: str = Field(min_length=1, description="Where the model is: a path, file://, http(s)://, s3:// or gs://.")
+    uri: PlainUri = Field(min_length=1, description="Where the model is: a path, file://, http(s)://, s3:// or gs://; "
+                                                   "no credentials in it (see credentials_secret).")
     format: ModelFormat = Field("safetensors", description="safetensors, torch, onnx, sklearn or python.")
     name: DnsLabel | None = Field(None, description="Name in the inference URL; default the service name.")
     revision: str | None = Field(None, description="Revision or version tag, recorded in labels.")
+    credentials_secret: ObjectName | None = Field(
+        None, description="Secret in the service's namespace with what fetching `uri` needs, mounted read-only "
+                          "into the server: key `authorization` (an HTTP Authorization header value), "
+                          "`aws_access_key_id` + `aws_secret_access_key` (+ `aws_session_token`) for s3://, "
+                          "`gcs_service_account.json` for gs://.")
 
 
 class BatchingSpec(Spec):
@@ -37,6 +44,13 @@ class BatchingSpec(Spec):
 
     max_batch_size: int = Field(ge=1, le=4096, description="Most requests in one model call.")
     max_wait_ms: float = Field(ge=0, le=10_000, description="Longest a request waits for the batch to fill.")
+
+
+class SecretKeySpec(Spec):
+    """One key of a Secret, for an environment variable that must not appear in the pod spec."""
+
+    name: ObjectName = Field(description="The Secret, in the service's namespace.")
+    key: str = Field(min_length=1, max_length=253, description="The key inside it.")
 
 
 class RuntimeSpec(Spec):
@@ -48,13 +62,21 @@ class RuntimeSpec(Spec):
     max_queue: int = Field(64, ge=0, le=100_000, description="Requests waiting per replica; beyond, 429.")
     batching: BatchingSpec | None = Field(None, description="Dynamic batching; off when absent.")
     timeout_s: float = Field(30, gt=0, le=3600, description="Per-request timeout (504 after it).")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    env: dict[EnvName, str] = Field(default_factory=dict, description="Extra environment variables, written into "
+                                                                     "the pod spec in clear: nothing secret here.")
+    secret_env: dict[EnvName, SecretKeySpec] = Field(
+        default_factory=dict, description="Environment variables read from Secrets (secretKeyRef): the pod spec "
+                                          "holds the reference, never the value.")
     port: int = Field(DEFAULT_PORT, ge=1024, le=65535, description="Port the server listens on (non-root: >= 1024).")
 
     def cross_checks(self) -> list[SpecProblem]:
-        reserved = sorted(k for k in self.env if k.startswith("INFRA_INFERENCE_"))
-        return [SpecProblem(f"env.{k}", "INFRA_INFERENCE_* variables are set from the spec; use the "
-                            "matching runtime field instead") for k in reserved]
+        out = [SpecProblem(f"{field}.{k}", "INFRA_INFERENCE_* variables are set from the spec; use the "
+                           "matching runtime field instead")
+               for field in ("env", "secret_env") for k in sorted(getattr(self, field))
+               if k.startswith("INFRA_INFERENCE_")]
+        out += [SpecProblem(f"secret_env.{k}", "also set in env; keep one of the two")
+                for k in sorted(set(self.env) & set(self.secret_env))]
+        return out
 
 
 def _format_problems(model: ModelSpec, runtime: RuntimeSpec, path: str) -> list[SpecProblem]:
@@ -87,8 +109,8 @@ class VariantSpec(Spec):
 class BatchJobSpec(Spec):
     """Offline inference: read every record under `input_uri`, write predictions to `output_uri`."""
 
-    input_uri: str = Field(min_length=1, description="Input records (JSON lines).")
-    output_uri: str = Field(min_length=1, description="Where predictions are written.")
+    input_uri: PlainUri = Field(min_length=1, description="Input records (JSON lines).")
+    output_uri: PlainUri = Field(min_length=1, description="Where predictions are written.")
     parallelism: int = Field(1, ge=1, le=1000, description="Pods working at once.")
     backoff_limit: int = Field(3, ge=0, description="Retries before the Job fails.")
 

@@ -139,7 +139,7 @@ def test_native_autoscaler_role_touches_only_its_own_deployment_scale() -> None:
         assert not set(rule["verbs"]) & {"create", "delete", "deletecollection", "*"}
         assert "secrets" not in rule["resources"]
     reads = {res for r in role["rules"] if "resourceNames" not in r for res in r["resources"]}
-    assert reads == {"pods", "endpoints", "endpointslices"}
+    assert reads == {"endpointslices"}
     assert run.parents["chat-autoscaler-role"] == "chat-autoscaler"
     assert run.parents["chat-autoscaler"] == "chat"
 

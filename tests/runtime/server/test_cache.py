@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -14,20 +15,28 @@ import pytest
 from safetensors.numpy import save_file
 
 from infra_inference.runtime.server.loading.cache import fetch_model
+from infra_inference.runtime.server.loading.sources import Credentials
 from tests.runtime.server.support import post, scrape, server_in_thread
 
 
 class _Origin:
-    """A static file server that counts the GETs it answers."""
+    """A static file server that counts the GETs it answers; with `authorization` set, it requires that header."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.gets = 0
+        self.authorization: str | None = None
+        self.paths: list[str] = []
         origin = self
 
         class Handler(SimpleHTTPRequestHandler):
             def do_GET(self) -> None:
                 origin.gets += 1
+                origin.paths.append(self.path)
+                if origin.authorization and self.headers.get("Authorization") != origin.authorization:
+                    self.send_error(401)
+                    return
+                self.path = self.path.split("?", 1)[0]
                 super().do_GET()
 
             def log_message(self, format: str, *args: object) -> None:
@@ -108,3 +117,31 @@ def test_server_restart_serves_from_cache_without_remote_reads(origin: _Origin, 
                 k.split('"')[1] for k in phases if k.startswith("infra_inference_model_load_seconds{")
             }
         assert origin.gets == expected_gets
+
+
+def test_credentials_directory_supplies_the_authorization_header(origin: _Origin, tmp_path: Path) -> None:
+    uri = _publish(origin, "weights.bin", b"private")
+    origin.authorization = "Bearer s3cr3t"
+    with pytest.raises(OSError, match="401"):
+        fetch_model(uri, tmp_path / "cache")
+    creds = tmp_path / "creds"  # as Kubernetes mounts the model's credentials Secret: one file per key
+    creds.mkdir()
+    (creds / "authorization").write_text("Bearer s3cr3t\n")
+    assert fetch_model(uri, tmp_path / "cache", Credentials(creds)).read_bytes() == b"private"
+
+
+def test_uri_credentials_never_reach_the_manifest_logs_or_errors(origin: _Origin, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    uri = _publish(origin, "weights.bin", b"w").replace("http://", "http://alice:hunter2@")
+    signed = f"{uri}?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=f00dfeed&v=2"
+    fetch_model(signed, tmp_path / "cache")
+    fetch_model(signed, tmp_path / "cache")  # a hit: logged too
+    assert origin.paths[0].endswith("X-Amz-Signature=f00dfeed&v=2")  # the origin got the real URL
+    with pytest.raises(OSError) as err:
+        fetch_model(signed.replace("weights.bin", "absent.bin"), tmp_path / "cache")
+    written = "".join(p.read_text() for p in (tmp_path / "cache").rglob("manifest.json"))
+    seen = written + caplog.text + str(err.value)
+    assert "127.0.0.1" in written and "v=2" in written  # still says where the model came from
+    for secret in ("hunter2", "alice", "AKIAEXAMPLE", "f00dfeed"):
+        assert secret not in seen

@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
-from infra_inference.runtime.server.loading.sources import open_remote
+from infra_inference.runtime.server.loading.sources import Credentials, open_remote
+from infra_inference.specs.uris import redact
 
 log = logging.getLogger(__name__)
 
 _CHUNK_BYTES = 8 * 2**20
 
 
-def fetch_model(uri: str, cache_dir: Path) -> Path:
+def fetch_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials()) -> Path:
     """Return a local path holding the model at ``uri``, downloading it on a cache miss.
 
     Args:
@@ -42,6 +43,7 @@ def fetch_model(uri: str, cache_dir: Path) -> Path:
             ``#sha256=<hex>`` fragment pins the content: a download that does
             not match it is discarded.
         cache_dir: The node-local cache root.
+        credentials: The source's credentials, when not the default chain.
 
     Returns:
         The local file.
@@ -64,9 +66,9 @@ def fetch_model(uri: str, cache_dir: Path) -> Path:
     entry.mkdir(parents=True, exist_ok=True)
     with _locked(entry / ".lock"):
         if _is_cached(entry, target, expected):
-            log.info("model cache hit for %s: %s", source, target)
+            log.info("model cache hit for %s: %s", redact(source), target)
             return target
-        _download(source, entry, target, expected)
+        _download(source, entry, target, expected, credentials)
     return target
 
 
@@ -89,8 +91,8 @@ def _is_cached(entry: Path, target: Path, expected: str | None) -> bool:
     return size == manifest.get("size") and expected in (None, manifest.get("sha256"))
 
 
-def _download(source: str, entry: Path, target: Path, expected: str | None) -> None:
-    stream, size = open_remote(source)
+def _download(source: str, entry: Path, target: Path, expected: str | None, credentials: Credentials) -> None:
+    stream, size = open_remote(source, credentials)
     digest = hashlib.sha256()
     fd, partial = tempfile.mkstemp(dir=entry, prefix=".partial-")
     try:
@@ -99,11 +101,13 @@ def _download(source: str, entry: Path, target: Path, expected: str | None) -> N
             out.flush()
             os.fsync(out.fileno())
         if size is not None and written != size:
-            raise OSError(f"{source}: got {written} bytes, expected {size}")
+            raise OSError(f"{redact(source)}: got {written} bytes, expected {size}")
         if expected is not None and digest.hexdigest() != expected:
-            raise ValueError(f"{source}: sha256 {digest.hexdigest()} does not match the pinned {expected}")
+            raise ValueError(f"{redact(source)}: sha256 {digest.hexdigest()} does not match the pinned {expected}")
         os.replace(partial, target)
-        _write_atomically(entry / "manifest.json", {"uri": source, "size": written, "sha256": digest.hexdigest()})
+        # The manifest is a file on the node's disk: the URI's credentials stay out of it.
+        _write_atomically(entry / "manifest.json",
+                          {"uri": redact(source), "size": written, "sha256": digest.hexdigest()})
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise

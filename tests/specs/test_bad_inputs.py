@@ -1,0 +1,75 @@
+"""Bad stack documents, as an attacker or a new user writes them: each one SpecError naming the field.
+
+Every case renders a whole document through `render_stack` (the path both
+`infra-inference render` and the components take) and expects the exact
+field path in the error. sdk-docs/reference.md records how many there are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra_inference.errors import SpecError
+from infra_inference.render import render_stack
+
+POOL = {"cloud": "existing", "cluster": "c", "gpu_type": "l4", "max_nodes": 2,
+        "sharing": {"strategy": "time-slicing", "replicas_per_gpu": 4}}
+SERVICE = {"model": {"uri": "https://models.example.com/m.safetensors"}}
+
+
+def service(**over: Any) -> dict[str, Any]:
+    return {"services": {"chat": {**SERVICE, **over}}}
+
+
+def batch(**over: Any) -> dict[str, Any]:
+    return service(mode="batch", batch={"input_uri": "s3://in/", "output_uri": "s3://out/", **over})
+
+
+PRESIGNED = ("https://bucket.s3.amazonaws.com/m.safetensors?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+             "&X-Amz-Credential=AKIA%2F20250101&X-Amz-Signature=deadbeef")
+
+BAD_DOCUMENTS: list[tuple[str, dict[str, Any], str]] = [
+    # Secrets in the clear (issue 15, item 10).
+    ("userinfo in the model URI", service(model={"uri": "https://user:hunter2@models.example.com/m"}),
+     "services.chat.model.uri"),
+    ("presigned S3 URL as the model URI", service(model={"uri": PRESIGNED}), "services.chat.model.uri"),
+    ("GCS signed URL", service(model={"uri": "https://storage.googleapis.com/b/m?X-Goog-Signature=ab"}),
+     "services.chat.model.uri"),
+    ("Azure SAS token", service(model={"uri": "https://a.blob.core.windows.net/c/m?sv=2022&sig=abc"}),
+     "services.chat.model.uri"),
+    ("token query parameter", service(model={"uri": "https://h/m?token=abc"}), "services.chat.model.uri"),
+    ("credentials in a canary model", service(canary={"model": {"uri": "https://u:p@h/m"}, "traffic_percent": 5}),
+     "services.chat.canary.model.uri"),
+    ("credentials in an A/B variant", service(variants={
+        "a": {"model": {"uri": "https://h/a"}, "weight": 50},
+        "b": {"model": {"uri": "https://h/b?access_token=x"}, "weight": 50}}), "services.chat.variants.b.model.uri"),
+    ("credentials in a batch input URI", batch(input_uri="https://u:p@h/in.jsonl"), "services.chat.batch.input_uri"),
+    ("credentials in a batch output URI", batch(output_uri="https://h/out?X-Amz-Signature=x"),
+     "services.chat.batch.output_uri"),
+    ("credentials in a warm model", {"pools": {"gpu": POOL}, "standby": {"warm": {
+        "pool": "gpu", "warm_models": ["https://u:p@h/m"]}}}, "standby.warm.warm_models[0]"),
+    ("credentials Secret name not a Kubernetes name",
+     service(model={**SERVICE["model"], "credentials_secret": "Model_Creds"}), "services.chat.model.credentials_secret"),
+    ("secret_env without a key", service(runtime={"secret_env": {"HF_TOKEN": {"name": "hf"}}}),
+     "services.chat.runtime.secret_env.HF_TOKEN.key"),
+    ("secret_env variable name with a dash", service(runtime={"secret_env": {"HF-TOKEN": {"name": "hf", "key": "t"}}}),
+     "services.chat.runtime.secret_env.HF-TOKEN"),
+    ("env variable name with a space", service(runtime={"env": {"A B": "1"}}), "services.chat.runtime.env.A B"),
+    ("secret_env overriding a spec-set variable",
+     service(runtime={"secret_env": {"INFRA_INFERENCE_MODEL_URI": {"name": "m", "key": "uri"}}}),
+     "services.chat.runtime.secret_env.INFRA_INFERENCE_MODEL_URI"),
+    ("the same variable in env and secret_env",
+     service(runtime={"env": {"HF_TOKEN": "x"}, "secret_env": {"HF_TOKEN": {"name": "hf", "key": "t"}}}),
+     "services.chat.runtime.secret_env.HF_TOKEN"),
+]
+
+
+@pytest.mark.parametrize(("what", "doc", "path"), BAD_DOCUMENTS, ids=[c[0] for c in BAD_DOCUMENTS])
+def test_bad_document_is_one_spec_error_naming_the_field(what: str, doc: dict[str, Any], path: str) -> None:
+    with pytest.raises(SpecError) as err:
+        render_stack(doc)
+    assert path in err.value.paths, f"{what}: {err.value}"
+    # What was refused is never echoed back: an error message is a log line too.
+    assert "hunter2" not in str(err.value)
