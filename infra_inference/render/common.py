@@ -22,7 +22,8 @@ RUNTIME_UID = 10001
 PAUSE_UID = 65535
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 
-# Node-local model cache shared by the warm-up DaemonSet and every replica on the node.
+# Node-local model cache: one directory per namespace (a tenant's trust boundary), shared by the
+# namespace's replicas and warm-up DaemonSet on the node, never mounted into another namespace's pods.
 MODEL_CACHE_HOST_PATH = "/var/cache/infra-inference/models"
 MODEL_CACHE_MOUNT = "/var/cache/infra-inference/models"
 
@@ -114,8 +115,16 @@ def cache_owner_init(image: str) -> Obj:
     return c
 
 
-def model_cache_volume() -> Obj:
-    return {"name": "model-cache", "hostPath": {"path": MODEL_CACHE_HOST_PATH, "type": "DirectoryOrCreate"}}
+def model_cache_volume(namespace: str) -> Obj:
+    """The namespace's own cache directory on the node.
+
+    Every replica runs as the same UID, and fsGroup does not apply to
+    hostPath, so file permissions cannot keep tenants apart on a shared
+    directory: a tenant's code could rewrite another tenant's weights. A
+    directory per namespace can: a pod sees only what it mounts.
+    """
+    return {"name": "model-cache", "hostPath": {"path": f"{MODEL_CACHE_HOST_PATH}/{namespace}",
+                                                "type": "DirectoryOrCreate"}}
 
 
 def role_and_binding(name: str, namespace: str, lbls: dict[str, str], rules: list[Obj]) -> list[Obj]:

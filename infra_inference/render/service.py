@@ -84,7 +84,7 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
         extra["nodeSelector"] = node_selector(placement.pool_name)
         extra["tolerations"] = tolerations(placement.pool)
         extra["initContainers"] = [cache_owner_init(DEFAULT_IMAGE)]
-        extra["volumes"].append(model_cache_volume())
+        extra["volumes"].append(model_cache_volume(spec.namespace))
     else:
         extra["volumes"].append({"name": "model-cache", "emptyDir": {"sizeLimit": "20Gi"}})
     if v.model.credentials_secret:

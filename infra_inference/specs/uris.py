@@ -12,11 +12,13 @@ error message and cache manifest gets the redacted form.
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import parse_qsl, urlencode, urlsplit
+import re
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from pydantic import AfterValidator
 
 REDACTED = "REDACTED"
+_PIN = re.compile(r"sha256=[0-9a-fA-F]{64}")
 
 # Query parameter names (compared lowercased) that carry a signature or a token.
 SECRET_PARAMS = frozenset({
@@ -51,13 +53,18 @@ def redact(uri: str) -> str:
     return parts._replace(netloc=netloc, query=query).geturl()
 
 
-def _no_credentials(uri: str) -> str:
+def _check(uri: str) -> str:
     found = secret_parts(uri)
     if found:
         raise ValueError(f"carries credentials ({', '.join(found)}), which would be written into the pod spec "
                          f"in clear; remove them and name a Secret holding them in credentials_secret")
+    parts = urlsplit(uri)
+    if parts.scheme not in ("", "file") and ".." in unquote(parts.path).split("/"):
+        raise ValueError("'..' in a remote URI's path; name the object directly")
+    if parts.fragment and not _PIN.fullmatch(parts.fragment):
+        raise ValueError("the only fragment taken is a content pin, #sha256=<64 hex digits>")
     return uri
 
 
 # A URI that a spec writes into a pod spec or a ConfigMap.
-PlainUri = Annotated[str, AfterValidator(_no_credentials)]
+PlainUri = Annotated[str, AfterValidator(_check)]

@@ -53,3 +53,27 @@ def test_secret_env_and_model_credentials_reach_the_pod_by_reference_only() -> N
     assert "model-credentials" not in json.dumps(canary)
     # No Secret object is rendered, and no value of one could be: the spec never holds it.
     assert not [o for o in objects if o["kind"] == "Secret"]
+
+
+def _host_paths(o: dict[str, Any]) -> set[str]:
+    pod = o["spec"]["template"]["spec"]
+    return {v["hostPath"]["path"] for v in pod.get("volumes", []) if "hostPath" in v}
+
+
+def test_each_namespace_gets_its_own_node_cache_directory() -> None:
+    pool = {"cloud": "existing", "cluster": "c", "gpu_type": "l4", "max_nodes": 2,
+            "sharing": {"strategy": "time-slicing", "replicas_per_gpu": 4}}
+    svc = {"pool": "gpu", "gpu_fraction": 0.25, "model": {"uri": "https://h/m.safetensors"}}
+    objects = render_stack({
+        "platform": {"tenants": [{"name": "team-a", "gpu_quota": 4}, {"name": "team-b", "gpu_quota": 4}]},
+        "pools": {"gpu": pool},
+        "services": {"a": {**svc, "namespace": "team-a"}, "b": {**svc, "namespace": "team-b"}},
+        "standby": {"warm": {"pool": "gpu", "namespace": "team-a", "warm_models": ["https://h/m.safetensors"]}},
+    })
+    paths = {(o["metadata"]["namespace"], o["metadata"]["name"]): _host_paths(o) for o in objects
+             if o["kind"] in ("Deployment", "DaemonSet") and o["metadata"]["namespace"] != "kube-system"}
+    root = "/var/cache/infra-inference/models"
+    assert paths[("team-a", "a")] == paths[("team-a", "warm-prepull")] == {f"{root}/team-a"}
+    assert paths[("team-b", "b")] == {f"{root}/team-b"}
+    # Nothing else of a tenant's touches the node's disk.
+    assert all(not p for (ns, name), p in paths.items() if name not in ("a", "b", "warm-prepull"))

@@ -52,6 +52,11 @@ BAD_DOCUMENTS: list[tuple[str, dict[str, Any], str]] = [
         "pool": "gpu", "warm_models": ["https://u:p@h/m"]}}}, "standby.warm.warm_models[0]"),
     ("credentials Secret name not a Kubernetes name",
      service(model={**SERVICE["model"], "credentials_secret": "Model_Creds"}), "services.chat.model.credentials_secret"),
+    # The model cache (item 8).
+    ("'..' in a model URI", service(model={"uri": "https://h/models/../../etc/passwd"}), "services.chat.model.uri"),
+    ("encoded '..' in a model URI", service(model={"uri": "s3://b/%2e%2e/x"}), "services.chat.model.uri"),
+    ("short sha256 pin", service(model={"uri": "https://h/m#sha256=abc"}), "services.chat.model.uri"),
+    ("md5 pin", service(model={"uri": "https://h/m#md5=" + "0" * 32}), "services.chat.model.uri"),
     ("secret_env without a key", service(runtime={"secret_env": {"HF_TOKEN": {"name": "hf"}}}),
      "services.chat.runtime.secret_env.HF_TOKEN.key"),
     ("secret_env variable name with a dash", service(runtime={"secret_env": {"HF-TOKEN": {"name": "hf", "key": "t"}}}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -92,7 +93,7 @@ def test_truncated_cache_entry_is_fetched_again(origin: _Origin, tmp_path: Path)
 def test_missing_remote_object_raises_and_caches_nothing(origin: _Origin, tmp_path: Path) -> None:
     with pytest.raises(OSError):
         fetch_model(f"{origin.url}/absent.bin", tmp_path / "cache")
-    assert not list((tmp_path / "cache").rglob("manifest.json"))
+    assert not list((tmp_path / "cache").rglob(".manifest.json"))
 
 
 def test_local_paths_are_used_in_place(tmp_path: Path) -> None:
@@ -140,8 +141,67 @@ def test_uri_credentials_never_reach_the_manifest_logs_or_errors(origin: _Origin
     assert origin.paths[0].endswith("X-Amz-Signature=f00dfeed&v=2")  # the origin got the real URL
     with pytest.raises(OSError) as err:
         fetch_model(signed.replace("weights.bin", "absent.bin"), tmp_path / "cache")
-    written = "".join(p.read_text() for p in (tmp_path / "cache").rglob("manifest.json"))
+    written = "".join(p.read_text() for p in (tmp_path / "cache").rglob(".manifest.json"))
     seen = written + caplog.text + str(err.value)
     assert "127.0.0.1" in written and "v=2" in written  # still says where the model came from
     for secret in ("hunter2", "alice", "AKIAEXAMPLE", "f00dfeed"):
         assert secret not in seen
+
+
+def _entry_of(cache: Path) -> Path:
+    [manifest] = cache.rglob(".manifest.json")
+    return manifest.parent
+
+
+def test_pinned_hit_is_hashed_again_so_rewritten_weights_and_manifest_do_not_pass(origin: _Origin,
+                                                                                  tmp_path: Path) -> None:
+    payload = b"the real weights" * 1000
+    pin = hashlib.sha256(payload).hexdigest()
+    uri = f"{_publish(origin, 'weights.bin', payload)}#sha256={pin.upper()}"  # pins compare in any case
+    cache = tmp_path / "cache"
+    target = fetch_model(uri, cache)
+    # Whoever can write the cache swaps the file and makes the manifest claim the pinned hash (issue 15, item 8).
+    entry = _entry_of(cache)
+    evil = b"backdoored weights"
+    target.write_bytes(evil)
+    manifest = json.loads((entry / ".manifest.json").read_text())
+    (entry / ".manifest.json").write_text(json.dumps({**manifest, "size": len(evil), "sha256": pin}))
+    assert fetch_model(uri, cache).read_bytes() == payload
+    assert origin.gets == 2  # detected, fetched again from the origin
+    assert fetch_model(uri, cache).read_bytes() == payload and origin.gets == 2  # and a clean hit after
+
+
+def test_same_pinned_bytes_behind_another_url_are_one_entry(origin: _Origin, tmp_path: Path) -> None:
+    payload = b"w" * 4096
+    pin = hashlib.sha256(payload).hexdigest()
+    uri = _publish(origin, "weights.bin", payload)
+    first = fetch_model(f"{uri}?X-Amz-Signature=one#sha256={pin}", tmp_path / "cache")
+    second = fetch_model(f"{uri}?X-Amz-Signature=two#sha256={pin}", tmp_path / "cache")  # a rotated presigned URL
+    assert first == second and origin.gets == 1
+
+
+def test_partial_files_of_a_crashed_fetch_are_removed(origin: _Origin, tmp_path: Path) -> None:
+    uri = _publish(origin, "weights.bin", b"w" * 100)
+    cache = tmp_path / "cache"
+    fetch_model(uri, cache)
+    entry = _entry_of(cache)
+    (entry / ".partial-abc123").write_bytes(b"x" * 50)  # what a kill -9 mid-download leaves
+    fetch_model(uri, cache)
+    assert not list(entry.glob(".partial-*"))
+
+
+@pytest.mark.parametrize("fragment", ["sha256=abc", "md5=" + "0" * 32, "sha256=" + "g" * 64])
+def test_malformed_pin_is_refused_before_any_fetch(origin: _Origin, tmp_path: Path, fragment: str) -> None:
+    uri = _publish(origin, "weights.bin", b"w")
+    with pytest.raises(ValueError, match="sha256=<64 hex digits>"):
+        fetch_model(f"{uri}#{fragment}", tmp_path / "cache")
+    assert origin.gets == 0
+
+
+@pytest.mark.parametrize("path", ["/a/../../etc/passwd", "/m/%2e%2e", "/.manifest.json", "/.lock"])
+def test_object_names_that_leave_or_collide_with_the_entry_are_refused(origin: _Origin, tmp_path: Path,
+                                                                       path: str) -> None:
+    (tmp_path / "cache").mkdir()
+    with pytest.raises(ValueError):
+        fetch_model(f"{origin.url}{path}", tmp_path / "cache")
+    assert origin.gets == 0 and not list((tmp_path / "cache").iterdir())
