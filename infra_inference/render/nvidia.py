@@ -14,8 +14,7 @@ from typing import Any
 import yaml  # pure: serialises the plugin's config file
 
 from infra_inference.render.common import Obj, by_name, labels, meta, obj, resources
-from infra_inference.specs.gpus import GPUS
-from infra_inference.specs.pool import GPU_RESOURCE, GPU_TAINT, POOL_LABEL, GpuPoolSpec, mig_resource
+from infra_inference.specs.pool import GPU_RESOURCE, GPU_TAINT, POOL_LABEL, GpuPoolSpec
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
@@ -114,9 +113,3 @@ def dcgm_exporter(namespace: str) -> list[Obj]:
         "ports": [{"name": "metrics", "port": port, "targetPort": port}],
     })
     return [ds, svc]
-
-
-def shared_gpu_resources() -> list[str]:
-    """Every extended resource a GPU pod may request: whole/shared GPUs and each MIG profile."""
-    profiles = sorted({p for info in GPUS.values() for p in info.mig_profiles})
-    return [GPU_RESOURCE, *(mig_resource(p) for p in profiles)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra_inference.render.common import Obj, labels, meta, obj
-from infra_inference.render.nvidia import dcgm_exporter, device_plugin, shared_gpu_resources
+from infra_inference.render.nvidia import dcgm_exporter, device_plugin
 from infra_inference.specs.platform import PlatformSpec, TenantSpec
 
 # Online inference outranks batch, which outranks training; a pod without a
@@ -37,8 +37,7 @@ def priority_classes() -> list[Obj]:
 
 def tenant(t: TenantSpec, platform_namespace: str) -> list[Obj]:
     lbls = labels(t.name, "tenant")
-    # Quota is per resource name, so every MIG profile gets the same cap as whole GPUs.
-    hard: dict[str, str] = {f"requests.{r}": str(t.gpu_quota) for r in shared_gpu_resources()}
+    hard: dict[str, str] = {f"requests.{r}": str(n) for r, n in t.resource_quota.items()}
     if t.cpu_quota:
         hard["requests.cpu"] = t.cpu_quota
         hard["limits.cpu"] = t.cpu_quota

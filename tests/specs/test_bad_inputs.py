@@ -57,6 +57,13 @@ BAD_DOCUMENTS: list[tuple[str, dict[str, Any], str]] = [
     ("encoded '..' in a model URI", service(model={"uri": "s3://b/%2e%2e/x"}), "services.chat.model.uri"),
     ("short sha256 pin", service(model={"uri": "https://h/m#sha256=abc"}), "services.chat.model.uri"),
     ("md5 pin", service(model={"uri": "https://h/m#md5=" + "0" * 32}), "services.chat.model.uri"),
+    # Quotas (item 14).
+    ("quota split above the total", {"platform": {"tenants": [{"name": "t", "gpu_quota": 2, "gpu_quota_split": {
+        "nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 1}}]}}, "platform.tenants[0].gpu_quota_split"),
+    ("quota split on an unknown resource", {"platform": {"tenants": [{"name": "t", "gpu_quota": 2,
+        "gpu_quota_split": {"nvidia.com/mig-9g.99gb": 1}}]}}, "platform.tenants[0].gpu_quota_split.nvidia.com/mig-9g.99gb"),
+    ("negative quota share", {"platform": {"tenants": [{"name": "t", "gpu_quota": 2,
+        "gpu_quota_split": {"nvidia.com/gpu": -1}}]}}, "platform.tenants[0].gpu_quota_split.nvidia.com/gpu"),
     ("secret_env without a key", service(runtime={"secret_env": {"HF_TOKEN": {"name": "hf"}}}),
      "services.chat.runtime.secret_env.HF_TOKEN.key"),
     ("secret_env variable name with a dash", service(runtime={"secret_env": {"HF-TOKEN": {"name": "hf", "key": "t"}}}),
