@@ -99,6 +99,9 @@ class GpuPoolSpec(Spec):
     node_role_arn: str | None = Field(None, description="EKS only: IAM role ARN of the nodes.")
     subnet_ids: list[str] | None = Field(None, description="EKS only: subnets for the nodes.")
     image_streaming: bool = Field(False, description="GKE image streaming (lazy image pulls).")
+    node_service_account: str | None = Field(
+        None, pattern=r"^[a-z0-9-]+@[a-z0-9.-]+\.gserviceaccount\.com$",
+        description="GKE only: the nodes' service account email (least privilege: logging, monitoring, image pull).")
 
     def cross_checks(self) -> list[SpecProblem]:
         out: list[SpecProblem] = []
@@ -127,6 +130,8 @@ class GpuPoolSpec(Spec):
                 out.append(SpecProblem("node_role_arn", "required for cloud 'eks': the IAM role ARN of the nodes"))
             if not self.subnet_ids:
                 out.append(SpecProblem("subnet_ids", "required for cloud 'eks': at least one subnet id"))
+        if self.node_service_account is not None and self.cloud != "gke":
+            out.append(SpecProblem("node_service_account", f"only applies to cloud 'gke', not {self.cloud!r}"))
         if self.image_streaming and self.cloud != "gke":
             out.append(SpecProblem("image_streaming", "GKE image streaming only exists on cloud 'gke'"))
         if self.location:
