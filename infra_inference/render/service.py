@@ -34,6 +34,7 @@ def drain_grace_s(timeout_s: float) -> int:
     return PRESTOP_SLEEP_S + math.ceil(timeout_s) + EXIT_MARGIN_S
 # Where a model's credentials Secret is mounted (files, read-only; the server reads them per fetch).
 CREDENTIALS_MOUNT = "/var/run/secrets/infra-inference/model"
+BATCH_CREDENTIALS_MOUNT = "/var/run/secrets/infra-inference/batch"
 
 
 def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
@@ -52,6 +53,13 @@ def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
         else None,
     )
     return {**rt.env, **settings.env()}
+
+
+def mount_secret(pod: Obj, server: Obj, volume: str, secret: str, path: str) -> None:
+    """`secret` as read-only files at `path`: mode 0440 with fsGroup, so the runtime user's group reads them."""
+    pod["securityContext"] = {"fsGroup": RUNTIME_UID}
+    pod["volumes"].append({"name": volume, "secret": {"secretName": secret, "defaultMode": 0o440}})
+    server["volumeMounts"].append({"name": volume, "mountPath": path, "readOnly": True})
 
 
 def _http_probe(path: str, port: int, **extra: int) -> Obj:
@@ -88,12 +96,7 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
     else:
         extra["volumes"].append({"name": "model-cache", "emptyDir": {"sizeLimit": "20Gi"}})
     if v.model.credentials_secret:
-        # 0440 with fsGroup: readable by the runtime user's group, by no one else.
-        extra["securityContext"] = {"fsGroup": RUNTIME_UID}
-        extra["volumes"].append({"name": "model-credentials", "secret": {
-            "secretName": v.model.credentials_secret, "defaultMode": 0o440}})
-        server["volumeMounts"].append({"name": "model-credentials", "mountPath": CREDENTIALS_MOUNT,
-                                       "readOnly": True})
+        mount_secret(extra, server, "model-credentials", v.model.credentials_secret, CREDENTIALS_MOUNT)
     if spec.zones_spread:
         # ScheduleAnyway: when one zone is out of GPUs, a lopsided replica beats none.
         extra["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
@@ -187,17 +190,23 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
 
 
 def batch_job(spec: InferenceServiceSpec, placement: Placement) -> Obj:
+    """An Indexed Job: `parallelism` pods, each answering its shard ($JOB_COMPLETION_INDEX) of the input."""
     assert spec.batch is not None  # guaranteed by InferenceServiceSpec.cross_checks
+    b = spec.batch
     v = variants(spec)[0]
     lbls = labels(spec.name, "batch", **{LABEL_SERVICE: spec.name})
     pod = replica_pod(spec, v, placement, lbls)
     server = pod["spec"]["containers"][0]
-    server["args"] = ["batch", "--input", spec.batch.input_uri, "--output", spec.batch.output_uri]
+    server["args"] = ["batch", "--input", b.input_uri, "--output", b.output_uri, "--shards", str(b.parallelism)]
+    if b.credentials_secret:
+        mount_secret(pod["spec"], server, "batch-credentials", b.credentials_secret, BATCH_CREDENTIALS_MOUNT)
+        server["args"] += ["--credentials-dir", BATCH_CREDENTIALS_MOUNT]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe", "lifecycle"):
         server.pop(probe)
     pod["spec"]["restartPolicy"] = "Never"
     return obj("batch/v1", "Job", meta(spec.name, spec.namespace, lbls), spec={
-        "parallelism": spec.batch.parallelism, "backoffLimit": spec.batch.backoff_limit, "template": pod})
+        "completionMode": "Indexed", "completions": b.parallelism, "parallelism": b.parallelism,
+        "backoffLimit": b.backoff_limit, "template": pod})
 
 
 def service_objects(plan: ServicePlan) -> list[Obj]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -106,13 +107,38 @@ class VariantSpec(Spec):
     weight: float = Field(ge=0, le=100, description="Share of requests, percent; all weights sum to 100.")
 
 
+OBJECT_STORE_SCHEMES = ("s3", "gs", "http", "https")
+
+
 class BatchJobSpec(Spec):
     """Offline inference: read every record under `input_uri`, write predictions to `output_uri`."""
 
-    input_uri: PlainUri = Field(min_length=1, description="Input records (JSON lines).")
-    output_uri: PlainUri = Field(min_length=1, description="Where predictions are written.")
-    parallelism: int = Field(1, ge=1, le=1000, description="Pods working at once.")
+    input_uri: PlainUri = Field(min_length=1, description="Input records (JSON lines): one object, or every "
+                                                          "object under an s3:// or gs:// prefix ending in '/'.")
+    output_uri: PlainUri = Field(min_length=1, description="Where predictions go: an object, or (required with "
+                                                           "parallelism > 1) a prefix ending in '/' that gets "
+                                                           "one part file per pod.")
+    parallelism: int = Field(1, ge=1, le=1000, description="Pods working at once; each takes its shard of "
+                                                           "the input (an Indexed Job).")
     backoff_limit: int = Field(3, ge=0, description="Retries before the Job fails.")
+    credentials_secret: ObjectName | None = Field(
+        None, description="Secret with the input's and output's credentials (same keys as "
+                          "model.credentials_secret); default the cloud's own (IRSA, workload identity).")
+
+    def cross_checks(self) -> list[SpecProblem]:
+        out: list[SpecProblem] = []
+        for field in ("input_uri", "output_uri"):
+            scheme = urlsplit(getattr(self, field)).scheme
+            if scheme not in OBJECT_STORE_SCHEMES:
+                out.append(SpecProblem(field, f"a Job's filesystem goes with its pod; use s3://, gs:// or "
+                                       f"http(s):// (not {scheme or 'a local path'!r})"))
+        if self.input_uri.endswith("/") and urlsplit(self.input_uri).scheme in ("http", "https"):
+            out.append(SpecProblem("input_uri", "an http(s) prefix cannot be listed; name one object, or use "
+                                   "an s3:// or gs:// prefix"))
+        if self.parallelism > 1 and not self.output_uri.endswith("/"):
+            out.append(SpecProblem("output_uri", f"{self.parallelism} pods write one part file each: give a "
+                                   f"prefix ending in '/'"))
+        return out
 
 
 class InferenceServiceSpec(Spec):

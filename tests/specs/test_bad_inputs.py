@@ -57,6 +57,14 @@ BAD_DOCUMENTS: list[tuple[str, dict[str, Any], str]] = [
     ("encoded '..' in a model URI", service(model={"uri": "s3://b/%2e%2e/x"}), "services.chat.model.uri"),
     ("short sha256 pin", service(model={"uri": "https://h/m#sha256=abc"}), "services.chat.model.uri"),
     ("md5 pin", service(model={"uri": "https://h/m#md5=" + "0" * 32}), "services.chat.model.uri"),
+    # Batch mode (item 11).
+    ("batch output to a local path", batch(output_uri="/results/out.jsonl"), "services.chat.batch.output_uri"),
+    ("batch input from file://", batch(input_uri="file:///data/in.jsonl"), "services.chat.batch.input_uri"),
+    ("batch parallelism over one output object", batch(output_uri="s3://out/answers.jsonl", parallelism=4),
+     "services.chat.batch.output_uri"),
+    ("batch input as an http prefix", batch(input_uri="https://h/in/"), "services.chat.batch.input_uri"),
+    ("batch credentials Secret with a bad name", batch(credentials_secret="Batch Creds"),
+     "services.chat.batch.credentials_secret"),
     # Quotas (item 14).
     ("quota split above the total", {"platform": {"tenants": [{"name": "t", "gpu_quota": 2, "gpu_quota_split": {
         "nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 1}}]}}, "platform.tenants[0].gpu_quota_split"),

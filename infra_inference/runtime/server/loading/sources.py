@@ -1,4 +1,4 @@
-"""Remote model sources: one object per URI, opened as a byte stream with its size.
+"""Objects behind URIs: model sources and batch input read as streams, prefixes listed, batch output written.
 
 http(s) uses the standard library; ``s3://`` and ``gs://`` need the optional
 extras (``infra-inference[s3]``, ``infra-inference[gcs]``). Credentials come
@@ -11,11 +11,13 @@ any S3-compatible store). Errors name the URI only in its redacted form.
 from __future__ import annotations
 
 import base64
+import os
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from infra_inference.specs.uris import redact
 
@@ -110,3 +112,73 @@ def open_remote(uri: str, credentials: Credentials = Credentials()) -> tuple[IO[
         return blob.open("rb"), blob.size
     raise ValueError(f"{redact(uri)}: unsupported scheme {parts.scheme!r}; use a path, file://, http(s)://, "
                      f"s3:// or gs://")
+
+
+def _local(parts: SplitResult, uri: str) -> Path | None:
+    if parts.scheme not in ("", "file"):
+        return None
+    return Path(unquote(parts.path) if parts.scheme else uri)
+
+
+def read_object(uri: str, credentials: Credentials = Credentials()) -> bytes:
+    """The whole object at `uri`: a local path, file://, or anything `open_remote` opens."""
+    path = _local(urlsplit(uri), uri)
+    if path is not None:
+        return path.read_bytes()
+    stream, _ = open_remote(uri, credentials)
+    with stream:
+        return stream.read()
+
+
+def list_prefix(prefix: str, credentials: Credentials = Credentials()) -> list[str]:
+    """Every object under `prefix` (a directory, s3:// or gs:// prefix), as URIs in name order.
+
+    Names starting with '.' or '_' (markers such as `_SUCCESS`, temporary files) are skipped.
+    """
+    parts = urlsplit(prefix)
+    path = _local(parts, prefix)
+    visible = lambda name: not name.rsplit("/", 1)[-1].startswith((".", "_"))  # noqa: E731
+    if path is not None:
+        return [str(p) for p in sorted(path.iterdir()) if p.is_file() and visible(p.name)]
+    key = parts.path.lstrip("/")
+    if parts.scheme == "s3":
+        client = credentials.s3_client()
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=parts.netloc, Prefix=key)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    elif parts.scheme == "gs":
+        keys = [b.name for b in credentials.gcs_client().list_blobs(parts.netloc, prefix=key)]
+    else:
+        raise ValueError(f"{redact(prefix)}: a {parts.scheme or 'local'} prefix cannot be listed; give one object, "
+                         f"or a directory, s3:// or gs:// prefix ending in '/'")
+    return [f"{parts.scheme}://{parts.netloc}/{k}" for k in sorted(keys) if not k.endswith("/") and visible(k)]
+
+
+def write_object(uri: str, data: bytes, credentials: Credentials = Credentials()) -> None:
+    """Put `data` at `uri` whole: a local file (renamed into place), s3://, gs:// or an http(s) PUT."""
+    parts = urlsplit(uri)
+    path = _local(parts, uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+        return
+    key = parts.path.lstrip("/")
+    try:
+        if parts.scheme == "s3":
+            credentials.s3_client().put_object(Bucket=parts.netloc, Key=key, Body=data)
+        elif parts.scheme == "gs":
+            credentials.gcs_client().bucket(parts.netloc).blob(key).upload_from_string(data)
+        elif parts.scheme in ("http", "https"):
+            request = urllib.request.Request(uri, data=data, method="PUT")
+            authorization = credentials.read("authorization")
+            if authorization:
+                request.add_header("Authorization", authorization)
+            urllib.request.urlopen(request, timeout=_TIMEOUT_S).close()  # noqa: S310 (scheme checked above)
+        else:
+            raise ValueError(f"{redact(uri)}: unsupported scheme {parts.scheme!r}")
+    except ValueError:
+        raise
+    except Exception as exc:  # botocore, google-api-core and urllib errors alike
+        raise OSError(f"{redact(uri)}: {exc}") from None
