@@ -205,3 +205,26 @@ def test_object_names_that_leave_or_collide_with_the_entry_are_refused(origin: _
     with pytest.raises(ValueError):
         fetch_model(f"{origin.url}{path}", tmp_path / "cache")
     assert origin.gets == 0 and not list((tmp_path / "cache").iterdir())
+
+
+def test_s3_model_is_fetched_with_the_credentials_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("moto.server", reason="needs the test extra (moto[server])")
+    from tests.support.objectstore import s3_server
+
+    with s3_server() as s3:
+        s3.client().create_bucket(Bucket="models")
+        s3.client().put_object(Bucket="models", Key="chat/weights.bin", Body=b"s3 weights")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        (creds / "aws_access_key_id").write_text(s3.access_key_id)
+        (creds / "aws_secret_access_key").write_text(s3.secret_access_key)
+        pin = hashlib.sha256(b"s3 weights").hexdigest()
+        path = fetch_model(f"s3://models/chat/weights.bin#sha256={pin}", tmp_path / "cache", Credentials(creds))
+        assert path.read_bytes() == b"s3 weights"
+        with pytest.raises(FileNotFoundError):
+            fetch_model("s3://models/chat/absent.bin", tmp_path / "cache", Credentials(creds))
