@@ -22,6 +22,8 @@ pool = GpuPool("h100", {
     "gpus_per_node": 8,
     "max_nodes": 4,
     "sharing": {"strategy": "mig", "mig_profile": "1g.10gb"},
+    # NVIDIA's GPU operator (mig.strategy=mixed) runs here: its mig-manager partitions the GPUs.
+    "gpu_operator": True,
 })
 
 # Online, customer-facing: priority inference-online preempts the research team's training pods.

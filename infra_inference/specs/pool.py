@@ -99,6 +99,10 @@ class GpuPoolSpec(Spec):
     node_role_arn: str | None = Field(None, description="EKS only: IAM role ARN of the nodes.")
     subnet_ids: list[str] | None = Field(None, description="EKS only: subnets for the nodes.")
     image_streaming: bool = Field(False, description="GKE image streaming (lazy image pulls).")
+    gpu_operator: bool = Field(
+        False, description="eks/existing: NVIDIA's GPU operator runs on these nodes. Required for MIG (its "
+                           "mig-manager partitions the GPUs, its device plugin serves them); for other strategies "
+                           "its device plugin is kept off the pool's nodes, which get the pool's own.")
     node_service_account: str | None = Field(
         None, pattern=r"^[a-z0-9-]+@[a-z0-9.-]+\.gserviceaccount\.com$",
         description="GKE only: the nodes' service account email (least privilege: logging, monitoring, image pull).")
@@ -111,6 +115,7 @@ class GpuPoolSpec(Spec):
         out += self._cloud_checks()
         out += self._machine_checks()
         out += self._sharing_checks()
+        out += self._operator_checks()
         for key, value in self.labels.items():
             if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
                 out.append(SpecProblem(f"labels.{key}", "not a valid Kubernetes label key/value"))
@@ -167,6 +172,15 @@ class GpuPoolSpec(Spec):
         if count != self.gpus_per_node:
             return [SpecProblem("gpus_per_node", f"{self.machine_type} has {count} GPU(s), not "
                                 f"{self.gpus_per_node}; set gpus_per_node: {count} or pick another machine")]
+        return []
+
+    def _operator_checks(self) -> list[SpecProblem]:
+        if self.gpu_operator and self.cloud == "gke":
+            return [SpecProblem("gpu_operator", "GKE installs and manages its own GPU software; remove it")]
+        if self.sharing.strategy == "mig" and self.cloud != "gke" and not self.gpu_operator:
+            return [SpecProblem("gpu_operator", f"MIG on {self.cloud!r} needs NVIDIA's mig-manager to partition "
+                                f"the GPUs (it reads the nvidia.com/mig.config node label); it ships with the GPU "
+                                f"operator: install it with mig.strategy=mixed, then set gpu_operator: true")]
         return []
 
     def _sharing_checks(self) -> list[SpecProblem]:

@@ -21,13 +21,12 @@ BASE = {"cloud": "existing", "cluster": "c", "gpu_type": "a100-80gb", "max_nodes
      {"timeSlicing": {"renameByDefault": False, "failRequestsGreaterThanOne": False,
                       "resources": [{"name": "nvidia.com/gpu", "replicas": 4}]}}),
     ({"strategy": "mps", "replicas_per_gpu": 3}, {"mps": {"resources": [{"name": "nvidia.com/gpu", "replicas": 3}]}}),
-    ({"strategy": "mig", "mig_profile": "1g.10gb"}, None),
     ({"strategy": "none"}, None),
 ])
 def test_device_plugin_config_per_strategy(sharing: dict, expected: dict | None) -> None:
     config = device_plugin_config(GpuPoolSpec.parse({**BASE, "sharing": sharing}))
     assert config.get("sharing") == expected
-    assert config["flags"]["migStrategy"] == ("mixed" if sharing["strategy"] == "mig" else "none")
+    assert config["flags"]["migStrategy"] == "none"
 
 
 def test_hpa_behavior_turns_rates_into_percent_policies() -> None:

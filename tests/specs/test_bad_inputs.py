@@ -65,6 +65,11 @@ BAD_DOCUMENTS: list[tuple[str, dict[str, Any], str]] = [
     ("batch input as an http prefix", batch(input_uri="https://h/in/"), "services.chat.batch.input_uri"),
     ("batch credentials Secret with a bad name", batch(credentials_secret="Batch Creds"),
      "services.chat.batch.credentials_secret"),
+    # MPS and MIG outside GKE (item 13).
+    ("MIG on an existing cluster without the GPU operator", {"pools": {"gpu": {**POOL, "gpu_type": "a100-80gb",
+        "sharing": {"strategy": "mig", "mig_profile": "1g.10gb"}}}}, "pools.gpu.gpu_operator"),
+    ("the GPU operator on GKE", {"pools": {"gpu": {**POOL, "cloud": "gke", "location": "us-central1",
+        "gpu_operator": True}}}, "pools.gpu.gpu_operator"),
     # Quotas (item 14).
     ("quota split above the total", {"platform": {"tenants": [{"name": "t", "gpu_quota": 2, "gpu_quota_split": {
         "nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 1}}]}}, "platform.tenants[0].gpu_quota_split"),
