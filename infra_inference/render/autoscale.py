@@ -13,7 +13,7 @@ from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.service import DEFAULT_IMAGE
 from infra_inference.wire import metrics
 from infra_inference.wire.names import CONFIG_DIR, POLICY_CONFIG
-from infra_inference.wire.policy import AutoscalerConfig
+from infra_inference.wire.policy import AutoscalerConfig, FallbackConfig
 
 # HPA/KEDA evaluate every 15 s (the controller-manager's default sync period).
 HPA_PERIOD_S = 15
@@ -21,7 +21,8 @@ HPA_PERIOD_S = 15
 
 
 def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpec, target: float,
-           gateway_url: str | None, replica_ports: dict[str, int] | None = None) -> list[Obj]:
+           gateway_url: str | None, replica_ports: dict[str, int] | None = None,
+           fallback: FallbackConfig | None = None) -> list[Obj]:
     """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment.
 
     The Role is what runtime/autoscaler/cli.py calls and nothing more: read
@@ -31,7 +32,8 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
     lbls = labels(name, "autoscaler")
     config = AutoscalerConfig.model_validate({
         **policy.model_dump(), "target": target, "namespace": namespace, "deployments": deployments,
-        "replica_ports": replica_ports or {}, "gateway_url": gateway_url})
+        "replica_ports": replica_ports or {}, "gateway_url": gateway_url,
+        **({"fallback": fallback} if fallback is not None else {})})
     return [
         obj("v1", "ServiceAccount", meta(name, namespace, lbls), automountServiceAccountToken=True),
         *role_and_binding(name, namespace, lbls, [
@@ -141,4 +143,4 @@ def autoscale_objects(plan: PolicyPlan) -> list[Obj]:
         return hpa(name, namespace, deployments[0], policy, target)
     if policy.engine == "keda":
         return keda(name, namespace, deployments[0], plan.service, policy, target)
-    return native(name, namespace, deployments, policy, target, plan.gateway_url, plan.replica_ports)
+    return native(name, namespace, deployments, policy, target, plan.gateway_url, plan.replica_ports, plan.fallback)

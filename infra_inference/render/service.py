@@ -124,9 +124,10 @@ def replica_objects(spec: InferenceServiceSpec, v: Variant, placement: Placement
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "template": replica_pod(spec, v, placement, lbls),
     }
-    if spec.autoscale is None:
-        dep_spec["replicas"] = (1 if spec.replicas is None else spec.replicas) if v.key != "cpu" else 0
-    # With autoscaling, replicas is left out: the autoscaler owns it and `pulumi up` never resets it.
+    if spec.autoscale is None and v.key != "cpu":
+        dep_spec["replicas"] = 1 if spec.replicas is None else spec.replicas
+    # With autoscaling, and always for the CPU fallback (sized by the service's autoscaler, fixed
+    # replicas or not), replicas is left out: the autoscaler owns it and `pulumi up` never resets it.
     out = [
         obj("apps/v1", "Deployment", meta(v.deployment, ns, lbls), spec=dep_spec),
         obj("v1", "Service", meta(replicas_service(v.deployment), ns, lbls), spec={

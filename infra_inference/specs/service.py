@@ -182,6 +182,11 @@ class InferenceServiceSpec(Spec):
                                     "canary.model.format")
         for key, variant in (self.variants or {}).items():
             out += _format_problems(variant.model, self.runtime, f"variants.{key}.model.format")
+        if self.cpu_fallback and self.replicas == 0:
+            out.append(SpecProblem("cpu_fallback", "serves the overflow of GPU replicas, and replicas is 0; "
+                                   "for a CPU-only service remove the pool instead"))
+        if self.cpu_fallback and not self.uses_gpu:
+            out.append(SpecProblem("cpu_fallback", "only applies to a GPU service (gpu_fraction or gpus)"))
         multi = self.canary is not None or bool(self.variants) or self.cpu_fallback
         if self.autoscale is not None and self.autoscale.engine != "native" and multi:
             out.append(SpecProblem("autoscale.engine", f"{self.autoscale.engine!r} scales one Deployment; canary, "

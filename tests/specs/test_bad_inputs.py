@@ -65,6 +65,13 @@ BAD_DOCUMENTS: list[tuple[str, dict[str, Any], str]] = [
     ("batch input as an http prefix", batch(input_uri="https://h/in/"), "services.chat.batch.input_uri"),
     ("batch credentials Secret with a bad name", batch(credentials_secret="Batch Creds"),
      "services.chat.batch.credentials_secret"),
+    # CPU fallback (item 12).
+    ("cpu_fallback with 0 GPU replicas", {"pools": {"gpu": POOL}, "services": {"chat": {
+        **SERVICE, "pool": "gpu", "gpu_fraction": 0.25, "replicas": 0, "cpu_fallback": True}}}, "services.chat.cpu_fallback"),
+    ("cpu_fallback on a CPU-only service", service(cpu_fallback=True), "services.chat.cpu_fallback"),
+    ("a second autoscaler for a service with cpu_fallback", {"pools": {"gpu": POOL}, "services": {"chat": {
+        **SERVICE, "pool": "gpu", "gpu_fraction": 0.25, "cpu_fallback": True}},
+        "policies": {"extra": {"service": "chat", "max_replicas": 4}}}, "policies.extra.service"),
     # MPS and MIG outside GKE (item 13).
     ("MIG on an existing cluster without the GPU operator", {"pools": {"gpu": {**POOL, "gpu_type": "a100-80gb",
         "sharing": {"strategy": "mig", "mig_profile": "1g.10gb"}}}}, "pools.gpu.gpu_operator"),
