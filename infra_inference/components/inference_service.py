@@ -80,13 +80,17 @@ class VariantArgs(TypedDict):
 
 class BatchJobArgs(TypedDict, total=False):
     input_uri: str
-    """Input records (JSON lines). Required."""
+    """Input records (JSON lines): an s3://, gs:// or http(s):// object, or an s3:// or gs:// prefix ending in '/'.
+    Required."""
     output_uri: str
-    """Where predictions go. Required."""
+    """Where predictions go: an object, or a prefix ending in '/' (one part file per pod; required with
+    parallelism > 1). Required."""
     parallelism: int
-    """Pods at once. Default 1."""
+    """Pods at once, each answering its shard of the input (an Indexed Job). Default 1."""
     backoff_limit: int
     """Retries before failing. Default 3."""
+    credentials_secret: str
+    """Secret with the input's and output's credentials (same keys as the model's); default the cloud's own."""
 
 
 class InferenceServiceArgs(TypedDict, total=False):
