@@ -65,6 +65,19 @@ class Credentials:
         return storage.Client()
 
 
+def _http_request(parts: SplitResult, credentials: Credentials, **kw: Any) -> urllib.request.Request:
+    """The request with its Authorization header: the credentials' `authorization`, else the URI's userinfo
+    as Basic auth (urllib does not take userinfo in the URL; curl and browsers send it this way)."""
+    request = urllib.request.Request(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl(), **kw)
+    authorization = credentials.read("authorization")
+    if authorization is None and "@" in parts.netloc:
+        userinfo = unquote(parts.netloc.rsplit("@", 1)[0]).encode()
+        authorization = f"Basic {base64.b64encode(userinfo).decode()}"
+    if authorization:
+        request.add_header("Authorization", authorization)
+    return request
+
+
 def open_remote(uri: str, credentials: Credentials = Credentials()) -> tuple[IO[bytes], int | None]:
     """Open a remote object for streaming.
 
@@ -81,17 +94,8 @@ def open_remote(uri: str, credentials: Credentials = Credentials()) -> tuple[IO[
     """
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https"):
-        # urllib does not take userinfo: it becomes Basic auth, as curl and browsers send it.
-        host = parts.netloc.rsplit("@", 1)[-1]
-        request = urllib.request.Request(parts._replace(netloc=host).geturl())
-        authorization = credentials.read("authorization")
-        if authorization is None and "@" in parts.netloc:
-            userinfo = unquote(parts.netloc.rsplit("@", 1)[0]).encode()
-            authorization = f"Basic {base64.b64encode(userinfo).decode()}"
-        if authorization:
-            request.add_header("Authorization", authorization)
         try:
-            response = urllib.request.urlopen(request, timeout=_TIMEOUT_S)  # noqa: S310 (scheme checked above)
+            response = urllib.request.urlopen(_http_request(parts, credentials), timeout=_TIMEOUT_S)  # noqa: S310
         except OSError as exc:
             raise OSError(f"{redact(uri)}: {exc}") from None
         length = response.headers.get("Content-Length")
@@ -171,10 +175,7 @@ def write_object(uri: str, data: bytes, credentials: Credentials = Credentials()
         elif parts.scheme == "gs":
             credentials.gcs_client().bucket(parts.netloc).blob(key).upload_from_string(data)
         elif parts.scheme in ("http", "https"):
-            request = urllib.request.Request(uri, data=data, method="PUT")
-            authorization = credentials.read("authorization")
-            if authorization:
-                request.add_header("Authorization", authorization)
+            request = _http_request(parts, credentials, data=data, method="PUT")
             urllib.request.urlopen(request, timeout=_TIMEOUT_S).close()  # noqa: S310 (scheme checked above)
         else:
             raise ValueError(f"{redact(uri)}: unsupported scheme {parts.scheme!r}")
