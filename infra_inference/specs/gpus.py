@@ -80,14 +80,6 @@ GPUS: dict[str, GpuInfo] = {
     ),
 }
 
-# What one unit of each extended resource is worth in whole GPUs, for tenant quotas: a MIG
-# instance is the share of a GPU it takes up (1g.10gb: seven per 80 GB card, 1/7).
-GPU_EQUIVALENT: dict[str, float] = {
-    "nvidia.com/gpu": 1.0,
-    **{f"nvidia.com/mig-{p}": 1.0 / n for p, n in sorted({(p, n) for i in GPUS.values()
-                                                          for p, n in i.mig_profiles.items()})},
-}
-
 # The EKS-optimized accelerated AMI: NVIDIA driver and container toolkit
 # preinstalled. AL2023 is the current one; ARM GPUs are out of scope.
 EKS_GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"

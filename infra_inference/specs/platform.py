@@ -8,7 +8,7 @@ from pydantic import Field
 
 from infra_inference.errors import SpecProblem
 from infra_inference.specs.base import Spec
-from infra_inference.specs.gpus import GPU_EQUIVALENT
+from infra_inference.specs.pool import GPU_EQUIVALENT
 from infra_inference.specs.names import DnsLabel
 from infra_inference.specs.quantity import Quantity
 

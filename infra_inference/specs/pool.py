@@ -27,6 +27,14 @@ def mig_resource(profile: str | None) -> str:
     return f"nvidia.com/mig-{profile}"
 
 
+# What one unit of each extended resource is worth in whole GPUs, for tenant quotas: a MIG
+# instance is the share of a GPU it takes up (1g.10gb: seven per 80 GB card, 1/7).
+GPU_EQUIVALENT: dict[str, float] = {
+    GPU_RESOURCE: 1.0,
+    **{mig_resource(p): 1.0 / n for p, n in sorted({(p, n) for i in GPUS.values() for p, n in i.mig_profiles.items()})},
+}
+
+
 # The NVIDIA device plugin accepts 2..48 time-slicing/MPS replicas per GPU; GKE
 # caps max_shared_clients_per_gpu at 48 too.
 MIN_SHARED_REPLICAS = 2

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from infra_inference.render import render_stack
-from infra_inference.specs.gpus import GPU_EQUIVALENT
+from infra_inference.specs.pool import GPU_EQUIVALENT
 from infra_inference.specs.platform import TenantSpec
 
 
