@@ -56,7 +56,8 @@ def problems_from_validation(err: ValidationError, prefix: str = "") -> list[Spe
         # Model validators report at the model's own location; their message
         # already names fields, so it is kept as is.
         msg = str(e["msg"]).removeprefix("Value error, ")
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # "[key]" marks a dict key's own error (an env variable's name): the key is the field.
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]")))
         if e["type"] == "extra_forbidden":
             msg = "unknown field; check the spelling against the reference in sdk-docs/reference.md"
         elif e["type"] == "missing":

@@ -12,6 +12,8 @@ import infra_inference
 PACKAGE = Path(infra_inference.__file__).parent
 FORBIDDEN = {"pulumi", "pulumi_kubernetes", "pulumi_gcp", "pulumi_aws", "kubernetes", "lightkube", "kr8s", "httpx",
              "requests", "aiohttp", "socket", "subprocess", "urllib", "http", "os", "asyncio", "pathlib", "io"}
+# Pure string functions inside a forbidden package: splitting a URI reads no network.
+PURE_SUBMODULES = {"urllib.parse"}
 
 
 # A command is the I/O edge of the layer it runs: it reads and writes files, and no pure module imports it.
@@ -92,8 +94,8 @@ def imported_roots(path: Path) -> set[str]:
     roots = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            roots |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots |= {a.name.split(".")[0] for a in node.names if a.name not in PURE_SUBMODULES}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module not in PURE_SUBMODULES:
             roots.add(node.module.split(".")[0])
     return roots
 

@@ -79,8 +79,11 @@ def test_multi_tenant_example_creates_quotas_and_a_batch_job() -> None:
     run = run_example("multi-tenant-priorities")
     quotas = {r.inputs["metadata"]["namespace"]: r.inputs["spec"]["hard"]
               for r in run.of_type("kubernetes:core/v1:ResourceQuota")}
-    assert quotas["search"]["requests.nvidia.com/gpu"] == "8"
-    assert quotas["research"]["requests.nvidia.com/mig-1g.10gb"] == "16"
+    # gpu_quota is a total in GPUs: search's 8 are 4 whole GPUs and 4 x 7 slices of 1g.10gb.
+    assert quotas["search"]["requests.nvidia.com/gpu"] == "4"
+    assert quotas["search"]["requests.nvidia.com/mig-1g.10gb"] == "28"
+    assert quotas["research"]["requests.nvidia.com/mig-1g.10gb"] == "112"
+    assert quotas["research"]["requests.nvidia.com/gpu"] == "0"
     [job] = run.of_type("kubernetes:batch/v1:Job")
     pod = job.inputs["spec"]["template"]["spec"]
     assert pod["priorityClassName"] == "inference-batch"

@@ -7,8 +7,11 @@ from infra_inference import AutoscalePolicy, GpuPool, InferencePlatform, Inferen
 platform = InferencePlatform("platform", {
     "install_device_plugin": True,
     "tenants": [
-        {"name": "search", "gpu_quota": 8, "cpu_quota": "64", "memory_quota": "256Gi"},
-        {"name": "research", "gpu_quota": 16},
+        # The ranker's 14 replicas of a 1g.10gb MIG slice are 14 / 7 = 2 GPUs; quota counts each
+        # resource on its own, so the 8 GPUs are split between MIG slices and whole GPUs.
+        {"name": "search", "gpu_quota": 8, "cpu_quota": "64", "memory_quota": "256Gi",
+         "gpu_quota_split": {"nvidia.com/mig-1g.10gb": 4, "nvidia.com/gpu": 4}},
+        {"name": "research", "gpu_quota": 16, "gpu_quota_split": {"nvidia.com/mig-1g.10gb": 16}},
     ],
 })
 
@@ -19,6 +22,8 @@ pool = GpuPool("h100", {
     "gpus_per_node": 8,
     "max_nodes": 4,
     "sharing": {"strategy": "mig", "mig_profile": "1g.10gb"},
+    # NVIDIA's GPU operator (mig.strategy=mixed) runs here: its mig-manager partitions the GPUs.
+    "gpu_operator": True,
 })
 
 # Online, customer-facing: priority inference-online preempts the research team's training pods.

@@ -64,10 +64,19 @@ class GpuPoolArgs(TypedDict, total=False):
     """EKS only, required there: subnets of the nodes. May be an Output."""
     image_streaming: bool
     """GKE only: image streaming, so large serving images start before they are fully pulled. Default false."""
+    gpu_operator: bool
+    """eks/existing: NVIDIA's GPU operator runs on these nodes. Required for MIG (its mig-manager partitions the
+    GPUs, its device plugin serves them); other strategies keep its device plugin off the pool's nodes. Default
+    false."""
+    node_service_account: pulumi.Input[str]
+    """GKE only: email of the nodes' service account; give one with only the logging, monitoring and
+    image-pull roles. Default the project's compute default account (with GKE's narrow default scopes).
+    May be an Output."""
 
 
 # Cloud references usually come from other resources; everything else shapes the pool.
-_DEFERRABLE = {"cluster": PENDING, "node_role_arn": PENDING, "subnet_ids": [PENDING]}
+_DEFERRABLE = {"cluster": PENDING, "node_role_arn": PENDING, "subnet_ids": [PENDING],
+               "node_service_account": "pending@pending.iam.gserviceaccount.com"}
 
 
 class GpuPool(pulumi.ComponentResource):

@@ -24,6 +24,9 @@ class ModelArgs(TypedDict, total=False):
     """Name in the inference URL. Default the service name."""
     revision: str
     """Revision tag, recorded as a label."""
+    credentials_secret: str
+    """Secret (same namespace) with the source's credentials, mounted read-only: `authorization` for http(s),
+    `aws_access_key_id`/`aws_secret_access_key` for s3://, `gcs_service_account.json` for gs://."""
 
 
 class BatchingArgs(TypedDict):
@@ -31,6 +34,13 @@ class BatchingArgs(TypedDict):
     """Most requests in one model call."""
     max_wait_ms: float
     """Longest a request waits for its batch to fill."""
+
+
+class SecretKeyArgs(TypedDict):
+    name: str
+    """The Secret, in the service's namespace."""
+    key: str
+    """The key inside it."""
 
 
 class RuntimeArgs(TypedDict, total=False):
@@ -48,7 +58,9 @@ class RuntimeArgs(TypedDict, total=False):
     timeout_s: float
     """Per-request timeout. Default 30."""
     env: dict[str, str]
-    """Extra environment variables."""
+    """Extra environment variables, in the pod spec in clear: nothing secret."""
+    secret_env: dict[str, SecretKeyArgs]
+    """Environment variables from Secret keys (secretKeyRef); the pod spec holds only the reference."""
     port: int
     """Server port. Default 8080 (or the preset's)."""
     readiness_path: str
@@ -83,13 +95,17 @@ class VariantArgs(TypedDict):
 
 class BatchJobArgs(TypedDict, total=False):
     input_uri: str
-    """Input records (JSON lines). Required."""
+    """Input records (JSON lines): an s3://, gs:// or http(s):// object, or an s3:// or gs:// prefix ending in '/'.
+    Required."""
     output_uri: str
-    """Where predictions go. Required."""
+    """Where predictions go: an object, or a prefix ending in '/' (one part file per pod; required with
+    parallelism > 1). Required."""
     parallelism: int
-    """Pods at once. Default 1."""
+    """Pods at once, each answering its shard of the input (an Indexed Job). Default 1."""
     backoff_limit: int
     """Retries before failing. Default 3."""
+    credentials_secret: str
+    """Secret with the input's and output's credentials (same keys as the model's); default the cloud's own."""
 
 
 class InferenceServiceArgs(TypedDict, total=False):

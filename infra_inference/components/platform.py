@@ -15,7 +15,10 @@ class TenantArgs(TypedDict, total=False):
     name: str
     """Tenant name, also its namespace. Required."""
     gpu_quota: int
-    """Most GPU slots requested at once. Required."""
+    """Most GPUs requested at once, in whole-GPU equivalents over every nvidia.com/* resource. Required."""
+    gpu_quota_split: dict[str, float]
+    """GPU-equivalents of gpu_quota per resource (nvidia.com/gpu, nvidia.com/mig-<profile>), summing to at most
+    gpu_quota. Default: all on nvidia.com/gpu."""
     cpu_quota: str
     """Most CPU requested at once, e.g. "64"."""
     memory_quota: str

@@ -22,6 +22,7 @@ from infra_inference.specs.pool import GpuPoolSpec
 from infra_inference.specs.service import InferenceServiceSpec
 from infra_inference.specs.standby import StandbyPoolSpec
 from infra_inference.wire.names import autoscaler_name
+from infra_inference.wire.policy import FallbackConfig
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class PolicyPlan:
     replica_ports: dict[str, int]
     replica_metrics_ports: dict[str, int] = field(default_factory=dict)
     replica_metrics_path: str = "/metrics"
+    fallback: FallbackConfig | None = None
 
 
 def plan_platform(args: Mapping[str, Any], subject: str = "InferencePlatform") -> PlatformSpec:
@@ -110,15 +112,36 @@ def plan_standby(name: str, args: Mapping[str, Any], pool: PoolPlan, steps: list
     return StandbyPlan(name, spec.namespace, pool, spec, instances, slots)
 
 
-def plan_service_policy(service: ServicePlan) -> PolicyPlan | None:
-    """The policy of a service's inline `autoscale`, or None for fixed replicas and batch."""
-    spec = service.spec
-    if spec.autoscale is None:
+def _fallback(spec: InferenceServiceSpec, max_replicas: int) -> FallbackConfig | None:
+    if not spec.cpu_fallback:
         return None
+    slots = spec.runtime.max_concurrency
+    return FallbackConfig(deployment=variants(spec)[-1].deployment, max_replicas=max_replicas,
+                          slots_per_replica=slots, gpu_slots_per_replica=slots)
+
+
+def plan_service_policy(service: ServicePlan) -> PolicyPlan | None:
+    """The policy of a service's inline `autoscale`; None for batch, and for fixed replicas without a CPU fallback.
+
+    Fixed replicas with a CPU fallback still get an autoscaler, for the fallback
+    alone: its policy holds the GPU deployments at their count (min = max).
+    """
+    spec = service.spec
+    if spec.mode == "batch":
+        return None
+    if spec.autoscale is None:
+        if not spec.cpu_fallback:
+            return None
+        fixed = 1 if spec.replicas is None else spec.replicas
+        policy = ScalingSpec(min_replicas=fixed, max_replicas=fixed)
+        return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, policy,
+                          policy.resolved_target(spec.runtime.max_concurrency), service_admin_url(spec),
+                          service.replica_ports, service.replica_metrics_ports, spec.runtime.metrics_path,
+                          _fallback(spec, fixed))
     target = spec.autoscale.resolved_target(spec.runtime.max_concurrency)
     return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, spec.autoscale,
                       target, service_admin_url(spec), service.replica_ports, service.replica_metrics_ports,
-                      spec.runtime.metrics_path)
+                      spec.runtime.metrics_path, _fallback(spec, spec.autoscale.max_replicas))
 
 
 def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None, subject: str = "") -> PolicyPlan:
@@ -132,6 +155,9 @@ def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None,
     elif service is not None and service.spec.autoscale is not None:
         problems.append(SpecProblem("service", f"{service.spec.name!r} already has an inline autoscale; "
                                     f"remove one of the two"))
+    elif service is not None and service.spec.cpu_fallback:
+        problems.append(SpecProblem("service", f"{service.spec.name!r} has cpu_fallback, which its own autoscaler "
+                                    f"sizes; give the policy as the service's inline autoscale instead"))
     elif service is not None and spec.metric == "gpu-utilization" and not service.spec.uses_gpu:
         problems.append(SpecProblem("metric", "gpu-utilization on a CPU-only service; use cpu-utilization"))
     if problems:

@@ -13,7 +13,7 @@ from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.service import DEFAULT_IMAGE
 from infra_inference.wire import metrics
 from infra_inference.wire.names import CONFIG_DIR, POLICY_CONFIG
-from infra_inference.wire.policy import AutoscalerConfig
+from infra_inference.wire.policy import AutoscalerConfig, FallbackConfig
 
 # HPA/KEDA evaluate every 15 s (the controller-manager's default sync period).
 HPA_PERIOD_S = 15
@@ -22,13 +22,20 @@ HPA_PERIOD_S = 15
 
 def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpec, target: float,
            gateway_url: str | None, replica_ports: dict[str, int] | None = None,
-           replica_metrics_ports: dict[str, int] | None = None, replica_metrics_path: str = "/metrics") -> list[Obj]:
-    """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment."""
+           replica_metrics_ports: dict[str, int] | None = None, replica_metrics_path: str = "/metrics",
+           fallback: FallbackConfig | None = None) -> list[Obj]:
+    """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment.
+
+    The Role is what runtime/autoscaler/cli.py calls and nothing more: read
+    each Deployment (spec and ready count), patch its scale, and list/watch
+    EndpointSlices (ready replica and gateway addresses). No pods, no endpoints.
+    """
     lbls = labels(name, "autoscaler")
     config = AutoscalerConfig.model_validate({
         **policy.model_dump(), "target": target, "namespace": namespace, "deployments": deployments,
         "replica_ports": replica_ports or {}, "replica_metrics_ports": replica_metrics_ports or {},
-        "replica_metrics_path": replica_metrics_path, "gateway_url": gateway_url})
+        "replica_metrics_path": replica_metrics_path, "gateway_url": gateway_url,
+        **({"fallback": fallback} if fallback is not None else {})})
     return [
         obj("v1", "ServiceAccount", meta(name, namespace, lbls), automountServiceAccountToken=True),
         *role_and_binding(name, namespace, lbls, [
@@ -36,7 +43,6 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
              "verbs": ["get", "patch", "update"]},
             {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": list(deployments),
              "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["pods", "endpoints"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
         ]),
         obj("v1", "ConfigMap", meta(name, namespace, lbls), data={POLICY_CONFIG: config_json(config)}),
@@ -145,4 +151,4 @@ def autoscale_objects(plan: PolicyPlan) -> list[Obj]:
     if policy.engine == "keda":
         return keda(name, namespace, deployments[0], plan.service, policy, target)
     return native(name, namespace, deployments, policy, target, plan.gateway_url, plan.replica_ports,
-                  plan.replica_metrics_ports, plan.replica_metrics_path)
+                  plan.replica_metrics_ports, plan.replica_metrics_path, plan.fallback)

@@ -22,7 +22,8 @@ RUNTIME_UID = 10001
 PAUSE_UID = 65535
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 
-# Node-local model cache shared by the warm-up DaemonSet and every replica on the node.
+# Node-local model cache: one directory per namespace (a tenant's trust boundary), shared by the
+# namespace's replicas and warm-up DaemonSet on the node, never mounted into another namespace's pods.
 MODEL_CACHE_HOST_PATH = "/var/cache/infra-inference/models"
 MODEL_CACHE_MOUNT = "/var/cache/infra-inference/models"
 
@@ -92,8 +93,12 @@ def scratch_volume(name: str = "tmp") -> Obj:
     return {"name": name, "emptyDir": {"sizeLimit": "1Gi"}}
 
 
-def env_list(values: dict[str, str]) -> list[Obj]:
-    return [{"name": k, "value": v} for k, v in sorted(values.items())]
+def env_list(values: dict[str, str], secrets: dict[str, tuple[str, str]] | None = None) -> list[Obj]:
+    """Plain values, and `secrets` ({variable: (Secret, key)}) as secretKeyRefs: the value never enters the spec."""
+    out: list[Obj] = [{"name": k, "value": v} for k, v in values.items()]
+    out += [{"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+            for k, (name, key) in (secrets or {}).items()]
+    return sorted(out, key=lambda e: e["name"])
 
 
 def cache_owner_init(image: str) -> Obj:
@@ -110,8 +115,16 @@ def cache_owner_init(image: str) -> Obj:
     return c
 
 
-def model_cache_volume() -> Obj:
-    return {"name": "model-cache", "hostPath": {"path": MODEL_CACHE_HOST_PATH, "type": "DirectoryOrCreate"}}
+def model_cache_volume(namespace: str) -> Obj:
+    """The namespace's own cache directory on the node.
+
+    Every replica runs as the same UID, and fsGroup does not apply to
+    hostPath, so file permissions cannot keep tenants apart on a shared
+    directory: a tenant's code could rewrite another tenant's weights. A
+    directory per namespace can: a pod sees only what it mounts.
+    """
+    return {"name": "model-cache", "hostPath": {"path": f"{MODEL_CACHE_HOST_PATH}/{namespace}",
+                                                "type": "DirectoryOrCreate"}}
 
 
 def role_and_binding(name: str, namespace: str, lbls: dict[str, str], rules: list[Obj]) -> list[Obj]:

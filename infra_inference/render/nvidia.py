@@ -1,10 +1,11 @@
-"""NVIDIA node software: the device plugin (with a pool's sharing config) and DCGM exporter.
+"""NVIDIA node software: the device plugin (with a pool's sharing config), MPS control daemon, DCGM exporter.
 
-These two are the documented exceptions to our container hardening: the device
+These are the documented exceptions to our container hardening: the device
 plugin registers with the kubelet through a root-owned socket directory on the
 host, and DCGM reads GPU counters through the driver, so both run as root. They
 still drop every capability, forbid privilege escalation and keep a read-only
-root filesystem.
+root filesystem. The MPS control daemon (MPS pools on eks/existing) is
+privileged, as NVIDIA ships it: it mounts a tmpfs and sets GPU compute modes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Any
 import yaml  # pure: serialises the plugin's config file
 
 from infra_inference.render.common import Obj, by_name, labels, meta, obj, resources
-from infra_inference.specs.gpus import GPUS
-from infra_inference.specs.pool import GPU_RESOURCE, GPU_TAINT, POOL_LABEL, GpuPoolSpec, mig_resource
+from infra_inference.specs.pool import GPU_RESOURCE, GPU_TAINT, POOL_LABEL, GpuPoolSpec
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
@@ -33,7 +33,8 @@ def _root_but_locked_down() -> Obj:
 def device_plugin_config(pool: GpuPoolSpec) -> dict[str, Any]:
     """The device plugin's config file for a pool's sharing strategy."""
     s = pool.sharing
-    config: dict[str, Any] = {"version": "v1", "flags": {"migStrategy": "mixed" if s.strategy == "mig" else "none"}}
+    # MIG pools are served by the GPU operator's plugin (render/pool.py), never this config.
+    config: dict[str, Any] = {"version": "v1", "flags": {"migStrategy": "none"}}
     if s.strategy == "time-slicing":
         # Requests above one slot are allowed: gpu_fraction 0.5 on a x4 pool asks for 2.
         config["sharing"] = {"timeSlicing": {"renameByDefault": False, "failRequestsGreaterThanOne": False,
@@ -61,13 +62,19 @@ def device_plugin(name: str, *, config: dict[str, Any] | None,
         volumes.append({"name": "config", "configMap": {"name": name}})
         mounts.append({"name": "config", "mountPath": "/config", "readOnly": True})
         args = ["--config-file=/config/config.yaml"]
+    env: list[Obj] = [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}]
+    if config is not None and "mps" in config.get("sharing", {}):
+        # The plugin health-checks the MPS control daemon through its pipe directory and /dev/shm.
+        volumes += _mps_volumes()
+        mounts += _MPS_MOUNTS
+        env.append({"name": "MPS_ROOT", "value": MPS_ROOT})
     pod: Obj = {
         "priorityClassName": "system-node-critical",
         "automountServiceAccountToken": False,
         "tolerations": tolerations or [GPU_TOLERATION],
         "containers": [{
             "name": "nvidia-device-plugin", "image": DEVICE_PLUGIN_IMAGE, "args": args,
-            "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+            "env": env,
             "volumeMounts": mounts, "resources": resources("50m", "64Mi"),
             "securityContext": _root_but_locked_down(),
         }],
@@ -85,6 +92,55 @@ def device_plugin(name: str, *, config: dict[str, Any] | None,
         "template": {"metadata": {"labels": lbls}, "spec": pod},
     }))
     return out
+
+
+# Where the MPS control daemon keeps its pipes and logs on the node, shared with the device plugin
+# (which hands each MPS slot the pipe directory) and, through it, with every MPS client container.
+MPS_ROOT = "/run/nvidia/mps"
+_MPS_MOUNTS: list[Obj] = [{"name": "mps-root", "mountPath": "/mps"}, {"name": "mps-shm", "mountPath": "/dev/shm"}]
+
+
+def _mps_volumes() -> list[Obj]:
+    return [{"name": "mps-root", "hostPath": {"path": MPS_ROOT, "type": "DirectoryOrCreate"}},
+            {"name": "mps-shm", "hostPath": {"path": f"{MPS_ROOT}/shm"}}]
+
+
+def mps_control_daemon(name: str, *, node_selector: dict[str, str], tolerations: list[Obj]) -> Obj:
+    """NVIDIA's MPS control daemon, one per node of an MPS pool (the device plugin's `mps-control-daemon`).
+
+    The device plugin only advertises MPS slots; this daemon starts
+    `nvidia-cuda-mps-control` for them, reading the same config (replicas per
+    GPU). It is privileged, as NVIDIA ships it: it mounts a tmpfs at
+    `<MPS_ROOT>/shm` (the init container) and sets the GPUs' compute mode.
+    """
+    lbls = labels(name, "mps-control-daemon")
+    privileged: Obj = {"privileged": True}
+    config_env = [{"name": "CONFIG_FILE", "value": "/config/config.yaml"},
+                  {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+                  {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"},
+                  {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    config_name = name.removesuffix("-mps-control-daemon") + "-device-plugin"
+    return obj("apps/v1", "DaemonSet", meta(name, NODE_SOFTWARE_NAMESPACE, lbls), spec={
+        "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+        "updateStrategy": {"type": "RollingUpdate"},
+        "template": {"metadata": {"labels": lbls}, "spec": {
+            "priorityClassName": "system-node-critical",
+            "automountServiceAccountToken": False,
+            "nodeSelector": dict(node_selector),
+            "tolerations": tolerations,
+            "initContainers": [{
+                "name": "mount-shm", "image": DEVICE_PLUGIN_IMAGE, "command": ["mps-control-daemon", "mount-shm"],
+                "securityContext": privileged, "resources": resources("10m", "32Mi"),
+                "volumeMounts": [{"name": "mps-root", "mountPath": "/mps", "mountPropagation": "Bidirectional"}],
+            }],
+            "containers": [{
+                "name": "mps-control-daemon", "image": DEVICE_PLUGIN_IMAGE, "command": ["mps-control-daemon"],
+                "env": config_env, "securityContext": privileged, "resources": resources("50m", "64Mi"),
+                "volumeMounts": [*_MPS_MOUNTS, {"name": "config", "mountPath": "/config", "readOnly": True}],
+            }],
+            "volumes": [*_mps_volumes(), {"name": "config", "configMap": {"name": config_name}}],
+        }},
+    })
 
 
 def dcgm_exporter(namespace: str) -> list[Obj]:
@@ -114,9 +170,3 @@ def dcgm_exporter(namespace: str) -> list[Obj]:
         "ports": [{"name": "metrics", "port": port, "targetPort": port}],
     })
     return [ds, svc]
-
-
-def shared_gpu_resources() -> list[str]:
-    """Every extended resource a GPU pod may request: whole/shared GPUs and each MIG profile."""
-    profiles = sorted({p for info in GPUS.values() for p in info.mig_profiles})
-    return [GPU_RESOURCE, *(mig_resource(p) for p in profiles)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 
 from infra_inference.render.common import Obj, labels, meta, obj
-from infra_inference.render.nvidia import dcgm_exporter, device_plugin, shared_gpu_resources
+from infra_inference.render.nvidia import dcgm_exporter, device_plugin
 from infra_inference.specs.platform import PlatformSpec, TenantSpec
 
 # Online inference outranks batch, which outranks training; a pod without a
@@ -40,8 +40,7 @@ def priority_classes() -> list[Obj]:
 
 def tenant(t: TenantSpec, platform_namespace: str) -> list[Obj]:
     lbls = labels(t.name, "tenant")
-    # Quota is per resource name, so every MIG profile gets the same cap as whole GPUs.
-    hard: dict[str, str] = {f"requests.{r}": str(t.gpu_quota) for r in shared_gpu_resources()}
+    hard: dict[str, str] = {f"requests.{r}": str(n) for r, n in t.resource_quota.items()}
     if t.cpu_quota:
         hard["requests.cpu"] = t.cpu_quota
         hard["limits.cpu"] = t.cpu_quota
@@ -54,13 +53,47 @@ def tenant(t: TenantSpec, platform_namespace: str) -> list[Obj]:
         obj("v1", "ResourceQuota", meta("gpu-quota", t.name, lbls), spec={"hard": hard}),
         obj("networking.k8s.io/v1", "NetworkPolicy", meta("default-deny", t.name, lbls), spec={
             "podSelector": {},
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
             # Pods of the tenant talk to each other; the shared gateway namespace may reach them.
             "ingress": [{"from": [
                 {"podSelector": {}},
                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": platform_namespace}}},
             ]}],
+            "egress": egress_rules(),
         }),
+    ]
+
+
+# Cloud instance metadata: node credentials (GCE, EC2, Azure all answer on this address; EC2 also on
+# the IPv6 one). A pod that reaches it acts as the node.
+METADATA_CIDRS = ["169.254.169.254/32", "fd00:ec2::254/128"]
+# What a tenant's pods need beyond each other: model origins and object stores over http(s), and the
+# API server (443 behind the `kubernetes` Service on GKE and EKS, 6443 on kubeadm clusters) for the
+# autoscaler's scale calls and the gateway's EndpointSlice watch. EKS Pod Identity's agent
+# (169.254.170.23:80) is inside this rule.
+EGRESS_PORTS = [80, 443, 6443]
+# GKE's metadata server for Workload Identity, where GKE_METADATA nodes redirect 169.254.169.254
+# (Dataplane V2: 169.254.169.252, otherwise 127.0.0.1; port 988). It serves only the pod's own
+# identity, never the node's: the one metadata endpoint a tenant may reach.
+GKE_METADATA_SERVER = ["169.254.169.252/32", "127.0.0.1/32"]
+# NodeLocal DNSCache's link-local address, where clusters running it send every DNS query.
+NODE_LOCAL_DNS = "169.254.20.10/32"
+
+
+def egress_rules() -> list[Obj]:
+    tcp = lambda port: {"protocol": "TCP", "port": port}  # noqa: E731
+    anywhere_but_metadata = [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": [c for c in METADATA_CIDRS if "." in c]}},
+        {"ipBlock": {"cidr": "::/0", "except": [c for c in METADATA_CIDRS if ":" in c]}},
+    ]
+    return [
+        {"to": [{"podSelector": {}}]},
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},
+                {"ipBlock": {"cidr": NODE_LOCAL_DNS}}],
+         "ports": [{"protocol": "UDP", "port": 53}, tcp(53)]},
+        {"to": anywhere_but_metadata, "ports": [tcp(p) for p in EGRESS_PORTS]},
+        {"to": [{"ipBlock": {"cidr": c}} for c in GKE_METADATA_SERVER], "ports": [tcp(988)]},
     ]
 
 

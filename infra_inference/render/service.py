@@ -7,7 +7,8 @@ import math
 from infra_inference.plan.components import ServicePlan
 from infra_inference.plan.service import Placement, Variant, variants
 from infra_inference.render.common import (
-    LABEL_REVISION, LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, Obj, by_name, cache_owner_init, config_json,
+    LABEL_REVISION, LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, RUNTIME_UID, Obj, by_name, cache_owner_init,
+    config_json,
     container, env_list, labels, meta, model_cache_volume, obj, pod_spec, resources, role_and_binding, scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
@@ -32,6 +33,9 @@ def drain_grace_s(timeout_s: float) -> int:
     """terminationGracePeriodSeconds: the preStop wait, then every accepted request may take its full
     timeout (5 + 30 + 5 = 40 s at the default 30 s timeout)."""
     return PRESTOP_SLEEP_S + math.ceil(timeout_s) + EXIT_MARGIN_S
+# Where a model's credentials Secret is mounted (files, read-only; the server reads them per fetch).
+CREDENTIALS_MOUNT = "/var/run/secrets/infra-inference/model"
+BATCH_CREDENTIALS_MOUNT = "/var/run/secrets/infra-inference/batch"
 
 
 def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
@@ -44,6 +48,7 @@ def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
         model_uri="" if v.model.format == "python" else v.model.uri,
         model_name=spec.model_name, port=rt.port, max_concurrency=rt.max_concurrency, max_queue=rt.max_queue,
         timeout_s=rt.timeout_s, cache_dir=MODEL_CACHE_MOUNT,
+        model_credentials_dir=CREDENTIALS_MOUNT if v.model.credentials_secret else None,
         max_batch_size=rt.batching.max_batch_size if rt.batching else None,
         max_wait_ms=rt.batching.max_wait_ms if rt.batching else None,
         # Time-slicing shares memory too: cap the framework so neighbours on the GPU keep theirs.
@@ -61,6 +66,13 @@ def replica_args(spec: InferenceServiceSpec, v: Variant) -> list[str]:
     return [a.format(model_uri=v.model.uri, model_name=spec.model_name, port=rt.port) for a in rt.args]
 
 
+def mount_secret(pod: Obj, server: Obj, volume: str, secret: str, path: str) -> None:
+    """`secret` as read-only files at `path`: mode 0440 with fsGroup, so the runtime user's group reads them."""
+    pod["securityContext"] = {"fsGroup": RUNTIME_UID}
+    pod["volumes"].append({"name": volume, "secret": {"secretName": secret, "defaultMode": 0o440}})
+    server["volumeMounts"].append({"name": volume, "mountPath": path, "readOnly": True})
+
+
 def _http_probe(path: str, port: int, **extra: int) -> Obj:
     return {"httpGet": {"path": path, "port": port}, **extra}
 
@@ -74,7 +86,7 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
         ports.append({"name": "metrics", "containerPort": rt.scrape_port})
     server = container(
         "server", rt.image, args=replica_args(spec, v),
-        env=env_list(replica_env(spec, v)),
+        env=env_list(replica_env(spec, v), {k: (ref.name, ref.key) for k, ref in rt.secret_env.items()}),
         ports=ports,
         resources=resources(spec.cpu, spec.memory, extended),
         # A foreign server (vLLM loading weights) answers its liveness path only once loaded: the startup
@@ -96,9 +108,11 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
         extra["nodeSelector"] = node_selector(placement.pool_name)
         extra["tolerations"] = tolerations(placement.pool)
         extra["initContainers"] = [cache_owner_init(DEFAULT_IMAGE)]
-        extra["volumes"].append(model_cache_volume())
+        extra["volumes"].append(model_cache_volume(spec.namespace))
     else:
         extra["volumes"].append({"name": "model-cache", "emptyDir": {"sizeLimit": "20Gi"}})
+    if v.model.credentials_secret:
+        mount_secret(extra, server, "model-credentials", v.model.credentials_secret, CREDENTIALS_MOUNT)
     if spec.zones_spread:
         # ScheduleAnyway: when one zone is out of GPUs, a lopsided replica beats none.
         extra["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
@@ -126,9 +140,10 @@ def replica_objects(spec: InferenceServiceSpec, v: Variant, placement: Placement
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "template": replica_pod(spec, v, placement, lbls),
     }
-    if spec.autoscale is None:
-        dep_spec["replicas"] = (1 if spec.replicas is None else spec.replicas) if v.key != "cpu" else 0
-    # With autoscaling, replicas is left out: the autoscaler owns it and `pulumi up` never resets it.
+    if spec.autoscale is None and v.key != "cpu":
+        dep_spec["replicas"] = 1 if spec.replicas is None else spec.replicas
+    # With autoscaling, and always for the CPU fallback (sized by the service's autoscaler, fixed
+    # replicas or not), replicas is left out: the autoscaler owns it and `pulumi up` never resets it.
     out = [
         obj("apps/v1", "Deployment", meta(v.deployment, ns, lbls), spec=dep_spec),
         obj("v1", "Service", meta(replicas_service(v.deployment), ns, lbls), spec={
@@ -193,17 +208,23 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
 
 
 def batch_job(spec: InferenceServiceSpec, placement: Placement) -> Obj:
+    """An Indexed Job: `parallelism` pods, each answering its shard ($JOB_COMPLETION_INDEX) of the input."""
     assert spec.batch is not None  # guaranteed by InferenceServiceSpec.cross_checks
+    b = spec.batch
     v = variants(spec)[0]
     lbls = labels(spec.name, "batch", **{LABEL_SERVICE: spec.name})
     pod = replica_pod(spec, v, placement, lbls)
     server = pod["spec"]["containers"][0]
-    server["args"] = ["batch", "--input", spec.batch.input_uri, "--output", spec.batch.output_uri]
+    server["args"] = ["batch", "--input", b.input_uri, "--output", b.output_uri, "--shards", str(b.parallelism)]
+    if b.credentials_secret:
+        mount_secret(pod["spec"], server, "batch-credentials", b.credentials_secret, BATCH_CREDENTIALS_MOUNT)
+        server["args"] += ["--credentials-dir", BATCH_CREDENTIALS_MOUNT]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe", "lifecycle"):
         server.pop(probe)
     pod["spec"]["restartPolicy"] = "Never"
     return obj("batch/v1", "Job", meta(spec.name, spec.namespace, lbls), spec={
-        "parallelism": spec.batch.parallelism, "backoffLimit": spec.batch.backoff_limit, "template": pod})
+        "completionMode": "Indexed", "completions": b.parallelism, "parallelism": b.parallelism,
+        "backoffLimit": b.backoff_limit, "template": pod})
 
 
 def service_objects(plan: ServicePlan) -> list[Obj]:

@@ -43,8 +43,9 @@ def prepull(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, images
     """A DaemonSet whose init containers pull `images` and fetch `models` into the node cache.
 
     Each image's init container runs `sh -c true`, so pulled images must have a
-    shell (ours, vLLM and Triton do). Models land in the node cache that every
-    replica on the node reads (see `cache_owner_init`).
+    shell (ours, vLLM and Triton do). Models land in the node cache directory
+    of `namespace`, which the replicas of that namespace read (see
+    `model_cache_volume`).
     """
     lbls = labels(name, "prepull", **{POOL_LABEL: pool_name})
     init: list[Obj] = []
@@ -57,7 +58,7 @@ def prepull(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, images
                           volumeMounts=[{"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT},
                                         {"name": "tmp", "mountPath": "/tmp"}])
         init += [cache_owner_init(DEFAULT_IMAGE), fetch]
-        volumes.append(model_cache_volume())
+        volumes.append(model_cache_volume(namespace))
     pause = container("done", PAUSE_IMAGE, uid=PAUSE_UID, cpu="10m", memory="16Mi")
     return obj("apps/v1", "DaemonSet", meta(name, namespace, lbls), spec={
         "selector": {"matchLabels": by_name(name)},

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field
 
 from infra_inference.errors import SpecProblem
 from infra_inference.specs.base import Spec
+from infra_inference.specs.pool import GPU_EQUIVALENT
 from infra_inference.specs.names import DnsLabel
 from infra_inference.specs.quantity import Quantity
 
@@ -14,9 +17,42 @@ class TenantSpec(Spec):
     """A team with its own namespace and GPU quota."""
 
     name: DnsLabel = Field(description="Tenant name; also its namespace.")
-    gpu_quota: int = Field(ge=0, description="Most GPU slots (requests of any nvidia.com/* resource) at once.")
+    gpu_quota: int = Field(ge=0, description="Most GPUs requested at once, in whole-GPU equivalents, over every "
+                                             "nvidia.com/* resource (see gpu_quota_split).")
+    gpu_quota_split: dict[str, float] | None = Field(
+        None, description="How gpu_quota is shared among GPU resources, in GPU-equivalents per resource name "
+                          "(nvidia.com/gpu, nvidia.com/mig-<profile>), summing to at most gpu_quota; Kubernetes "
+                          "quota counts each resource on its own. Default: all of it on nvidia.com/gpu.")
     cpu_quota: Quantity | None = Field(None, description="Most CPU requested at once, e.g. '64'.")
     memory_quota: Quantity | None = Field(None, description="Most memory requested at once, e.g. '256Gi'.")
+
+
+    def cross_checks(self) -> list[SpecProblem]:
+        split = self.gpu_quota_split or {}
+        out = [SpecProblem(f"gpu_quota_split.{r}", f"not a GPU resource; use one of {', '.join(GPU_EQUIVALENT)}")
+               for r in split if r not in GPU_EQUIVALENT]
+        out += [SpecProblem(f"gpu_quota_split.{r}", "must be >= 0 GPU-equivalents") for r, v in split.items() if v < 0]
+        total = sum(split.values())
+        if total > self.gpu_quota + 1e-9:
+            out.append(SpecProblem("gpu_quota_split", f"shares sum to {total:g} GPU-equivalents, above gpu_quota "
+                                   f"{self.gpu_quota}; lower them or raise gpu_quota"))
+        return out
+
+    @property
+    def resource_quota(self) -> dict[str, int]:
+        """The per-resource caps whose worst-case total stays within `gpu_quota`.
+
+        A ResourceQuota caps each resource name separately and cannot weigh
+        them, so each resource gets its share divided by what one unit of it
+        is worth: 4 GPUs split {gpu: 2, mig-1g.10gb: 2} caps nvidia.com/gpu at
+        2 and nvidia.com/mig-1g.10gb at 2 x 7 = 14 (seven per GPU); at both
+        caps, 2 + 14 / 7 = 4 GPUs. Every other resource is capped at 0.
+        A time-sliced or MPS slot is also `nvidia.com/gpu`, and counts as one
+        whole GPU here: the cap is never exceeded, a tenant on a x4 pool just
+        gets 4 slots per GPU of quota rather than 16.
+        """
+        split = self.gpu_quota_split if self.gpu_quota_split is not None else {"nvidia.com/gpu": self.gpu_quota}
+        return {r: math.floor(split.get(r, 0.0) / per_unit + 1e-9) for r, per_unit in GPU_EQUIVALENT.items()}
 
 
 class PlatformSpec(Spec):

@@ -27,6 +27,14 @@ def mig_resource(profile: str | None) -> str:
     return f"nvidia.com/mig-{profile}"
 
 
+# What one unit of each extended resource is worth in whole GPUs, for tenant quotas: a MIG
+# instance is the share of a GPU it takes up (1g.10gb: seven per 80 GB card, 1/7).
+GPU_EQUIVALENT: dict[str, float] = {
+    GPU_RESOURCE: 1.0,
+    **{mig_resource(p): 1.0 / n for p, n in sorted({(p, n) for i in GPUS.values() for p, n in i.mig_profiles.items()})},
+}
+
+
 # The NVIDIA device plugin accepts 2..48 time-slicing/MPS replicas per GPU; GKE
 # caps max_shared_clients_per_gpu at 48 too.
 MIN_SHARED_REPLICAS = 2
@@ -99,6 +107,13 @@ class GpuPoolSpec(Spec):
     node_role_arn: str | None = Field(None, description="EKS only: IAM role ARN of the nodes.")
     subnet_ids: list[str] | None = Field(None, description="EKS only: subnets for the nodes.")
     image_streaming: bool = Field(False, description="GKE image streaming (lazy image pulls).")
+    gpu_operator: bool = Field(
+        False, description="eks/existing: NVIDIA's GPU operator runs on these nodes. Required for MIG (its "
+                           "mig-manager partitions the GPUs, its device plugin serves them); for other strategies "
+                           "its device plugin is kept off the pool's nodes, which get the pool's own.")
+    node_service_account: str | None = Field(
+        None, pattern=r"^[a-z0-9-]+@[a-z0-9.-]+\.gserviceaccount\.com$",
+        description="GKE only: the nodes' service account email (least privilege: logging, monitoring, image pull).")
 
     def cross_checks(self) -> list[SpecProblem]:
         out: list[SpecProblem] = []
@@ -108,6 +123,7 @@ class GpuPoolSpec(Spec):
         out += self._cloud_checks()
         out += self._machine_checks()
         out += self._sharing_checks()
+        out += self._operator_checks()
         for key, value in self.labels.items():
             if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
                 out.append(SpecProblem(f"labels.{key}", "not a valid Kubernetes label key/value"))
@@ -127,6 +143,8 @@ class GpuPoolSpec(Spec):
                 out.append(SpecProblem("node_role_arn", "required for cloud 'eks': the IAM role ARN of the nodes"))
             if not self.subnet_ids:
                 out.append(SpecProblem("subnet_ids", "required for cloud 'eks': at least one subnet id"))
+        if self.node_service_account is not None and self.cloud != "gke":
+            out.append(SpecProblem("node_service_account", f"only applies to cloud 'gke', not {self.cloud!r}"))
         if self.image_streaming and self.cloud != "gke":
             out.append(SpecProblem("image_streaming", "GKE image streaming only exists on cloud 'gke'"))
         if self.location:
@@ -162,6 +180,15 @@ class GpuPoolSpec(Spec):
         if count != self.gpus_per_node:
             return [SpecProblem("gpus_per_node", f"{self.machine_type} has {count} GPU(s), not "
                                 f"{self.gpus_per_node}; set gpus_per_node: {count} or pick another machine")]
+        return []
+
+    def _operator_checks(self) -> list[SpecProblem]:
+        if self.gpu_operator and self.cloud == "gke":
+            return [SpecProblem("gpu_operator", "GKE installs and manages its own GPU software; remove it")]
+        if self.sharing.strategy == "mig" and self.cloud != "gke" and not self.gpu_operator:
+            return [SpecProblem("gpu_operator", f"MIG on {self.cloud!r} needs NVIDIA's mig-manager to partition "
+                                f"the GPUs (it reads the nvidia.com/mig.config node label); it ships with the GPU "
+                                f"operator: install it with mig.strategy=mixed, then set gpu_operator: true")]
         return []
 
     def _sharing_checks(self) -> list[SpecProblem]:

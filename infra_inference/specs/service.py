@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
 from infra_inference.errors import SpecProblem
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.base import Spec
-from infra_inference.specs.names import DnsLabel
+from infra_inference.specs.names import DnsLabel, EnvName, ObjectName
 from infra_inference.specs.quantity import Quantity
 from infra_inference.specs.runtimes import PRESETS, PresetName, Protocol
+from infra_inference.specs.uris import PlainUri
 
 ModelFormat = Literal["safetensors", "torch", "onnx", "sklearn", "python"]
 Priority = Literal["online", "batch"]
@@ -27,10 +29,16 @@ BUILTIN_FORMATS = ("safetensors", "python")
 class ModelSpec(Spec):
     """Which model to serve."""
 
-    uri: str = Field(min_length=1, description="Where the model is: a path, file://, http(s)://, s3:// or gs://.")
+    uri: PlainUri = Field(min_length=1, description="Where the model is: a path, file://, http(s)://, s3:// or gs://; "
+                                                   "no credentials in it (see credentials_secret).")
     format: ModelFormat = Field("safetensors", description="safetensors, torch, onnx, sklearn or python.")
     name: DnsLabel | None = Field(None, description="Name in the inference URL; default the service name.")
     revision: str | None = Field(None, description="Revision or version tag, recorded in labels.")
+    credentials_secret: ObjectName | None = Field(
+        None, description="Secret in the service's namespace with what fetching `uri` needs, mounted read-only "
+                          "into the server: key `authorization` (an HTTP Authorization header value), "
+                          "`aws_access_key_id` + `aws_secret_access_key` (+ `aws_session_token`) for s3://, "
+                          "`gcs_service_account.json` for gs://.")
 
 
 class BatchingSpec(Spec):
@@ -38,6 +46,13 @@ class BatchingSpec(Spec):
 
     max_batch_size: int = Field(ge=1, le=4096, description="Most requests in one model call.")
     max_wait_ms: float = Field(ge=0, le=10_000, description="Longest a request waits for the batch to fill.")
+
+
+class SecretKeySpec(Spec):
+    """One key of a Secret, for an environment variable that must not appear in the pod spec."""
+
+    name: ObjectName = Field(description="The Secret, in the service's namespace.")
+    key: str = Field(min_length=1, max_length=253, description="The key inside it.")
 
 
 class RuntimeSpec(Spec):
@@ -51,7 +66,11 @@ class RuntimeSpec(Spec):
     max_queue: int = Field(64, ge=0, le=100_000, description="Requests waiting per replica; beyond, 429.")
     batching: BatchingSpec | None = Field(None, description="Dynamic batching; off when absent.")
     timeout_s: float = Field(30, gt=0, le=3600, description="Per-request timeout (504 after it).")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    env: dict[EnvName, str] = Field(default_factory=dict, description="Extra environment variables, written into "
+                                                                     "the pod spec in clear: nothing secret here.")
+    secret_env: dict[EnvName, SecretKeySpec] = Field(
+        default_factory=dict, description="Environment variables read from Secrets (secretKeyRef): the pod spec "
+                                          "holds the reference, never the value.")
     port: int = Field(DEFAULT_PORT, ge=1024, le=65535, description="Port the server listens on (non-root: >= 1024).")
     readiness_path: str = Field("/readyz", pattern=r"^/", description="GET path answering 200 once it can serve.")
     liveness_path: str = Field("/healthz", pattern=r"^/", description="GET path answering 200 while it is alive.")
@@ -84,9 +103,12 @@ class RuntimeSpec(Spec):
         return self.metrics_port or self.port
 
     def cross_checks(self) -> list[SpecProblem]:
-        reserved = sorted(k for k in self.env if k.startswith("INFRA_INFERENCE_"))
-        out = [SpecProblem(f"env.{k}", "INFRA_INFERENCE_* variables are set from the spec; use the "
-                           "matching runtime field instead") for k in reserved]
+        out = [SpecProblem(f"{field}.{k}", "INFRA_INFERENCE_* variables are set from the spec; use the "
+                           "matching runtime field instead")
+               for field in ("env", "secret_env") for k in sorted(getattr(self, field))
+               if k.startswith("INFRA_INFERENCE_")]
+        out += [SpecProblem(f"secret_env.{k}", "also set in env; keep one of the two")
+                for k in sorted(set(self.env) & set(self.secret_env))]
         if not self.builtin:
             if self.protocol is None:
                 out.append(SpecProblem("protocol", f"image {self.image!r} is not ours: say what it speaks "
@@ -139,13 +161,38 @@ class VariantSpec(Spec):
     weight: float = Field(ge=0, le=100, description="Share of requests, percent; all weights sum to 100.")
 
 
+OBJECT_STORE_SCHEMES = ("s3", "gs", "http", "https")
+
+
 class BatchJobSpec(Spec):
     """Offline inference: read every record under `input_uri`, write predictions to `output_uri`."""
 
-    input_uri: str = Field(min_length=1, description="Input records (JSON lines).")
-    output_uri: str = Field(min_length=1, description="Where predictions are written.")
-    parallelism: int = Field(1, ge=1, le=1000, description="Pods working at once.")
+    input_uri: PlainUri = Field(min_length=1, description="Input records (JSON lines): one object, or every "
+                                                          "object under an s3:// or gs:// prefix ending in '/'.")
+    output_uri: PlainUri = Field(min_length=1, description="Where predictions go: an object, or (required with "
+                                                           "parallelism > 1) a prefix ending in '/' that gets "
+                                                           "one part file per pod.")
+    parallelism: int = Field(1, ge=1, le=1000, description="Pods working at once; each takes its shard of "
+                                                           "the input (an Indexed Job).")
     backoff_limit: int = Field(3, ge=0, description="Retries before the Job fails.")
+    credentials_secret: ObjectName | None = Field(
+        None, description="Secret with the input's and output's credentials (same keys as "
+                          "model.credentials_secret); default the cloud's own (IRSA, workload identity).")
+
+    def cross_checks(self) -> list[SpecProblem]:
+        out: list[SpecProblem] = []
+        for field in ("input_uri", "output_uri"):
+            scheme = urlsplit(getattr(self, field)).scheme
+            if scheme not in OBJECT_STORE_SCHEMES:
+                out.append(SpecProblem(field, f"a Job's filesystem goes with its pod; use s3://, gs:// or "
+                                       f"http(s):// (not {scheme or 'a local path'!r})"))
+        if self.input_uri.endswith("/") and urlsplit(self.input_uri).scheme in ("http", "https"):
+            out.append(SpecProblem("input_uri", "an http(s) prefix cannot be listed; name one object, or use "
+                                   "an s3:// or gs:// prefix"))
+        if self.parallelism > 1 and not self.output_uri.endswith("/"):
+            out.append(SpecProblem("output_uri", f"{self.parallelism} pods write one part file each: give a "
+                                   f"prefix ending in '/'"))
+        return out
 
 
 class InferenceServiceSpec(Spec):
@@ -189,6 +236,11 @@ class InferenceServiceSpec(Spec):
                                     "canary.model.format")
         for key, variant in (self.variants or {}).items():
             out += _format_problems(variant.model, self.runtime, f"variants.{key}.model.format")
+        if self.cpu_fallback and self.replicas == 0:
+            out.append(SpecProblem("cpu_fallback", "serves the overflow of GPU replicas, and replicas is 0; "
+                                   "for a CPU-only service remove the pool instead"))
+        if self.cpu_fallback and not self.uses_gpu:
+            out.append(SpecProblem("cpu_fallback", "only applies to a GPU service (gpu_fraction or gpus)"))
         multi = self.canary is not None or bool(self.variants) or self.cpu_fallback
         if self.autoscale is not None and self.autoscale.engine != "native" and multi:
             out.append(SpecProblem("autoscale.engine", f"{self.autoscale.engine!r} scales one Deployment; canary, "

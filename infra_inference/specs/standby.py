@@ -6,6 +6,7 @@ from pydantic import Field
 
 from infra_inference.specs.base import Spec
 from infra_inference.specs.names import DnsLabel
+from infra_inference.specs.uris import PlainUri
 
 
 class StandbyPoolSpec(Spec):
@@ -17,5 +18,6 @@ class StandbyPoolSpec(Spec):
     slots_per_instance: int | None = Field(
         None, ge=1, description="GPU slots each placeholder holds; default one node's worth.")
     prepull_images: list[str] = Field(default_factory=list, description="Images pulled onto every pool node.")
-    warm_models: list[str] = Field(default_factory=list, description="Model URIs cached on every pool node.")
+    warm_models: list[PlainUri] = Field(default_factory=list, description="Model URIs cached on every pool node "
+                                                                        "(no credentials in them).")
     namespace: DnsLabel = Field("inference", description="Namespace of the placeholders and pre-pull DaemonSet.")

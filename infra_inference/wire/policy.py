@@ -20,6 +20,17 @@ class LocalReplicas(BaseModel):
     endpoints_file: str = Field(description="Path where ready replicas are published for the gateway.")
 
 
+class FallbackConfig(BaseModel):
+    """The CPU variant the autoscaler sizes from the GPU side's overflow (decide/autoscaling/fallback.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deployment: str = Field(description="The CPU Deployment, one of `deployments`; not decided on its own reading.")
+    max_replicas: int = Field(ge=1, description="Most CPU replicas.")
+    slots_per_replica: int = Field(ge=1, description="Requests one CPU replica serves at once.")
+    gpu_slots_per_replica: int = Field(ge=1, description="Requests one GPU replica serves at once.")
+
+
 class AutoscalerConfig(ScalingSpec):
     """What `infra-inference autoscaler --config` reads; render/autoscale.py writes all but the local part."""
 
@@ -30,6 +41,7 @@ class AutoscalerConfig(ScalingSpec):
                                           "where its metrics are scraped; absent: the default port.")
     gateway_url: str | None = Field(None, description="The service's gateway's admin port (its /metrics and "
                                                       "activator); None: replicas' own metrics.")
+    fallback: FallbackConfig | None = Field(None, description="The service's CPU fallback, when it has one.")
     # 1 s. A 0.5 s tick sees a burst onset half a second sooner (0.3 points of SLO at a 1 s cold
     # start in benchmarks/autoscale_replay.py's simulator); its only real-stack run so far hit the
     # wake-from-zero run-up since fixed in decide/ (benchmarks/RESULTS.md, run 6), so it is unproven.

@@ -139,7 +139,7 @@ def test_native_autoscaler_role_touches_only_its_own_deployment_scale() -> None:
         assert not set(rule["verbs"]) & {"create", "delete", "deletecollection", "*"}
         assert "secrets" not in rule["resources"]
     reads = {res for r in role["rules"] if "resourceNames" not in r for res in r["resources"]}
-    assert reads == {"pods", "endpoints", "endpointslices"}
+    assert reads == {"endpointslices"}
     assert run.parents["chat-autoscaler-role"] == "chat-autoscaler"
     assert run.parents["chat-autoscaler"] == "chat"
 
@@ -212,6 +212,22 @@ def test_gke_pool_builds_a_node_pool_with_sharing_and_streaming() -> None:
     assert np.inputs["autoscaling"]["totalMaxNodeCount"] == 3
     assert np.inputs["nodeLocations"] == ["us-central1-a"]
     assert not run.of_type("kubernetes:apps/v1:DaemonSet")  # GKE brings its own device plugin
+    # Pods reach the GKE metadata server (their own Workload Identity), never the node's credentials,
+    # and the node's own scopes are GKE's narrow defaults, not cloud-platform.
+    assert cfg["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
+    assert "https://www.googleapis.com/auth/cloud-platform" not in cfg["oauthScopes"]
+    assert "https://www.googleapis.com/auth/logging.write" in cfg["oauthScopes"]
+
+
+def test_gke_pool_runs_as_the_given_node_service_account() -> None:
+    import pulumi
+
+    account = "gpu-nodes@proj.iam.gserviceaccount.com"
+    run = run_program(lambda: ii.GpuPool("l4", {
+        "cloud": "gke", "cluster": "c", "location": "us-central1", "gpu_type": "l4",
+        "node_service_account": pulumi.Output.from_input(account)}) and None)
+    [np] = run.of_type("gcp:container/nodePool:NodePool")
+    assert np.inputs["nodeConfig"]["serviceAccount"] == account
 
 
 def test_eks_pool_builds_a_gpu_node_group_and_checks_output_args_in_apply() -> None:
@@ -228,6 +244,12 @@ def test_eks_pool_builds_a_gpu_node_group_and_checks_output_args_in_apply() -> N
     assert ng.inputs["amiType"] == "AL2023_x86_64_NVIDIA"
     assert ng.inputs["clusterName"] == "prod" and ng.inputs["subnetIds"] == ["subnet-1"]
     assert ng.inputs["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+    # IMDSv2 only, one hop: pods (a hop beyond the node) cannot take the node role's credentials.
+    [lt] = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert lt.inputs["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
+                                            "httpPutResponseHopLimit": 1}
+    assert ng.inputs["launchTemplate"]["id"] == f"{lt.name}-id"  # the mocks' id for it
+    assert run.parents[lt.name] == run.parents[ng.name]
 
 
 def test_bad_output_value_fails_inside_apply() -> None:

@@ -20,7 +20,7 @@ from infra_inference.specs.autoscale import AutoscalePolicySpec, CustomMetricSpe
 from infra_inference.specs.platform import PlatformSpec, TenantSpec
 from infra_inference.specs.pool import GpuPoolSpec, SharingSpec, TaintSpec
 from infra_inference.specs.service import (
-    BatchingSpec, BatchJobSpec, CanarySpec, InferenceServiceSpec, ModelSpec, RuntimeSpec, VariantSpec,
+    BatchingSpec, BatchJobSpec, CanarySpec, InferenceServiceSpec, ModelSpec, RuntimeSpec, SecretKeySpec, VariantSpec,
 )
 from infra_inference.specs.standby import StandbyPoolSpec
 
@@ -33,6 +33,7 @@ PAIRS = [
     (inference_service.InferenceServiceArgs, InferenceServiceSpec),
     (inference_service.ModelArgs, ModelSpec),
     (inference_service.RuntimeArgs, RuntimeSpec),
+    (inference_service.SecretKeyArgs, SecretKeySpec),
     (inference_service.BatchingArgs, BatchingSpec),
     (inference_service.CanaryArgs, CanarySpec),
     (inference_service.VariantArgs, VariantSpec),

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from kubernetes import client
 
 from infra_inference.runtime.actuators import Replicas
 from tests.integration.cluster_helpers import WAIT_S, Stack, token_client, wait_until
@@ -61,10 +62,17 @@ def test_actuator_scales_and_endpointslice_discovery_follows_the_ready_pods(
             try:
                 await _until(lambda: len(seen.get("chat", [])) == 1, "one ready address", describe)
                 assert seen["chat"] == pod_addresses()
+                # A slice someone else wrote for the same Service (a tenant allowed to create EndpointSlices):
+                # never an address of the service's, whatever its labels claim.
+                client.DiscoveryV1Api(stack.api).create_namespaced_endpoint_slice(ns, {
+                    "metadata": {"name": "rogue", "labels": {"kubernetes.io/service-name": "chat-replicas",
+                                                             "endpointslice.kubernetes.io/managed-by": "me"}},
+                    "addressType": "IPv4", "ports": [{"name": "http", "port": REPLICA_PORT}],
+                    "endpoints": [{"addresses": ["203.0.113.9"], "conditions": {"ready": True}}]})
 
                 await actuator.scale("chat", 3)
-                await _until(lambda: len(seen["chat"]) == 3, "three ready addresses after scaling to 3", describe)
-                assert seen["chat"] == pod_addresses()
+                await _until(lambda: len(seen["chat"]) >= 3, "three ready addresses after scaling to 3", describe)
+                assert seen["chat"] == pod_addresses()  # and not 203.0.113.9
                 # The Deployment's readyReplicas follows its ReplicaSet's status, a moment after the
                 # EndpointSlices: the actuator reports 3 of 3 once it does.
                 loop = asyncio.get_running_loop()

@@ -186,7 +186,9 @@ def test_autoscaler_service_account_scales_its_deployment_and_nothing_else(contr
         sa_apps, sa_core = client.AppsV1Api(as_sa), client.CoreV1Api(as_sa)
         scale(sa_apps, "chat", ns, 3)
         wait_until(lambda: stack.apps.read_namespaced_deployment("chat", ns).status.ready_replicas == 3, "3 ready replicas", describe=stack.describe(ns))
-        assert len(sa_core.list_namespaced_pod(ns, label_selector=f"{SERVICE_LABEL}=chat,{REPLICA}").items) == 3  # it may read pods
+        # What its discovery reads: the replicas' EndpointSlices (3 ready addresses), not the pods.
+        slices = client.DiscoveryV1Api(as_sa).list_namespaced_endpoint_slice(ns, label_selector="kubernetes.io/service-name=chat-replicas")
+        assert sum(len(s.endpoints or []) for s in slices.items) == 3
         scale(sa_apps, "chat", ns, 1)
         wait_until(lambda: len(stack.pods(ns, "chat")) == 1, "scaled down to 1 replica", describe=stack.describe(ns))
 
@@ -194,6 +196,8 @@ def test_autoscaler_service_account_scales_its_deployment_and_nothing_else(contr
             "scale the gateway": lambda: scale(sa_apps, "chat-gateway", ns, 5),
             "patch the Deployment itself": lambda: sa_apps.patch_namespaced_deployment("chat", ns, {"metadata": {"labels": {"x": "y"}}}),
             "read Secrets": lambda: sa_core.list_namespaced_secret(ns),
+            "list pods (the code never does)": lambda: sa_core.list_namespaced_pod(ns),
+            "read endpoints (the code never does)": lambda: sa_core.list_namespaced_endpoints(ns),
             "delete a pod": lambda: sa_core.delete_namespaced_pod(stack.pods(ns, "chat")[0].metadata.name, ns),
             "list nodes": lambda: sa_core.list_node(),
             "list Deployments cluster-wide": lambda: sa_apps.list_deployment_for_all_namespaces(),

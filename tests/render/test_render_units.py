@@ -21,13 +21,12 @@ BASE = {"cloud": "existing", "cluster": "c", "gpu_type": "a100-80gb", "max_nodes
      {"timeSlicing": {"renameByDefault": False, "failRequestsGreaterThanOne": False,
                       "resources": [{"name": "nvidia.com/gpu", "replicas": 4}]}}),
     ({"strategy": "mps", "replicas_per_gpu": 3}, {"mps": {"resources": [{"name": "nvidia.com/gpu", "replicas": 3}]}}),
-    ({"strategy": "mig", "mig_profile": "1g.10gb"}, None),
     ({"strategy": "none"}, None),
 ])
 def test_device_plugin_config_per_strategy(sharing: dict, expected: dict | None) -> None:
     config = device_plugin_config(GpuPoolSpec.parse({**BASE, "sharing": sharing}))
     assert config.get("sharing") == expected
-    assert config["flags"]["migStrategy"] == ("mixed" if sharing["strategy"] == "mig" else "none")
+    assert config["flags"]["migStrategy"] == "none"
 
 
 def test_hpa_behavior_turns_rates_into_percent_policies() -> None:
@@ -87,3 +86,20 @@ def test_entries_without_a_namespace_land_in_the_platform_namespace_the_document
     assert namespaced[("Deployment", "chat")] == "ml"
     assert namespaced[("Deployment", "warm-balloons")] == "ml"
     assert namespaced[("Deployment", "other")] == "elsewhere"
+
+
+def test_fixed_replicas_with_cpu_fallback_get_an_autoscaler_for_the_fallback_alone() -> None:
+    from infra_inference.wire.policy import AutoscalerConfig
+
+    objects = render_stack({"pools": {"gpu": {**BASE, "gpu_type": "l4", "sharing": {
+        "strategy": "time-slicing", "replicas_per_gpu": 4}}}, "services": {"chat": {
+            "pool": "gpu", "gpu_fraction": 0.25, "replicas": 3, "cpu_fallback": True,
+            "model": {"uri": "https://h/m.safetensors"}, "runtime": {"max_concurrency": 6}}}})
+    deployments = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "Deployment"}
+    assert deployments["chat"]["replicas"] == 3
+    assert "replicas" not in deployments["chat-cpu"]  # the autoscaler owns it; `pulumi up` never resets it
+    [cm] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "chat-autoscaler"]
+    cfg = AutoscalerConfig.model_validate(json.loads(cm["data"]["policy.json"]))
+    assert (cfg.policy.min_replicas, cfg.policy.max_replicas) == (3, 3)  # the GPU side stays fixed
+    assert cfg.fallback is not None
+    assert (cfg.fallback.deployment, cfg.fallback.max_replicas, cfg.fallback.slots_per_replica) == ("chat-cpu", 3, 6)

@@ -55,7 +55,8 @@ def test_pool_rule_names_its_field(override: dict[str, Any], path: str) -> None:
 @pytest.mark.parametrize(("gpu", "profile", "slots"), [("a100-40gb", "1g.5gb", 7), ("a100-80gb", "1g.10gb", 7),
                                                         ("h100-80gb", "3g.40gb", 2)])
 def test_mig_profiles_valid_for_their_gpu_give_their_instance_count(gpu: str, profile: str, slots: int) -> None:
-    pool = plan_pool("p", {**POOL, "gpu_type": gpu, "sharing": {"strategy": "mig", "mig_profile": profile}})
+    pool = plan_pool("p", {**POOL, "gpu_type": gpu, "sharing": {"strategy": "mig", "mig_profile": profile},
+                           "gpu_operator": True})
     assert pool.spec.slots_per_gpu == slots
     assert pool.spec.gpu_resource == f"nvidia.com/mig-{profile}"
 

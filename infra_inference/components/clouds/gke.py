@@ -13,6 +13,17 @@ from infra_inference.specs.gpus import GPUS
 from infra_inference.specs.pool import GpuPoolSpec
 
 _SHARING = {"time-slicing": "TIME_SHARING", "mps": "MPS"}
+# GKE's own default node scopes (logging, monitoring, pulling images), not cloud-platform: with
+# cloud-platform, anything that reaches the node's credentials acts with the full power of its
+# service account. Workloads get their cloud access through Workload Identity instead.
+NODE_SCOPES = [
+    "https://www.googleapis.com/auth/devstorage.read_only",
+    "https://www.googleapis.com/auth/logging.write",
+    "https://www.googleapis.com/auth/monitoring",
+    "https://www.googleapis.com/auth/service.management.readonly",
+    "https://www.googleapis.com/auth/servicecontrol",
+    "https://www.googleapis.com/auth/trace.append",
+]
 
 
 def accelerator(spec: GpuPoolSpec) -> gcp.container.NodePoolNodeConfigGuestAcceleratorArgs:
@@ -51,7 +62,11 @@ def node_pool(name: str, spec: GpuPoolSpec, arg: Callable[[str], Any], opts: pul
                     for t in spec.effective_taints],
             guest_accelerators=[accelerator(spec)],
             gcfs_config=gcp.container.NodePoolNodeConfigGcfsConfigArgs(enabled=True) if spec.image_streaming else None,
-            oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+            oauth_scopes=NODE_SCOPES,
+            service_account=arg("node_service_account"),
+            # Pods see the GKE metadata server, which serves only their own Workload Identity:
+            # never the node's token, nor the instance attributes (kubelet credentials).
+            workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
         ),
         opts=opts,
     )

@@ -85,7 +85,8 @@ async def run(cfg: AutoscalerConfig) -> None:
         latency = metrics.TIME_TO_FIRST_TOKEN if cfg.latency_of == "first-token" else metrics.REQUEST_DURATION
         collector = Collector(cfg.metric, session, lambda: book[GATEWAY_KEY],
                               actuator.ready_urls, custom, latency)
-        scaler = Autoscaler(cfg.policy, cfg.deployments, actuator, collector, lambda: book[GATEWAY_KEY], cfg.tick_s)
+        scaler = Autoscaler(cfg.policy, cfg.deployments, actuator, collector, lambda: book[GATEWAY_KEY], cfg.tick_s,
+                            fallback=cfg.fallback)
         start_http_server(cfg.metrics_port, registry=scaler.registry)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,6 +1,7 @@
 """The tick loop: collect -> decide -> actuate, once a `tick_s`, and at once when the gateway pokes.
 
-Each deployment has its own decider state. Every decision is logged with its
+Each deployment has its own decider state; a CPU fallback is sized by its own
+stage (decide/autoscaling/fallback.py) from the other deployments' overflow. Every decision is logged with its
 reason when it changes something (or its reason changes), and exported as
 `infra_inference_desired_replicas` / `infra_inference_ready_replicas`.
 """
@@ -17,10 +18,12 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Gauge
 
 from infra_inference.decide.autoscaling import Decision, Observation, ScalerState, decide
-from infra_inference.runtime.actuators.base import Actuator
+from infra_inference.decide.autoscaling.fallback import FallbackState, GpuSide, fallback_replicas
+from infra_inference.runtime.actuators.base import Actuator, Replicas
 from infra_inference.runtime.autoscaler.collect import Collector
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.wire import metrics as names
+from infra_inference.wire.policy import FallbackConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +43,12 @@ class Autoscaler:
         gateways: Base URLs to long-poll for activator pokes.
         tick_s: Seconds between ticks without a poke.
         clock: Monotonic seconds; passed to decide() as `now`.
+        fallback: The service's CPU fallback, one of `deployments`, sized from the others' overflow.
     """
 
     def __init__(self, policy: ScalingSpec, deployments: list[str], actuator: Actuator, collector: Collector,
                  gateways: Callable[[], list[str]], tick_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, fallback: FallbackConfig | None = None) -> None:
         self.policy = policy
         self.deployments = deployments
         self._actuator = actuator
@@ -53,6 +57,8 @@ class Autoscaler:
         self._tick_s = tick_s
         self._clock = clock
         self.states = {d: ScalerState() for d in deployments}
+        self._fallback = fallback
+        self._fallback_state = FallbackState()
         self.last: dict[str, Decision] = {}
         self.registry = CollectorRegistry()
         self._desired = Gauge(names.DESIRED_REPLICAS, "Replicas the autoscaler asks for.",
@@ -64,20 +70,42 @@ class Autoscaler:
     async def tick(self) -> None:
         now = self._clock()
         readings = await self._collector.read(self.deployments, now)
+        gpu: list[tuple[Replicas, float | None]] = []
         for d in self.deployments:
             replicas = await self._actuator.replicas(d)
             if replicas is None:
                 log.warning("%s: replicas unreadable; holding", d)
                 continue
+            if self._fallback is not None and d == self._fallback.deployment:
+                continue
             r = readings[d]
             obs = Observation(at=r.at, value=r.value, outstanding=r.outstanding, current=replicas.current,
                               ready=replicas.ready, backlog_s=r.backlog_s, queue_only=r.queue_only)
             decision, self.states[d] = decide(self.policy, obs, self.states[d], now)
-            self._ready.labels(d).set(replicas.ready)
-            self._desired.labels(d).set(decision.desired)
-            if decision.desired != replicas.current:
-                await self._actuator.scale(d, decision.desired)
-            self._log(d, decision, replicas.current)
+            await self._apply(d, decision, replicas)
+            gpu.append((Replicas(decision.desired, replicas.ready), r.outstanding))
+        if self._fallback is not None:
+            await self._fallback_tick(self._fallback, gpu, now)
+
+    async def _apply(self, deployment: str, decision: Decision, replicas: Replicas) -> None:
+        self._ready.labels(deployment).set(replicas.ready)
+        self._desired.labels(deployment).set(decision.desired)
+        if decision.desired != replicas.current:
+            await self._actuator.scale(deployment, decision.desired)
+        self._log(deployment, decision, replicas.current)
+
+    async def _fallback_tick(self, fb: FallbackConfig, gpu: list[tuple[Replicas, float | None]], now: float) -> None:
+        """Size the CPU variant from the GPU deployments' overflow and pending replicas."""
+        replicas = await self._actuator.replicas(fb.deployment)
+        if replicas is None or len(gpu) < len(self.deployments) - 1:
+            return  # some deployment unreadable: hold
+        outstanding = [o for _, o in gpu]
+        side = GpuSide(desired=sum(r.current for r, _ in gpu), ready=sum(r.ready for r, _ in gpu),
+                       outstanding=None if None in outstanding else sum(o for o in outstanding if o is not None),
+                       slots_per_replica=fb.gpu_slots_per_replica)
+        desired, reason, self._fallback_state = fallback_replicas(
+            side, replicas.current, fb.slots_per_replica, fb.max_replicas, self._fallback_state, now)
+        await self._apply(fb.deployment, Decision(desired, reason), replicas)
 
     def _log(self, deployment: str, decision: Decision, current: int) -> None:
         previous = self.last.get(deployment)

@@ -22,6 +22,11 @@ from infra_inference.wire.names import DEFAULT_PORT
 log = logging.getLogger(__name__)
 
 SERVICE_LABEL = "kubernetes.io/service-name"
+# Only slices the EndpointSlice controller wrote from the Service's selector: anyone who may create
+# EndpointSlices in the namespace could otherwise label one `service-name: chat-replicas` and point
+# the gateway (and its users' requests) at an address of their choosing.
+MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+CONTROLLER = "endpointslice-controller.k8s.io"
 # A watch is re-issued this often even when healthy, and after an error, this long later.
 WATCH_TIMEOUT_S = 60
 RETRY_S = 1.0
@@ -51,7 +56,7 @@ class EndpointSliceDiscovery:
         self._api = client.DiscoveryV1Api(api)
         self._namespace = namespace
         self._services = services
-        self._selector = f"{SERVICE_LABEL} in ({','.join(sorted(services))})"
+        self._selector = f"{SERVICE_LABEL} in ({','.join(sorted(services))}),{MANAGED_BY_LABEL}={CONTROLLER}"
         self._stop = threading.Event()
 
     @classmethod
@@ -109,6 +114,9 @@ class EndpointSliceDiscovery:
                 time.sleep(RETRY_S)
 
     def _entry(self, endpoint_slice: Any) -> tuple[str, list[str]]:
-        service = (endpoint_slice.metadata.labels or {}).get(SERVICE_LABEL, "")
+        lbls = endpoint_slice.metadata.labels or {}
+        if lbls.get(MANAGED_BY_LABEL) != CONTROLLER:  # the selector already says so; a watch event is re-checked
+            return "", []
+        service = lbls.get(SERVICE_LABEL, "")
         default_port = self._services.get(service, ("", DEFAULT_PORT))[1]
         return service, ready_addresses(endpoint_slice, default_port)

@@ -17,6 +17,7 @@ from typing import Any
 from infra_inference.runtime.server.errors import BadRequest, Draining, ModelNotFound
 from infra_inference.runtime.server.gpu_memory_cap import cap_gpu_memory
 from infra_inference.runtime.server.loading.cache import fetch_model
+from infra_inference.runtime.server.loading.sources import Credentials
 from infra_inference.runtime.server.metrics import ServerMetrics
 from infra_inference.runtime.server.model import InferRequest, InvalidInput, Model, ModelContext, Tensors, resolve_model
 from infra_inference.runtime.server.scheduler import Predict, Reply, Scheduler
@@ -62,7 +63,8 @@ class DataPlane:
         phases: dict[str, float] = {}
         path = None
         if self.settings.model_uri:
-            path = await asyncio.to_thread(fetch_model, self.settings.model_uri, self.settings.cache_dir)
+            path = await asyncio.to_thread(fetch_model, self.settings.model_uri, self.settings.cache_dir,
+                                           Credentials(self.settings.model_credentials_dir))
             phases["fetch"] = time.perf_counter() - start
         await asyncio.to_thread(cap_gpu_memory, self.settings.gpu_memory_fraction)
         context = ModelContext(self.model_name, path, self.settings, phases)

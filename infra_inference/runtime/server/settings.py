@@ -39,6 +39,12 @@ class ServerSettings(BaseSettings):
         "",
         description="Where the weights live: a local path, file://, http(s)://, s3:// or gs:// URI.",
     )
+    model_credentials_dir: Path | None = Field(
+        None,
+        description="Files with the model source's credentials (the model's credentials Secret, mounted): "
+                    "'authorization' for http(s), 'aws_access_key_id'/'aws_secret_access_key' for s3, "
+                    "'gcs_service_account.json' for gs.",
+    )
     cache_dir: Path = Field(
         Path("/var/cache/infra-inference"),
         description="Node-local cache for fetched models; a second start from the same URI reads nothing remote.",

@@ -36,10 +36,12 @@ class FakeKube:
                 "status": {"readyReplicas": self.ready.get(name, 0)}}
 
 
-def endpoint_slice(name: str, service: str, ready: dict[str, bool | None], port: int = 8080) -> dict[str, Any]:
+def endpoint_slice(name: str, service: str, ready: dict[str, bool | None], port: int = 8080,
+                   managed_by: str = "endpointslice-controller.k8s.io") -> dict[str, Any]:
     endpoints = [{"addresses": [ip], "conditions": {} if r is None else {"ready": r}} for ip, r in ready.items()]
+    lbls = {"kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": managed_by}
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}, "resourceVersion": "1"},
+            "metadata": {"name": name, "labels": lbls, "resourceVersion": "1"},
             "endpoints": endpoints, "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}
 
 

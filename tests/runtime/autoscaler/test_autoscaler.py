@@ -181,6 +181,8 @@ def test_endpointslice_discovery_lists_then_follows_the_watch() -> None:
     with fake_kube() as (kube, api):
         kube.slices["a"] = endpoint_slice("a", "chat-replicas", {"10.0.0.1": True, "10.0.0.2": False,
                                                                   "10.0.0.3": None})
+        # Written by someone else than the EndpointSlice controller (a tenant with create rights): ignored.
+        kube.slices["rogue"] = endpoint_slice("rogue", "chat-replicas", {"203.0.113.9": True}, managed_by="me")
         kube.watch_events = [{"type": "MODIFIED", "object": endpoint_slice("a", "chat-replicas",
                                                                             {"10.0.0.1": True, "10.0.0.2": True})}]
         seen: list[tuple[str, list[str]]] = []
@@ -195,4 +197,5 @@ def test_endpointslice_discovery_lists_then_follows_the_watch() -> None:
 
         asyncio.run(run())
         assert seen[:2] == [("chat", ["10.0.0.1:8080", "10.0.0.3:8080"]), ("chat", ["10.0.0.1:8080", "10.0.0.2:8080"])]
-        assert any("labelSelector=" in r and "service-name" in r for r in kube.requests)
+        assert any("labelSelector=" in r and "service-name" in r and "managed-by%3Dendpointslice-controller" in r
+                   for r in kube.requests)

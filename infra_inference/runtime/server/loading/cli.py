@@ -15,13 +15,14 @@ def fetch(
 ) -> None:
     """Fetch models into the cache; a model already cached is not read again."""
     from infra_inference.runtime.server.loading.cache import fetch_model
+    from infra_inference.specs.uris import redact
 
     failed = 0
     for uri in uris:
         try:
-            typer.echo(f"{uri} -> {fetch_model(uri, cache_dir)}")
+            typer.echo(f"{redact(uri)} -> {fetch_model(uri, cache_dir)}")
         except (OSError, ValueError) as err:
             failed += 1
-            typer.echo(f"{uri}: {err}", err=True)
+            typer.echo(f"{redact(uri)}: {err}", err=True)
     if failed:
         raise typer.Exit(1)
