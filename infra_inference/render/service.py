@@ -20,7 +20,10 @@ from infra_inference.wire.names import (CONFIG_DIR, GATEWAY_ADMIN_PORT, GATEWAY_
 from infra_inference.wire.replica import ReplicaEnv
 
 GATEWAY_REPLICAS = 2  # two, so a gateway restart never takes the service's entry point away
-# Readiness may take a model download: allow 10 minutes (120 x 5 s) before the kubelet gives up.
+# Loading may take a model download: allow 10 minutes (120 x 5 s) before the kubelet gives up.
+# Our runtime's startup probe asks /startupz, which answers 200 only once the model has loaded
+# (/healthz answers as soon as the process listens, so the allowance would never apply).
+STARTUP_PATH = "/startupz"
 STARTUP_PERIOD_S = 5
 STARTUP_FAILURES = 120
 # Endpoint removal reaches gateways a few seconds after deletion; keep serving until it has.
@@ -90,8 +93,9 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
         ports=ports,
         resources=resources(spec.cpu, spec.memory, extended),
         # A foreign server (vLLM loading weights) answers its liveness path only once loaded: the startup
-        # probe's window is what allows for that.
-        startupProbe=_http_probe(rt.liveness_path, rt.port, periodSeconds=STARTUP_PERIOD_S,
+        # probe's window is what allows for that. Ours answers /healthz at once, /startupz once loaded.
+        startupProbe=_http_probe(STARTUP_PATH if rt.builtin else rt.liveness_path, rt.port,
+                                 periodSeconds=STARTUP_PERIOD_S,
                                  failureThreshold=STARTUP_FAILURES),
         readinessProbe=_http_probe(rt.readiness_path, rt.port, periodSeconds=2, failureThreshold=1),
         livenessProbe=_http_probe(rt.liveness_path, rt.port, periodSeconds=10, failureThreshold=3),
@@ -181,6 +185,8 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
                                                       {"name": "admin", "containerPort": GATEWAY_ADMIN_PORT}],
                    readinessProbe=_http_probe("/readyz", GATEWAY_ADMIN_PORT, periodSeconds=2),
                    livenessProbe=_http_probe("/healthz", GATEWAY_ADMIN_PORT, periodSeconds=10),
+                   # As for the replicas: serve on while the endpoint removal reaches kube-proxy.
+                   lifecycle={"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
                    volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                  {"name": "tmp", "mountPath": "/tmp"}])
     return [

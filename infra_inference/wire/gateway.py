@@ -43,7 +43,18 @@ class GatewayConfig(BaseModel):
                                                                             "(0 picks a free one).")
     timeout_s: float = Field(30.0, gt=0, description="From arrival to answer; beyond it 504.")
     max_queue: int = Field(256, ge=0, description="Requests waiting for a free replica slot; beyond it 429.")
-    max_request_bytes: int = Field(64 * 2**20, ge=1, description="Largest request body accepted; beyond it 413.")
+    # Memory (the rendered gateway has a 256Mi limit, and idles at ~70 MiB RSS): a request body
+    # costs about its size (received in place, forwarded from there, never copied), at most
+    # max_buffered_bytes of them are held at once, and answers past 256 KiB are relayed as they
+    # arrive: 70 + 64 = 134 MiB, plus what the sockets buffer, under 256 with room to spare.
+    max_request_bytes: int = Field(16 * 2**20, ge=1, description="Largest request body accepted; beyond it 413.")
+    max_buffered_bytes: int = Field(
+        64 * 2**20, ge=1, description="Request bodies held at once, from their headers to their answer; "
+                                      "beyond it 503 with Retry-After.")
+    drain_grace_s: float = Field(
+        1.0, ge=0, le=3, description="After SIGTERM, keep accepting (readiness 503) this long before the "
+                                     "listener closes. At most 3: the pod's grace period holds it, timeout_s "
+                                     "and a 3 s margin.")
     sticky_header: str = Field(STICKY_HEADER, description="Same header value, same variant.")
     backends: list[BackendConfig] = Field(min_length=1)
     discovery: Literal["kubernetes", "file", "static"] = Field(

@@ -103,3 +103,24 @@ def test_fixed_replicas_with_cpu_fallback_get_an_autoscaler_for_the_fallback_alo
     assert (cfg.policy.min_replicas, cfg.policy.max_replicas) == (3, 3)  # the GPU side stays fixed
     assert cfg.fallback is not None
     assert (cfg.fallback.deployment, cfg.fallback.max_replicas, cfg.fallback.slots_per_replica) == ("chat-cpu", 3, 6)
+
+
+def test_replica_startup_probe_waits_for_the_model_and_the_gateway_drains_like_the_replicas() -> None:
+    from tests.runtime.server import user_model
+    from tests.runtime.server.support import ServerProcess, request
+
+    objects = render_stack({"services": {"chat": {"model": {"uri": "m"}}}})
+    pods = {o["metadata"]["name"]: o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"}
+    [server] = pods["chat"]["containers"]
+    [gateway] = pods["chat-gateway"]["containers"]
+    assert gateway["lifecycle"] == server["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    startup = server["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 600  # the 10 minutes a download may take
+    # The rendered path answers 503 while the model loads (the process is up and /healthz is 200).
+    user_model.LOAD.clear()
+    replica = ServerProcess("--model", "tests.runtime.server.user_model:SlowLoad")
+    try:
+        assert request(replica.port, "GET", server["livenessProbe"]["httpGet"]["path"]).status == 200
+        assert request(replica.port, "GET", startup["httpGet"]["path"]).status == 503
+    finally:
+        replica.kill()

@@ -44,7 +44,7 @@ from infra_inference.runtime.gateway.dispatch import Backend, Dispatcher, QueueF
 from infra_inference.runtime.gateway.metrics import GatewayMetrics
 from infra_inference.runtime.gateway.split import WeightedSplit
 from infra_inference.runtime.gateway.upstream import Relay, ReplicaFailed, Upstream
-from infra_inference.runtime.transport.http1 import JSON, Reply, Request, Response, error
+from infra_inference.runtime.transport.http1 import JSON, Budget, Reply, Request, Response, error
 from infra_inference.wire.gateway import GatewayConfig
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,10 @@ class GatewayApp:
         # The request header the gateway reads; http1 keeps only it (and the lines to forward).
         self.headers = frozenset({self._sticky})
         self._upstream = Upstream(config.timeout_s, clock)
+        # Request bodies held, from their headers to their answer (answers past 256 KiB are relayed
+        # as they arrive, not held).
+        self.budget = Budget(config.max_buffered_bytes)
+        self._draining = False
         self._pokes: set[asyncio.Future[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._discovering: asyncio.Task[None] | None = None
@@ -96,8 +100,10 @@ class GatewayApp:
         if request.path == "/activator/wait":
             self._later(self._activator_wait(request.query), reply)
             return None
-        if request.path in ("/healthz", "/readyz"):
+        if request.path == "/healthz":
             return Response(200, b'{"ok": true}')
+        if request.path == "/readyz":
+            return Response(503, b'{"ok": false, "draining": true}') if self._draining else Response(200, b'{"ok": true}')
         if request.path == "/metrics":
             return Response(200, self.metrics.render(), _PROMETHEUS)
         return _error(404, f"no {request.method.decode('latin-1')} route {request.path} on the admin port")
@@ -208,6 +214,10 @@ class GatewayApp:
     def _poke(self, backend: Backend) -> None:
         """Activator: a request waits for a backend with no replica; wake the autoscaler's long-poll now."""
         self.end_long_polls()
+
+    def start_drain(self) -> None:
+        """Readiness turns 503 (the gateway still answers everything else until it stops)."""
+        self._draining = True
 
     def end_long_polls(self) -> None:
         """Answer every activator long-poll now (a poke, or the gateway shutting down)."""

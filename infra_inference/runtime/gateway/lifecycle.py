@@ -1,12 +1,18 @@
-"""Run the gateway on the model server's HTTP/1.1 protocol; SIGTERM stops accepting and lets open requests finish.
+"""Run the gateway on the model server's HTTP/1.1 protocol; SIGTERM drains it like a replica.
 
 Two listeners: the service port (every request proxied) and the admin port
-(health, metrics, activator). On SIGTERM (or `stop()`) both close, idle
-connections close, and each busy connection closes once its answer is
-written, a stream once it has ended. A request can take `timeout_s`
-(queueing included) until its answer starts, so the gateway waits that
-long plus a margin before it gives up on the rest and exits; a stream still
-open then is cut (the pod's grace period allows the same).
+(health, metrics, activator). On SIGTERM (or `stop()`), as the replicas do:
+readiness turns 503 at once while the listeners stay open for
+`drain_grace_s`, so a client that resolved the gateway a moment ago is still
+answered (each answer now says `Connection: close`, so its next request goes
+through the Service to another gateway). Then both close, idle connections
+close, and each busy connection closes once its answer is written, a stream
+once it has ended. A request can take `timeout_s` (queueing included) until
+its answer starts, so the gateway waits that long plus a margin, then cuts
+what is left (a stream still open, a client not reading) and exits. The
+rendered pod has a 5 s preStop sleep before the SIGTERM and
+`5 + timeout_s + 5` s in all: the gateway needs at most
+`drain_grace_s + timeout_s + 3` of them after the sleep.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ log = logging.getLogger(__name__)
 # load balancers in front of a gateway keep theirs for 60 s and more, so stay above them).
 KEEP_ALIVE_S = 75.0
 # Beyond timeout_s, how long a shutdown waits for the last answers to be written.
-SHUTDOWN_MARGIN_S = 5.0
+SHUTDOWN_MARGIN_S = 3.0
 # The admin port's routes take no body.
 ADMIN_MAX_BODY_BYTES = 1024
 
@@ -45,10 +51,13 @@ class GatewayServer:
         self.started = False
         self.port = 0  # the service port and the admin port, once listening
         self.admin_port = 0
-        self._connections = Connections()
-        self._admin_connections = Connections()
+        self._connections = Connections(http1.Limits(max_body_bytes=config.max_request_bytes,
+                                                     idle_timeout_s=KEEP_ALIVE_S), budget=app.budget)
+        self._admin_connections = Connections(http1.Limits(max_body_bytes=ADMIN_MAX_BODY_BYTES,
+                                                           idle_timeout_s=KEEP_ALIVE_S))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._draining = False
 
     def run(self, sockets: list[socket.socket] | None = None,
             admin_sockets: list[socket.socket] | None = None) -> None:
@@ -62,15 +71,15 @@ class GatewayServer:
         await self.app.start()
 
         def connection() -> HttpConnection:
-            return HttpConnection(self.app.respond, self._connections, self.config.max_request_bytes, KEEP_ALIVE_S,
-                                  keep_headers=self.app.headers, forward_headers=True)
+            return HttpConnection(self.app.respond, self._connections, keep_headers=self.app.headers,
+                                  forward_headers=True)
 
         def admin_connection() -> HttpConnection:
-            return HttpConnection(self.app.respond_admin, self._admin_connections, ADMIN_MAX_BODY_BYTES, KEEP_ALIVE_S)
+            return HttpConnection(self.app.respond_admin, self._admin_connections)
 
         listeners = await http1.listen(connection, self.config.host, self.config.port, sockets)
         admin = await http1.listen(admin_connection, self.config.host, self.config.admin_port, admin_sockets)
-        http1.on_stop_signals(lambda sig: stop.set())
+        http1.on_stop_signals(lambda sig: self._drain())
         self.port, self.admin_port = http1.addresses(listeners)[0][1], http1.addresses(admin)[0][1]
         for host, port in http1.addresses(listeners):
             log.info("infra-inference gateway for %r, running on http://%s:%d (admin port %d)", self.config.service,
@@ -82,15 +91,21 @@ class GatewayServer:
             http1.stop_accepting(listeners, self._connections)
             http1.stop_accepting(admin, self._admin_connections)
             self.app.end_long_polls()
-            try:
-                async with asyncio.timeout(self.config.timeout_s + SHUTDOWN_MARGIN_S):
-                    await self._connections.wait_until(lambda: not self._connections)
-            except TimeoutError:
-                log.warning("gateway stopped with %d connections still open", len(self._connections))
+            await http1.close_all(self._connections, self.config.timeout_s + SHUTDOWN_MARGIN_S)
+            self._admin_connections.abort()
             await self.app.stop()
 
     def stop(self) -> None:
-        """Begin the graceful shutdown; callable from any thread."""
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
+        """Begin the graceful shutdown (as SIGTERM does); callable from any thread."""
+        loop = self._loop
+        if loop is not None and self._stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        self.app.start_drain()
+        self._connections.closing = True
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_later(self.config.drain_grace_s, self._stop.set)

@@ -21,6 +21,9 @@ first). A reused connection that fails before any byte of an answer has
 arrived was most likely closed by the replica's keep-alive timeout while
 idle; the request is sent once more on a fresh connection to the same
 replica, so that a race with an idle close never ejects a healthy replica.
+
+A large request body (a `bytearray` received in place by http1) is written
+apart from the request's head, never copied into it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Callable
 
 import httptools
 
-from infra_inference.runtime.transport.http1 import HOP_BY_HOP, Head, Response, Stream, end_to_end
+from infra_inference.runtime.transport.http1 import HOP_BY_HOP, LARGE_BODY_BYTES, Head, Response, Stream, end_to_end
 
 # Answers with a content-length up to this are read whole before the client gets anything
 # (one write, no stream bookkeeping); longer ones, and any without a length, are relayed.
@@ -119,7 +122,8 @@ class _Connection(asyncio.Protocol):
         self._last_data_s = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
 
-    def request(self, data: bytes, answer: asyncio.Future[Response | Relay]) -> None:
+    def request(self, data: bytes, body: bytes | bytearray, answer: asyncio.Future[Response | Relay]) -> None:
+        """Send one request: ``data`` (its head, with a small body in it), then a large ``body`` apart."""
         assert self.transport is not None and self._answer is None, "one request at a time"
         self._answer = answer
         self._relay = None
@@ -130,6 +134,8 @@ class _Connection(asyncio.Protocol):
         self._body = []
         self._length_known = False
         self.transport.write(data)
+        if body:
+            self.transport.write(body)
 
     def abort(self) -> None:
         """Give up on the current answer (timed out, or its client went away): close the connection."""
@@ -284,7 +290,7 @@ class Upstream:
                 connection.abort()
         self._idle.clear()
 
-    async def send(self, address: str, method: bytes, target: bytes, headers: bytes, body: bytes,
+    async def send(self, address: str, method: bytes, target: bytes, headers: bytes, body: bytes | bytearray,
                    timeout_s: float) -> Response | Relay:
         """The replica's answer: whole, or its head with the body to relay.
 
@@ -302,8 +308,10 @@ class Upstream:
         if method == b"HEAD":
             method = b"GET"  # the parser cannot tell a HEAD answer's missing body; http1 drops the body instead
         length = b"" if not body and method in _NO_BODY_METHODS else b"content-length: %d\r\n" % len(body)
+        large = len(body) > LARGE_BODY_BYTES
         data = b"".join((method, b" ", target, b" HTTP/1.1\r\nhost: ", address.encode(), b"\r\n", headers,
-                         length, b"\r\n", body))
+                         length, b"\r\n", b"" if large else body))
+        body = body if large else b""  # a large body is written apart from its head, never copied into it
         pool = self._idle.setdefault(address, [])
         while True:
             connection = _warmest(pool)
@@ -311,7 +319,7 @@ class Upstream:
             if connection is None:
                 connection = await self._connect(address, pool, deadline - loop.time())
             try:
-                return await self._exchange(connection, data, deadline)
+                return await self._exchange(connection, data, body, deadline)
             except ReplicaFailed:
                 if reused and not connection.received:
                     continue  # closed while idle, most likely: once more on a fresh connection
@@ -330,10 +338,11 @@ class Upstream:
             raise ReplicaFailed(f"{address}: {type(exc).__name__}: {exc}") from exc
         return connection
 
-    async def _exchange(self, connection: _Connection, data: bytes, deadline: float) -> Response | Relay:
+    async def _exchange(self, connection: _Connection, data: bytes, body: bytes | bytearray,
+                        deadline: float) -> Response | Relay:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Response | Relay] = loop.create_future()
-        connection.request(data, answer)
+        connection.request(data, body, answer)
         timer = loop.call_at(deadline, _expire, connection, answer)
         try:
             return await answer

@@ -81,8 +81,15 @@ class DataPlane:
             return model.predict  # type: ignore[return-value]
         loop = asyncio.get_running_loop()
 
-        def on_thread(batch: list[InferRequest]) -> asyncio.Future[Sequence[Tensors]]:
-            return loop.run_in_executor(self._executor, model.predict, batch)  # type: ignore[arg-type]
+        async def on_thread(batch: list[InferRequest]) -> Sequence[Tensors]:
+            work = loop.run_in_executor(self._executor, model.predict, batch)
+            try:
+                return await asyncio.shield(work)  # type: ignore[no-any-return]
+            except asyncio.CancelledError:
+                # Recalled after its deadline, but a thread cannot be stopped: its slot stays
+                # taken until it returns, so the concurrency limit holds for real work.
+                await asyncio.wait([work])
+                raise
 
         return on_thread
 
@@ -97,14 +104,26 @@ class DataPlane:
         self.metrics.observe_batch(size)
 
     def live(self) -> bool:
-        """The process can answer at all (it is never stuck in a way a restart would fix)."""
-        return True
+        """False once a batch has held its slots ``timeout_s`` past its last request's deadline.
+
+        Such a predict ignored its recall (a call on a thread cannot be stopped), and holds
+        the slot now for nobody: only a restart gives it back. A wait as long as the timeout
+        itself tells a wedged call from a slow one.
+        """
+        since = self.scheduler.overdue_since
+        return since is None or asyncio.get_running_loop().time() - since < self.settings.timeout_s
+
+    def loaded(self) -> bool:
+        """The model has loaded (what the startup probe waits for; draining does not change it)."""
+        return self._model is not None
 
     def ready(self) -> bool:
-        """Loaded, accepting, and the model itself (if it says) is ready."""
+        """Loaded, accepting, a slot not held past its deadline, and the model itself (if it says) ready."""
         model = self._model
         if model is None or not self.scheduler.accepting:
             return False
+        if self.scheduler.overdue_slots >= self.settings.max_concurrency:
+            return False  # every slot is held by a call nobody waits for: nothing could be served
         model_ready = getattr(model, "ready", None)
         return bool(model_ready()) if callable(model_ready) else True
 

@@ -7,6 +7,12 @@ Drain order on SIGTERM (what Kubernetes sends at pod deletion):
    ``drain_grace_s`` passes (endpoint removal propagates meanwhile);
 3. the listener closes, idle connections close, a connection still receiving
    or answering a request closes after that answer, and the process exits 0.
+Every accepted request is answered within ``timeout_s`` (504 at the latest),
+so steps 2 and 3 wait at most ``max(drain_grace_s, timeout_s)`` plus
+``SHUTDOWN_MARGIN_S`` each; what is still open then (a client sending its
+body a byte at a time, or not reading its answer) is cut. The rendered pod
+gets SIGTERM after its 5 s preStop sleep and has ``5 + timeout_s + 5`` s in
+all, so with ``drain_grace_s=0`` the server is gone by ``5 + timeout_s + 4``.
 A second SIGINT forces exit (an impatient operator at a terminal).
 """
 
@@ -25,6 +31,9 @@ from infra_inference.runtime.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
+# How long each drain step may outlast the longest an accepted request can take.
+SHUTDOWN_MARGIN_S = 2.0
+
 
 class ModelServer:
     """One model served over HTTP/1.1, with draining shutdown.
@@ -38,7 +47,7 @@ class ModelServer:
         self.app = ServerApp(DataPlane(settings))
         self.exit_code = 0
         self.started = False
-        self._connections = Connections()
+        self._connections = Connections(settings.http_limits)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._draining = False
@@ -62,9 +71,7 @@ class ModelServer:
         dataplane = self.app.dataplane
 
         def connection() -> HttpConnection:
-            return HttpConnection(
-                self.app.respond, self._connections, self.settings.max_request_bytes, self.settings.keep_alive_s
-            )
+            return HttpConnection(self.app.respond, self._connections)
 
         # Loading starts first (it runs in threads), so a quick model is often ready by the time
         # the listener is; /healthz and /readyz answer meanwhile either way.
@@ -79,9 +86,9 @@ class ModelServer:
         finally:
             http1.stop_accepting(listeners, self._connections)
             if not self._forced:
-                await self._connections.wait_until(lambda: not self._connections)
+                await http1.close_all(self._connections, SHUTDOWN_MARGIN_S)
             loading.cancel()
-            dataplane.close()
+            self.app.close()
 
     def _on_signal(self, sig: int) -> None:
         if not self._draining:
@@ -107,10 +114,15 @@ class ModelServer:
         self.app.dataplane.start_drain()
         # The listener stays open meanwhile, so requests arriving now get a 503 (and go
         # elsewhere) instead of a refused connection.
-        await asyncio.gather(
-            asyncio.sleep(self.settings.drain_grace_s),
-            self._connections.wait_until(lambda: not self._connections.busy()),
-        )
+        settings = self.settings
+        try:
+            async with asyncio.timeout(max(settings.drain_grace_s, settings.timeout_s) + SHUTDOWN_MARGIN_S):
+                await asyncio.gather(
+                    asyncio.sleep(settings.drain_grace_s),
+                    self._connections.wait_until(lambda: not self._connections.busy()),
+                )
+        except TimeoutError:
+            log.warning("drain: connections still busy after timeout_s=%g; closing anyway", settings.timeout_s)
         self._stop.set()  # type: ignore[union-attr]
 
     async def _load(self) -> None:

@@ -6,6 +6,12 @@ batch as soon as concurrency slots are free. Once accepted, it is always
 answered exactly once: with its outputs, with the model's error, or at its
 deadline with ``Timeout`` (leaving the queue if it had not reached the model).
 
+A batch still in the model once every request in it has been answered 504 is
+cancelled: a coroutine ``predict`` stops there and its slots come back; one
+on a thread cannot be stopped, and keeps its slots until it returns. Slots held
+past their deadline are counted (``overdue_slots``, ``overdue_since``), so that
+health checks can say a replica is wedged.
+
 Answers go to a callback, called from the batch's task or the deadline timer:
 the HTTP layer writes the response right there, with no task per request and
 no extra trip through the event loop. ``submit`` wraps that in a coroutine.
@@ -37,12 +43,21 @@ Reply = Callable[[Tensors | RequestError], None]
 
 
 class _Pending:
-    __slots__ = ("request", "reply", "enqueued_s")
+    __slots__ = ("request", "reply", "enqueued_s", "batch")
 
     def __init__(self, request: InferRequest, reply: Reply, enqueued_s: float) -> None:
         self.request = request
         self.reply = reply
         self.enqueued_s = enqueued_s
+        self.batch: _Batch | None = None  # once dispatched
+
+
+class _Batch:
+    __slots__ = ("pending", "task")
+
+    def __init__(self, pending: list[_Pending]) -> None:
+        self.pending = pending
+        self.task: asyncio.Task[None] | None = None
 
 
 class Scheduler:
@@ -81,6 +96,8 @@ class Scheduler:
         self._on_batch = on_batch
         self._queue: deque[_Pending] = deque()
         self._batches: set[asyncio.Task[None]] = set()
+        # Batches whose every request was answered by its deadline, still holding slots: since when.
+        self._overdue: dict[_Batch, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         # Accepted and not yet answered, oldest first, with their deadlines. Every request gets
         # the same timeout_s, so deadlines come in arrival order and one timer, set for the
@@ -98,6 +115,16 @@ class Scheduler:
     def queue_depth(self) -> int:
         """Requests accepted but not yet inside the model."""
         return len(self._queue)
+
+    @property
+    def overdue_slots(self) -> int:
+        """Slots held by batches whose requests have all been answered 504 (still in the model)."""
+        return sum(len(batch.pending) for batch in self._overdue)
+
+    @property
+    def overdue_since(self) -> float | None:
+        """Since when (loop time) the longest-overdue batch holds its slots; None when none does."""
+        return min(self._overdue.values(), default=None)
 
     def close(self) -> None:
         """Refuse new requests from now on; those already accepted still complete."""
@@ -176,6 +203,15 @@ class Scheduler:
                 return
             self._leave_queue(pending)
             self._answer(pending, Timeout(f"no answer within timeout_s={self._timeout_s}"))
+            self._recall(pending.batch, now)
+
+    def _recall(self, batch: _Batch | None, now: float) -> None:
+        """Cancel a batch nobody waits for any more (a coroutine predict returns its slots at once)."""
+        if batch is None or batch in self._overdue or any(p in self._unanswered for p in batch.pending):
+            return
+        self._overdue[batch] = now
+        assert batch.task is not None
+        batch.task.cancel()
 
     def _withdraw(self, pending: _Pending) -> None:
         """Forget a request whose caller went away: no answer is due any more."""
@@ -203,21 +239,25 @@ class Scheduler:
                     if self._timer is None:
                         self._timer = loop.call_at(due_s, self._on_timer)
                     return
-            batch = [self._queue.popleft() for _ in range(size)]
+            batch = _Batch([self._queue.popleft() for _ in range(size)])
+            for pending in batch.pending:
+                pending.batch = batch
             self.inflight += size
             # The loop holds tasks weakly: _batches keeps each one until it ends.
-            self._batches.add(loop.create_task(self._run(batch)))
+            batch.task = loop.create_task(self._run(batch))
+            self._batches.add(batch.task)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._dispatch()
 
-    async def _run(self, batch: list[_Pending]) -> None:
-        self._on_batch(len(batch))
+    async def _run(self, batch: _Batch) -> None:
+        self._on_batch(len(batch.pending))
         try:
-            await self._settle(batch)
+            await self._settle(batch.pending)
         finally:
-            self.inflight -= len(batch)
+            self.inflight -= len(batch.pending)
+            self._overdue.pop(batch, None)
             # Here rather than in a done callback, which would cost one more pass of the loop.
             self._batches.discard(asyncio.current_task(self._loop))  # type: ignore[arg-type]
             self._dispatch()

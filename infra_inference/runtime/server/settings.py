@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra_inference.runtime.transport.http1 import Limits
 from infra_inference.wire.names import DEFAULT_PORT, ENV_PREFIX
 
 
@@ -64,6 +65,29 @@ class ServerSettings(BaseSettings):
         0.0, ge=0.0, description="How long the oldest waiting request may wait for its batch to fill."
     )
     max_request_bytes: int = Field(64 * 2**20, ge=1, description="Largest request body accepted; beyond it 413.")
+    max_tensor_elements: int = Field(
+        2**24, ge=1, description="Elements per input tensor (its shape's product); beyond it 400."
+    )
+    max_tensor_chars: int = Field(
+        2**26, ge=1, description="Characters across the strings of one BYTES input tensor; beyond it 400."
+    )
+    max_buffered_bytes: int = Field(
+        256 * 2**20,
+        ge=1,
+        description=(
+            "Request bodies held at once across all connections, from their headers to their answer; "
+            "a body that would pass it gets 503 with Retry-After before it is read."
+        ),
+    )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        description=(
+            "A request body must arrive within this plus 1 s per 16 KiB received, else 408 "
+            "(a client trickling bytes cannot hold a connection, or a drain, forever)."
+        ),
+    )
+    max_connections: int = Field(1024, ge=1, description="Open connections; one more is answered 503 and closed.")
     keep_alive_s: float = Field(
         75.0,
         gt=0.0,
@@ -99,6 +123,13 @@ class ServerSettings(BaseSettings):
                 f"({self.max_concurrency}): each request in a batch holds a concurrency slot"
             )
         return self
+
+    @property
+    def http_limits(self) -> Limits:
+        """What a client may cost this server (``http1``)."""
+        return Limits(max_body_bytes=self.max_request_bytes, idle_timeout_s=self.keep_alive_s,
+                      body_timeout_s=self.body_timeout_s, max_connections=self.max_connections,
+                      max_buffered_bytes=self.max_buffered_bytes)
 
     @property
     def served_name(self) -> str:

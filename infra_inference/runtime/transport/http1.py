@@ -11,12 +11,19 @@ path. This module does only what the server needs from HTTP/1.1:
 - pipelining: requests on one connection are answered in order, one handler
   at a time, and reading pauses while a complete request waits its turn or
   the peer is not reading its answers, so a client cannot make it buffer more;
-- 400 for malformed HTTP; after it (and after 413) the connection answers,
-  discards further input and closes, so the client reads the answer instead
-  of a reset;
-- an idle timeout on keep-alive connections, which also bounds slow headers;
-- for draining: the set of open connections, whether any is busy, and a
-  shutdown that lets each finish the request it is answering;
+- 400 for malformed HTTP; after it (and after every other refusal) the
+  connection answers, discards further input and closes, so the client reads
+  the answer instead of a reset;
+- bounds on what one client can cost (``Limits``): header bytes and count
+  (431), body bytes (413), a header deadline and a body deadline that grows
+  with the bytes received (408: one byte every minute cannot hold a
+  connection), an idle timeout (which also bounds a peer that stops reading
+  its answers),
+  open connections (503), and request bytes buffered across all connections
+  (503 with Retry-After);
+- for draining: the set of open connections, whether any is busy, a shutdown
+  that lets each finish the request it is answering, and a bounded wait
+  after which the rest are cut (``close_all``).
 - streamed answers (``reply(Head(...))`` returns a ``Stream``): chunked, or
   close-delimited for HTTP/1.0 clients, each chunk written as it comes, with
   the client's backpressure passed to the producer and its disconnect
@@ -43,6 +50,7 @@ import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from types import MappingProxyType
@@ -63,7 +71,7 @@ class Response(NamedTuple):
     """
 
     status: int
-    body: bytes
+    body: bytes | bytearray
     headers: bytes = JSON
 
 
@@ -87,7 +95,7 @@ class Request(NamedTuple):
     path: str  # percent-decoded, without the query
     query: bytes  # after the "?", raw; b"" without one
     headers: Mapping[bytes, bytes]  # lower-case names, only those the server keeps
-    body: bytes
+    body: bytes | bytearray  # a bytearray when large (received in place, never joined)
     forward: bytes = b""  # with forward_headers: the end-to-end header lines, each ending in CRLF
 
 
@@ -172,17 +180,61 @@ _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
 _KEEP_ALIVE = b"connection: keep-alive\r\n"  # HTTP/1.0 clients only keep a connection the answer says is kept
+_RETRY_AFTER = b"retry-after: 1\r\n"
 _MAX_URL_BYTES = 8192
 # How long a refused connection keeps reading (and dropping) what the client still sends.
 _LINGER_S = 2.0
+# Bodies larger than this are received into one buffer of their declared length and written
+# apart from their headers: no list of chunks joined at the end (which holds the body twice),
+# no copy into the head. Smaller ones arrive in one read, and joining is cheaper than a buffer.
+LARGE_BODY_BYTES = 64 * 2**10
 # Pending connections the kernel queues before accept (uvicorn's default): a burst
 # (the gateway's, or clients' at the gateway) waits there instead of being refused.
 _BACKLOG = 2048
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What clients may cost a server: bytes, time and connections.
+
+    Attributes:
+        max_body_bytes: Largest request body; beyond it 413 and close.
+        idle_timeout_s: A connection idle this long is closed; also how long a peer may
+            leave its answers unread.
+        header_timeout_s: Once a request has begun, its request line and headers must be
+            complete within this (counted from the read that left them incomplete); beyond
+            it 408 and close.
+        body_timeout_s: Once the headers are in, the body must arrive within this plus
+            one second per ``min_body_bytes_per_s`` received (Apache's mod_reqtimeout
+            rule); beyond it 408 and close. E.g. 10 s and 16 KiB/s: a 1 MiB body may take
+            74 s, one byte of a promised 100 is cut at 10 s.
+        min_body_bytes_per_s: See ``body_timeout_s``.
+        max_header_bytes: Request line and headers together; beyond it 431 and close.
+        max_headers: Header fields per request (trailers included); beyond it 431 and close.
+        max_connections: Open connections; one more is answered 503 and closed.
+        max_buffered_bytes: Request bodies held across all connections, from their headers
+            until their answer is written; a body that would pass it is refused 503 with
+            Retry-After before it is read.
+    """
+
+    max_body_bytes: int = 64 * 2**20
+    idle_timeout_s: float = 75.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    min_body_bytes_per_s: int = 16 * 2**10
+    max_header_bytes: int = 64 * 2**10
+    max_headers: int = 100
+    max_connections: int = 1024
+    max_buffered_bytes: int = 256 * 2**20
+
+
 def error(status: int, message: str) -> Response:
     """A JSON error answer, ``{"error": message}``, as every route gives."""
     return Response(status, orjson.dumps({"error": message}))
+
+
+def _retry_later(status: int, message: str) -> Response:
+    return Response(status, orjson.dumps({"error": message}), JSON + _RETRY_AFTER)
 
 
 class _Date:
@@ -208,24 +260,60 @@ class _Request(NamedTuple):
     connection: bytes  # the connection header line to answer with: b"" (HTTP/1.1 default), close or keep-alive
     forward: bytes
     http10: bool
+    charge: int  # body bytes counted against max_buffered_bytes until the answer is written
 
 
 class _Refusal(NamedTuple):
     response: Response
 
 
-class Connections:
-    """The open connections of a server, for draining it."""
+class Budget:
+    """Bytes a server holds for requests (and, in the gateway, for replicas' answers), against one limit.
 
-    def __init__(self) -> None:
+    Args:
+        max_bytes: The most held at once; ``take`` beyond it is refused.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
+
+    def take(self, size: int) -> bool:
+        """Hold ``size`` more bytes, or False (holding nothing more) when that would pass ``max_bytes``."""
+        if self.held_bytes + size > self.max_bytes:
+            return False
+        self.held_bytes += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held_bytes -= size
+
+
+class Connections:
+    """The open connections of a server, their limits, and the bytes they buffer, for admission and draining.
+
+    Args:
+        limits: What each connection, and all of them together, may cost.
+        budget: Shared with whatever else holds bytes for the server (the gateway's answers
+            from replicas); by default one of ``limits.max_buffered_bytes`` for the bodies alone.
+    """
+
+    def __init__(self, limits: Limits, budget: Budget | None = None) -> None:
+        self.limits = limits
+        self.budget = budget or Budget(limits.max_buffered_bytes)
         self._open: set[HttpConnection] = set()
         self._changed: asyncio.Event | None = None
+        self.closing = False  # draining: every answer from now on says Connection: close
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, connection: HttpConnection) -> None:
+    def add(self, connection: HttpConnection) -> bool:
+        """Register a new connection; False when ``max_connections`` are open already."""
+        if len(self._open) >= self.limits.max_connections:
+            return False
         self._open.add(connection)
+        return True
 
     def discard(self, connection: HttpConnection) -> None:
         self._open.discard(connection)
@@ -250,8 +338,14 @@ class Connections:
 
     def shutdown(self) -> None:
         """Close idle connections now, busy ones once their current answer is written."""
+        self.closing = True
         for connection in list(self._open):
             connection.shutdown()
+
+    def abort(self) -> None:
+        """Cut every connection now, answered or not (a drain that ran out of time)."""
+        for connection in list(self._open):
+            connection.abort()
 
 
 class HttpConnection(asyncio.Protocol):
@@ -259,21 +353,21 @@ class HttpConnection(asyncio.Protocol):
 
     Args:
         handler: Answers ``(request, reply)``: a response now, or None and ``reply`` later.
-        connections: Where the connection registers itself while open.
-        max_body_bytes: Largest request body accepted; beyond it 413 and close.
-        idle_timeout_s: How long a connection may stay idle (or send headers) before it is closed.
+        connections: Where the connection registers itself while open; its ``limits`` apply.
         keep_headers: Lower-case names of the request headers the handler reads.
         forward_headers: Also collect the end-to-end header lines, for a proxy.
     """
 
-    def __init__(self, handler: Handler, connections: Connections, max_body_bytes: int, idle_timeout_s: float,
-                 keep_headers: frozenset[bytes] = frozenset(), forward_headers: bool = False) -> None:
+    def __init__(self, handler: Handler, connections: Connections, keep_headers: frozenset[bytes] = frozenset(),
+                 forward_headers: bool = False) -> None:
         self._handler = handler
         self._keep_headers = keep_headers
         self._forward_headers = forward_headers
         self._connections = connections
-        self._max_body_bytes = max_body_bytes
-        self._idle_timeout_s = idle_timeout_s
+        self._limits = limits = connections.limits
+        self._max_headers = limits.max_headers  # read per header field: one attribute, not two
+        self._max_header_bytes = limits.max_header_bytes
+        self._budget = connections.budget
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self._parser = httptools.HttpRequestParser(self)
@@ -283,7 +377,13 @@ class HttpConnection(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         # When the connection last became idle; None while a body arrives or an answer is due.
         self._idle_since: float | None = None
+        self._paused_since: float | None = None  # when the peer stopped reading its answers
+        self._body_timer: asyncio.TimerHandle | None = None  # armed while a request's head or body spans reads
+        self._head_deadline = 0.0
+        self._in_body = False  # the request being read has its headers, not yet all its body
+        self._body_since = 0.0  # when its body was first seen incomplete at the end of a read
         self._in_message = False  # between the first byte of a request and its end
+        self._begun = False  # a request began during the current read
         self._writing_paused = False
         self._closing = False  # input is dropped from now on (after Connection: close, or a refusal)
         self._last = False  # the next answer is the last (shutting down)
@@ -292,8 +392,13 @@ class HttpConnection(asyncio.Protocol):
         self._headers: Mapping[bytes, bytes] = _NO_HEADERS
         self._forward_lines: list[bytes] = []
         self._connection_header = b""
+        self._head_bytes = 0  # request line and header fields seen whole
+        self._head_reads = 0  # bytes of reads that began and ended inside the headers
+        self._header_count = 0
         self._body: list[bytes] = []
+        self._into: bytearray | None = None  # a large body's buffer, of its declared length
         self._body_bytes = 0
+        self._charge = 0  # of the request being read, against max_buffered_bytes
         self._content_length = -1
         self._expect_continue = False
 
@@ -306,33 +411,67 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._connections.add(self)
+        if not self._connections.add(self):
+            self._refuse(_retry_later(503, f"server at max_connections={self._limits.max_connections}"))
+            return
         self._idle_since = self._loop.time()
-        self._idle_timer = self._loop.call_later(self._idle_timeout_s, self._on_idle_timer)
+        self._idle_timer = self._loop.call_later(self._limits.idle_timeout_s, self._on_idle_timer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # A handler still running finishes (an accepted request is never abandoned half-way
-        # through the model); its answer has nowhere to go and is dropped.
+        # through the model); its answer has nowhere to go and is dropped, and its charge
+        # returned then. Requests not handed over yet return theirs now.
+        charge = self._charge
+        for item in self._pipeline:
+            if isinstance(item, _Request):
+                charge += item.charge
+        self._budget.give(charge)
+        self._charge = 0
         self._pipeline.clear()
         self._in_message = False
         if self._stream is not None:
             self._stream.lost()
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        for timer in (self._idle_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
         self._connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return  # after a refusal or Connection: close, further input is dropped
+        in_head = self._in_message and not self._in_body
+        self._begun = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             # The request before the upgrade was answered as plain HTTP/1.1 (RFC 9110 7.8:
             # a server may ignore Upgrade); whatever follows it is parsed as more requests.
             self.data_received(data[upgrade.args[0] :])
+            return
         except httptools.HttpParserError as exc:
             if not self._closing:  # else a callback refused the request and stopped the parser
                 self._refuse(error(400, f"malformed HTTP request: {exc}"))
+            return
+        if not self._in_message or self._closing:
+            return
+        if not self._in_body:
+            # httptools holds a header field until it is whole, so one huge field never reaches
+            # on_header: count the reads that fell entirely inside the headers instead.
+            if in_head and not self._begun:
+                self._head_reads += len(data)
+                if self._head_reads > self._limits.max_header_bytes:
+                    self._refuse(self._headers_too_large_error())
+                    return
+            if self._body_timer is None:  # the head spans reads
+                self._head_deadline = self._loop.time() + self._limits.header_timeout_s
+                self._body_timer = self._loop.call_at(self._head_deadline, self._on_body_timer)
+        else:
+            # The body spans reads (small requests arrive whole and never get here): its
+            # deadline counts from the first read that left it incomplete.
+            if not self._body_since:
+                self._body_since = self._loop.time()
+            if self._body_timer is None:
+                self._body_timer = self._loop.call_at(self._body_deadline(), self._on_body_timer)
 
     def eof_received(self) -> bool:
         # The peer sends no more but may still read: answer the complete requests it sent,
@@ -348,12 +487,14 @@ class HttpConnection(asyncio.Protocol):
         # The peer is not reading its answers: take no new requests until it does, and
         # have a stream's producer stop producing (a proxy stops reading its replica).
         self._writing_paused = True
+        self._paused_since = self._loop.time()
         self.transport.pause_reading()
         if self._stream is not None:
             self._stream.on_pause()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._paused_since = None
         if self._stream is not None:
             self._stream.on_resume()
             return  # reading resumes once the stream has ended
@@ -365,11 +506,14 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_message = True
+        self._begun = True
+        self._body_since = 0.0
         self._url = b""
         self._headers = {} if self._keep_headers else _NO_HEADERS
         if self._forward_headers:
             self._forward_lines = []
             self._connection_header = b""
+        self._head_bytes = self._head_reads = self._header_count = 0
         self._body = []
         self._body_bytes = 0
         self._content_length = -1
@@ -380,8 +524,13 @@ class HttpConnection(asyncio.Protocol):
         if len(self._url) > _MAX_URL_BYTES:
             self._refuse(error(414, f"URL longer than {_MAX_URL_BYTES} bytes"))
             raise _Stop
+        self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._head_bytes += len(name) + len(value)
+        if self._header_count > self._max_headers or self._head_bytes > self._max_header_bytes:
+            self._headers_too_large()
         name = name.lower()
         if name == b"content-length" and value.isdigit():
             self._content_length = int(value)
@@ -396,23 +545,48 @@ class HttpConnection(asyncio.Protocol):
                 self._connection_header += b"," + value.lower()
 
     def on_headers_complete(self) -> None:
-        self._idle_since = None  # the headers came in time; a body may take as long as it takes
-        if self._content_length > self._max_body_bytes:
-            self._too_large()
+        self._idle_since = None  # the headers came in time; the body has its own deadline
+        self._in_body = True
+        length = self._content_length
+        if length > 0:
+            if length > self._limits.max_body_bytes:
+                self._too_large()
+            self._take(length)
+            if length > LARGE_BODY_BYTES:
+                self._into = bytearray(length)
         # A client that asked waits for this before sending the body. Only when nothing is
         # answered ahead of it, so that the 100 cannot land inside an earlier answer.
         if self._expect_continue and self._waiting is None and not self._pipeline:
             self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
+        start = self._body_bytes
         self._body_bytes += len(body)
-        if self._body_bytes > self._max_body_bytes:
-            self._too_large()
+        if self._into is not None:
+            self._into[start : self._body_bytes] = body
+            return
+        if self._content_length < 0:  # chunked: counted as it comes
+            if self._body_bytes > self._limits.max_body_bytes:
+                self._too_large()
+            self._take(len(body))
         self._body.append(body)
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._in_body = False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        if self._into is not None:
+            body: bytes | bytearray = self._into
+            self._into = None
+        elif len(self._body) == 1:
+            body = self._body[0]  # the list holds the same object: nothing more to free
+        else:
+            body = b"".join(self._body)
+            self._body = []  # the chunks, a second copy of the body
+        charge = self._charge
+        self._charge = 0
         parser = self._parser
         if not parser.should_keep_alive():
             connection = _CLOSE
@@ -421,18 +595,66 @@ class HttpConnection(asyncio.Protocol):
             connection = _KEEP_ALIVE if parser.get_http_version() == "1.0" else b""
         forward = end_to_end(self._forward_lines, self._connection_header) if self._forward_headers else b""
         self._pipeline.append(_Request(parser.get_method(), self._url, self._headers, body, connection, forward,
-                                       parser.get_http_version() == "1.0"))
+                                       parser.get_http_version() == "1.0", charge))
         self._serve_next()
 
-    # answering
+    # limits
+
+    def _take(self, size: int) -> None:
+        budget = self._budget
+        if budget.held_bytes + size <= budget.max_bytes:  # Budget.take, inline: once per request
+            budget.held_bytes += size
+            self._charge += size
+            return
+        self._refuse(_retry_later(503, f"server is holding max_buffered_bytes={budget.max_bytes} "
+                                       f"of requests; retry later"))
+        raise _Stop
 
     def _too_large(self) -> None:
-        self._refuse(error(413, f"request body exceeds max_request_bytes={self._max_body_bytes}"))
+        self._refuse(error(413, f"request body exceeds max_request_bytes={self._limits.max_body_bytes}"))
         raise _Stop
+
+    def _headers_too_large(self) -> None:
+        self._refuse(self._headers_too_large_error())
+        raise _Stop
+
+    def _headers_too_large_error(self) -> Response:
+        return error(431, f"request headers exceed {self._limits.max_headers} fields or "
+                          f"{self._limits.max_header_bytes} bytes")
+
+    def _body_deadline(self) -> float:
+        limits = self._limits
+        return self._body_since + limits.body_timeout_s + self._body_bytes / limits.min_body_bytes_per_s
+
+    def _on_body_timer(self) -> None:
+        self._body_timer = None
+        if not self._in_message or self._closing:
+            return
+        if not self._in_body:  # still in the head
+            if self._loop.time() < self._head_deadline:
+                self._body_timer = self._loop.call_at(self._head_deadline, self._on_body_timer)
+                return
+            self._refuse(error(408, f"request headers not complete within {self._limits.header_timeout_s:g} s"))
+            return
+        deadline = self._body_deadline()
+        if self._loop.time() < deadline:  # bytes came meanwhile: the deadline moved
+            self._body_timer = self._loop.call_at(deadline, self._on_body_timer)
+            return
+        limits = self._limits
+        self._refuse(error(408, f"request body too slow: {self._body_bytes} bytes in "
+                                f"{self._loop.time() - self._body_since:.1f} s (allowed: {limits.body_timeout_s:g} s "
+                                f"plus 1 s per {limits.min_body_bytes_per_s} bytes)"))
+
+    # answering
 
     def _refuse(self, response: Response) -> None:
         """Answer ``response`` after what is queued, then drop the rest of the input and close."""
         self._in_message = False
+        self._in_body = False
+        self._body = []
+        self._into = None
+        self._budget.give(self._charge)
+        self._charge = 0
         self._closing = True
         self._pipeline.append(_Refusal(response))
         self._serve_next()
@@ -488,8 +710,9 @@ class HttpConnection(asyncio.Protocol):
         return None
 
     def _start_stream(self, head: Head, request: _Request) -> Stream:
+        self._budget.held_bytes -= request.charge  # the request has been handed on: its body is done with
         connection = request.connection
-        if self._last:
+        if self._last or self._connections.closing:
             connection = _CLOSE
         if head.length >= 0:
             framing, chunked = b"content-length: %d\r\n" % head.length, False
@@ -521,6 +744,7 @@ class HttpConnection(asyncio.Protocol):
         self._serve_next()
 
     def _answer(self, response: Response, request: _Request) -> None:
+        self._budget.held_bytes -= request.charge
         if self._write(response, request.connection, head=request.method == b"HEAD") is _CLOSE:
             self.transport.close()
 
@@ -528,9 +752,10 @@ class HttpConnection(asyncio.Protocol):
         """Write one answer; returns the connection header it went with."""
         if self.transport.is_closing():
             return _CLOSE
-        if self._last:
+        if self._last or self._connections.closing:
             connection = _CLOSE  # shutting down: this is the connection's last answer
         status, body, headers = response
+        large = len(body) > LARGE_BODY_BYTES and not head
         self.transport.write(
             b"".join((
                 _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,  # a code a proxied replica made up
@@ -539,9 +764,11 @@ class HttpConnection(asyncio.Protocol):
                 _Date.get(),
                 connection,
                 b"\r\n",
-                b"" if head else body,
+                b"" if head or large else body,
             ))
         )
+        if large:
+            self.transport.write(body)
         return connection
 
     def _linger(self) -> None:
@@ -560,11 +787,12 @@ class HttpConnection(asyncio.Protocol):
     def _on_idle_timer(self) -> None:
         # One timer per connection, re-armed from here rather than on every request: a
         # request only notes the time it went idle.
-        idle_since = self._idle_since
-        if idle_since is None:  # busy: look again a full timeout from now
-            delay = self._idle_timeout_s
-        else:  # idle, or still sending headers
-            delay = idle_since + self._idle_timeout_s - self._loop.time()
+        timeout_s = self._limits.idle_timeout_s
+        since = self._idle_since if self._paused_since is None else self._paused_since
+        if since is None:  # busy: look again a full timeout from now
+            delay = timeout_s
+        else:  # idle, still sending headers, or not reading its answers
+            delay = since + timeout_s - self._loop.time()
             if delay <= 0:
                 self.transport.close()
                 return
@@ -575,6 +803,10 @@ class HttpConnection(asyncio.Protocol):
         self._last = True
         if not self.busy:
             self.transport.close()
+
+    def abort(self) -> None:
+        """Close now, whatever is in progress."""
+        self.transport.abort()
 
 
 class _Stop(Exception):
@@ -621,6 +853,20 @@ def stop_accepting(listeners: list[asyncio.Server], connections: Connections) ->
     for listener in listeners:
         listener.close()
     connections.shutdown()
+
+
+async def close_all(connections: Connections, timeout_s: float) -> None:
+    """After ``stop_accepting``: wait up to ``timeout_s`` for the connections to close, then cut the rest.
+
+    A drain must end within the pod's grace period whatever a client does (sends a body
+    byte a minute, never reads its answer), or the kubelet's SIGKILL ends it mid-answer.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await connections.wait_until(lambda: not connections)
+    except TimeoutError:
+        log.warning("cutting %d connections still open %g s into the shutdown", len(connections), timeout_s)
+        connections.abort()
 
 
 def addresses(listeners: list[asyncio.Server]) -> list[tuple[str, int]]:

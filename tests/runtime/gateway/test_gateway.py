@@ -224,6 +224,19 @@ def test_stopping_lets_the_request_in_flight_finish_and_refuses_new_connections(
             wait_until(lambda: not listening(gport))
 
 
+def test_on_stop_the_gateway_turns_unready_but_answers_new_connections_through_its_drain_grace() -> None:
+    with server_in_thread() as (rport, _):
+        cfg = config([backend(endpoints=[f"127.0.0.1:{rport}"])], drain_grace_s=1.5)
+        app = GatewayApp(cfg)
+        server = GatewayServer(app, cfg)
+        with serving(server) as (gport, admin, _):
+            server.stop()  # what SIGTERM does
+            wait_until(lambda: request(admin, "GET", "/readyz").status == 503)
+            time.sleep(0.3)
+            late = infer(gport)  # a connection made 0.3 s after the stop: answered, not refused
+            assert late.status == 200 and late.headers["connection"] == "close"
+            wait_until(lambda: not listening(gport))
+
 
 class _ClosesEachConnectionOnItsSecondRequest(socketserver.BaseRequestHandler):
     """A replica whose idle close races the gateway's reuse: the second request on a connection meets EOF."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+from tests.runtime.server import user_model
 from tests.runtime.server.support import (
     Reply,
     ServerProcess,
@@ -48,22 +50,20 @@ def test_overload_refuses_excess_with_429_and_answers_every_accepted_request() -
         assert metrics['infra_inference_requests_total{code="200"}'] == len(accepted)
 
 
-def test_request_past_timeout_gets_504_and_its_slot_frees_when_the_model_returns() -> None:
-    with server_in_thread(model="echo", max_concurrency=1, max_queue=4, timeout_s=0.3) as (port, _):
+def test_request_past_timeout_gets_504_and_its_recalled_batch_frees_the_slot_for_the_next() -> None:
+    with server_in_thread(model="echo", max_concurrency=1, max_queue=4, timeout_s=1.0) as (port, _):
         with ThreadPoolExecutor(2) as pool:
-            slow = pool.submit(_echo, port, 1, 800.0)  # holds the only slot past its deadline
+            slow = pool.submit(_echo, port, 1, 3000.0)  # holds the only slot up to its deadline
             wait_until(lambda: scrape(port)["infra_inference_inflight_requests"] == 1)
-            queued = pool.submit(_echo, port, 2)  # times out while still queued
+            time.sleep(0.3)
+            queued = pool.submit(_echo, port, 2)  # queued behind it, its deadline 0.3 s after the slow one's
             assert slow.result()[1].status == 504
-            assert queued.result()[1].status == 504
-        # The timed-out queued request left the queue at once; the model call keeps its
-        # slot until it returns (a GPU kernel cannot be recalled), then the slot is free.
-        assert scrape(port)["infra_inference_queue_depth"] == 0
-        wait_until(lambda: scrape(port)["infra_inference_inflight_requests"] == 0)
-        i, fresh = _echo(port, 3)
-        assert fresh.status == 200
-        _assert_correct(i, fresh)
-        assert scrape(port)['infra_inference_requests_total{code="504"}'] == 2
+            # echo's predict is a coroutine: recalled at the deadline, it gives the slot to the next.
+            i, reply = queued.result()
+            assert reply.status == 200
+            _assert_correct(i, reply)
+        assert scrape(port)["infra_inference_inflight_requests"] == 0
+        assert scrape(port)['infra_inference_requests_total{code="504"}'] == 1
 
 
 def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() -> None:
@@ -89,3 +89,52 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() -> 
         assert server.wait() == 0, "".join(server.log)
     finally:
         server.kill()
+
+
+def test_a_client_delay_far_past_timeout_cannot_wedge_the_replica() -> None:
+    with server_in_thread(model="echo", max_concurrency=1, max_queue=4, timeout_s=0.3) as (port, _):
+        assert _echo(port, 1, delay_ms=1e9)[1].status == 504
+        wait_until(lambda: scrape(port)["infra_inference_inflight_requests"] == 0, timeout_s=2)
+        i, fresh = _echo(port, 2)
+        assert fresh.status == 200
+        _assert_correct(i, fresh)
+
+
+def test_a_predict_stuck_past_its_deadline_turns_readiness_then_liveness_false() -> None:
+    user_model.RELEASE.clear()
+    with server_in_thread(model="tests.runtime.server.user_model:Wedged", model_name="echo", max_concurrency=1,
+                          timeout_s=0.5) as (
+            port, _):
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                stuck = pool.submit(_echo, port, 1)
+                wait_until(lambda: scrape(port)["infra_inference_inflight_requests"] == 1)
+                queued = pool.submit(_echo, port, 2)  # times out while still queued
+                assert stuck.result()[1].status == 504 and queued.result()[1].status == 504
+            # The call on its thread cannot be stopped: it keeps the only slot, for nobody;
+            # the queued request left the queue at its deadline.
+            metrics = scrape(port)
+            assert metrics["infra_inference_inflight_requests"] == 1 and metrics["infra_inference_queue_depth"] == 0
+            assert request(port, "GET", "/readyz").status == 503
+            assert request(port, "GET", "/healthz").status == 200  # slow, maybe; not wedged yet
+            wait_until(lambda: request(port, "GET", "/healthz").status == 503, timeout_s=3)
+        finally:
+            user_model.RELEASE.set()
+        wait_until(lambda: request(port, "GET", "/readyz").status == 200)
+        assert request(port, "GET", "/healthz").status == 200
+        assert scrape(port)["infra_inference_inflight_requests"] == 0
+
+
+def test_startupz_answers_only_once_the_model_has_loaded() -> None:
+    user_model.LOAD.clear()
+    server = ServerProcess("--model", "tests.runtime.server.user_model:SlowLoad")
+    try:
+        assert request(server.port, "GET", "/healthz").status == 200  # alive from the start
+        assert request(server.port, "GET", "/startupz").status == 503
+    finally:
+        server.kill()
+    with server_in_thread(model="tests.runtime.server.user_model:Doubler", drain_grace_s=3) as (port, srv):
+        assert request(port, "GET", "/startupz").json() == {"loaded": True}
+        srv.begin_drain()
+        wait_until(lambda: request(port, "GET", "/readyz").status == 503)
+        assert request(port, "GET", "/startupz").status == 200  # draining is not loading

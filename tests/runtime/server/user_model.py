@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from infra_inference.runtime.server import InferRequest, ModelContext, Tensors
@@ -21,3 +22,29 @@ class Doubler:
 
     def predict(self, batch: Sequence[InferRequest]) -> list[Tensors]:
         return [{name: value * 2 for name, value in r.inputs.items()} for r in batch]
+
+
+RELEASE = threading.Event()
+LOAD = threading.Event()
+
+
+class Wedged:
+    """A sync predict that does not return until the test sets ``RELEASE`` (a hung CUDA call, say)."""
+
+    def __init__(self, context: ModelContext) -> None:
+        pass
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, batch: Sequence[InferRequest]) -> list[Tensors]:
+        RELEASE.wait(timeout=60)
+        return [r.inputs for r in batch]
+
+
+class SlowLoad(Doubler):
+    """Loads only once the test sets ``LOAD``."""
+
+    def load(self) -> None:
+        LOAD.wait(timeout=60)
+        super().load()

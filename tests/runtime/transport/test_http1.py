@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import pytest
 
-from tests.runtime.server.support import listening, server_in_thread, v2_body, wait_until
+from tests.runtime.server.support import ServerProcess, listening, request, server_in_thread, v2_body, wait_until
 
 INFER = b"/v2/models/echo/infer"
 
@@ -192,3 +193,127 @@ def test_drain_closes_idle_connections_and_the_server_stops() -> None:
             assert _closed_by_server(sock)
         wait_until(lambda: not listening(port))
 
+
+
+@pytest.mark.parametrize(
+    ("headers", "what"),
+    [
+        (b"x-big: " + b"a" * 200_000 + b"\r\n", "one 200 KB header field"),
+        (b"".join(b"x-h%d: v\r\n" % i for i in range(101)), "101 header fields"),
+    ],
+)
+def test_headers_over_the_limits_get_431_and_the_connection_closes(port: int, headers: bytes, what: str) -> None:
+    status, message = _send_expecting_refusal(port, b"GET /healthz HTTP/1.1\r\nhost: t\r\n" + headers + b"\r\n")
+    assert status == 431, what
+    assert "100 fields" in message and "65536 bytes" in message
+
+
+def test_headers_within_the_limits_are_served(port: int) -> None:
+    headers = b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 500) for i in range(90))  # 90 fields, ~46 KB
+    sock, stream = _connect(port)
+    with sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n" + headers + b"\r\n")
+        assert _read(stream)[0] == 200
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_with_408() -> None:
+    with server_in_thread(model="echo", body_timeout_s=0.5) as (port, _):
+        sock, stream = _connect(port)
+        with sock:
+            start = time.monotonic()
+            sock.sendall(b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{")
+            status, headers, body = _read(stream)
+            assert status == 408 and headers["connection"] == "close"
+            assert "too slow: 1 bytes" in json.loads(body)["error"]
+            assert 0.4 < time.monotonic() - start < 3
+            assert _closed_by_server(sock)
+
+
+@pytest.mark.parametrize("head", [b"GET /\r\n", b"GET /healthz HTTP/1.1\r\nhost: t\r\n"],
+                         ids=["HTTP/0.9", "headers never finished"])
+def test_a_request_head_left_incomplete_is_cut_with_408(head: bytes) -> None:
+    with server_in_thread(model="echo") as (port, server):
+        sock, stream = _connect(port)
+        with sock:
+            start = time.monotonic()
+            sock.sendall(head)
+            status, headers, body = _read(stream)
+            assert status == 408 and "request headers not complete within 10 s" in json.loads(body)["error"]
+            assert 9 < time.monotonic() - start < 15
+
+
+def test_a_body_arriving_at_the_minimum_rate_gets_more_time_than_the_base_allowance() -> None:
+    body = json.dumps(v2_body([0.5] * 9000)).encode()  # ~45 KB: 0.5 s + ~2.7 s at 16 KiB/s
+    with server_in_thread(model="echo", body_timeout_s=0.5) as (port, _):
+        sock, stream = _connect(port)
+        with sock:
+            sock.sendall(_post(INFER, body)[: -len(body)])
+            for i in range(0, len(body), len(body) // 4 + 1):
+                sock.sendall(body[i : i + len(body) // 4 + 1])
+                time.sleep(0.3)  # 1.2 s in all: past the base 0.5 s, within the allowance
+            status, _, reply = _read(stream)
+            assert status == 200 and len(json.loads(reply)["outputs"][0]["data"]) == 9000
+
+
+def test_connections_past_max_connections_get_503_and_a_freed_one_is_reused() -> None:
+    with server_in_thread(model="echo", max_connections=2) as (port, _):
+        wait_until(lambda: not _open_connections(port))  # the readiness probe's connection has gone
+        held = [_connect(port) for _ in range(2)]
+        for sock, stream in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+            assert _read(stream)[0] == 200
+        sock, stream = _connect(port)
+        with sock:
+            status, headers, _ = _read(stream)
+            assert status == 503 and headers["retry-after"] == "1" and headers["connection"] == "close"
+        for sock, stream in held:
+            stream.close()
+        held[0][0].close()  # the stream's reference was the other one keeping it open
+        wait_until(lambda: _healthz_status(port) == 200)
+        held[1][0].close()
+
+
+def test_bodies_past_max_buffered_bytes_are_shed_with_503_until_one_is_answered() -> None:
+    first = json.dumps(v2_body([1.5] * 100)).encode()  # ~600 bytes
+    with server_in_thread(model="echo", max_buffered_bytes=1000) as (port, _):
+        slow, slow_stream = _connect(port)
+        with slow:
+            slow.sendall(_post(INFER, first)[:-10])  # the headers and most of the body: 600 bytes held
+            wait_until(lambda: _post_status(port, first) == 503)  # 600 more would pass 1000
+            slow.sendall(first[-10:])
+            assert _read(slow_stream)[0] == 200
+        assert _post_status(port, first) == 200  # the first body's bytes were given back
+
+
+def test_sigterm_drain_is_bounded_when_a_client_never_finishes_its_body() -> None:
+    server = ServerProcess("--timeout-s", "1", "--body-timeout-s", "600")
+    try:
+        wait_until(lambda: request(server.port, "GET", "/readyz").status == 200)
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        with sock:
+            sock.sendall(b"POST /v2/models/echo/infer HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{")
+            start = time.monotonic()
+            server.terminate()
+            # timeout_s (1) + 2 s for the busy connections + 2 s for the rest: gone well within 10 s.
+            assert server.wait(timeout_s=10) == 0
+            assert time.monotonic() - start < 6
+    finally:
+        server.kill()
+
+
+def _post_status(port: int, body: bytes) -> int:
+    return request(port, "POST", INFER.decode(), body).status
+
+
+def _healthz_status(port: int) -> int:
+    try:
+        return request(port, "GET", "/healthz").status
+    except OSError:
+        return 0
+
+
+def _open_connections(port: int) -> int:
+    """Established TCP connections to 127.0.0.1:port, from /proc/net/tcp (state 01)."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "01")

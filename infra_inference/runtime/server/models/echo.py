@@ -13,7 +13,8 @@ class EchoModel:
 
     A batch of ``n`` requests takes ``echo_delay_ms + n * echo_delay_per_item_ms``
     (the ``a + b * n`` cost of a GPU forward pass), and at least the largest
-    ``delay_ms`` request parameter in the batch. The wait is an ``asyncio``
+    ``delay_ms`` request parameter in the batch, which is capped at the server's
+    ``timeout_s`` (a longer one could only end in a 504). The wait is an ``asyncio``
     sleep, so like a GPU kernel it holds a concurrency slot but not the CPU.
     With both costs at 0 it answers inline: the server's own overhead, measured.
     """
@@ -21,6 +22,7 @@ class EchoModel:
     def __init__(self, context: ModelContext) -> None:
         self._base_s = context.settings.echo_delay_ms / 1000.0
         self._per_item_s = context.settings.echo_delay_per_item_ms / 1000.0
+        self._max_asked_ms = context.settings.timeout_s * 1000.0
 
     def load(self) -> None:
         pass
@@ -30,7 +32,7 @@ class EchoModel:
         asked_ms = 0.0
         for r in batch:
             if r.parameters:  # most requests carry none: skip the lookups (echo measures server overhead)
-                asked_ms = max(asked_ms, _delay_ms(r))
+                asked_ms = max(asked_ms, min(_delay_ms(r), self._max_asked_ms))
         return max(self._base_s + self._per_item_s * len(batch), asked_ms / 1000.0)
 
     async def predict(self, batch: Sequence[InferRequest]) -> list[Tensors]:
