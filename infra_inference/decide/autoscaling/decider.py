@@ -104,6 +104,7 @@ def decide(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float
     """
     target = _target(policy)
     hold = _bounded(policy, obs.current)
+    obs = _finite(obs)
     if obs.value is None:
         return Decision(hold, f"hold at {hold}: no {policy.metric} reading"), state
     age = now - obs.at
@@ -153,6 +154,16 @@ def decide(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float
     if floor_why:
         why += f"; {floor_why}"
     return Decision(final, f"{obs.current} -> {final}: {why}", panicking, stable, panic), state
+
+
+def _finite(obs: Observation) -> Observation:
+    """NaN or infinite numbers are no reading: a broken exporter must hold the count, not raise or jump to max."""
+    def ok(x: float | None) -> float | None:
+        return x if x is not None and math.isfinite(x) and x >= 0 else None
+
+    if (ok(obs.value), ok(obs.outstanding), ok(obs.backlog_s)) == (obs.value, obs.outstanding, obs.backlog_s):
+        return obs
+    return replace(obs, value=ok(obs.value), outstanding=ok(obs.outstanding), backlog_s=ok(obs.backlog_s))
 
 
 def _target(policy: ScalingSpec) -> float:
