@@ -1,11 +1,11 @@
 """The policies a replay compares: ours (`decide/` on `observe`), KPA-style, HPA-style, and an oracle.
 
-Ours and KPA-style run the real decider; ours reads the gateway's counters
-through `decide/autoscaling/observe.py` exactly as the runtime's autoscaler
-does, so the simulator cannot drift from production. KPA-style feeds the
-decider the requests outstanding (queued + in flight), as Knative measures
-concurrency, with Knative's defaults. HPA-style and the oracle are written
-out here.
+Ours runs the real decider on the gateway's counters read through
+`decide/autoscaling/observe.py`, exactly as the runtime's autoscaler does,
+so the simulator cannot drift from production. The baselines are written
+out here, independent of ours (a change to `decide/` cannot move them):
+KPA-style is Knative's algorithm and defaults, HPA-style the Kubernetes HPA
+on a CPU proxy, and the oracle knows the future.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 
-from infra_inference.decide.autoscaling import Observation, ScalerState, decide
+from infra_inference.decide.autoscaling import ScalerState, decide
 from infra_inference.decide.autoscaling.observe import ObserverState, observe_gateway
 from infra_inference.simulate.replay import Policy, View
 from infra_inference.simulate.workload import Request
@@ -35,19 +35,48 @@ def decider(spec: ScalingSpec) -> Policy:
 
 
 def kpa_style(slots: int, max_replicas: int = 200) -> tuple[Policy, float]:
-    """Knative's KPA defaults: outstanding requests, 60 s stable / 6 s panic windows, panic at 200 %,
-    70 % of the container concurrency as target, 30 s scale-to-zero grace, 2 s tick."""
-    spec = ScalingSpec(metric="concurrency", target=0.7 * slots, min_replicas=0, max_replicas=max_replicas,
-                       scale_to_zero_after_s=30, stable_window_s=60, panic_window_s=6, panic_threshold=2.0,
-                       scale_down_window_s=0)
-    state = ScalerState()
+    """Knative's KPA with its defaults, written out (pkg/autoscaler/scaling/autoscaler.go), independent of ours.
+
+    Concurrency is the requests outstanding (queued at the activator or
+    queue-proxy + in flight), averaged over a 60 s stable and a 6 s panic
+    window of 2 s samples; target 70 % of the container concurrency. Panic
+    when the panic window wants >= 2x the ready pods; in panic never scale
+    down; leave panic a stable window after it was last over. Scale rates
+    1000x up, /2 down per decision, relative to ready pods; zero only after
+    a 30 s grace with nothing outstanding.
+    """
+    target, stable_s, panic_s, grace_s = 0.7 * slots, 60.0, 6.0, 30.0
+    samples: deque[tuple[float, float]] = deque()
+    panic_since: float | None = None  # the last time over the panic threshold
+    panic_desired = 0
+    last_active = 0.0
 
     def policy(view: View) -> int:
-        nonlocal state
+        nonlocal panic_since, panic_desired, last_active
         outstanding = view.sample.queued + view.sample.inflight
-        d, state = decide(spec, Observation(view.now, outstanding, outstanding, view.current, view.ready),
-                          state, view.now)
-        return d.desired
+        samples.append((view.now, outstanding))
+        while view.now - samples[0][0] >= stable_s:
+            samples.popleft()
+        stable = sum(v for _, v in samples) / len(samples)
+        recent = [v for t, v in samples if view.now - t < panic_s]
+        panic = sum(recent) / len(recent)
+        ready = max(view.ready, 1)
+        lo, hi = math.floor(view.ready / 2), math.ceil(1000 * ready)
+        want_stable = min(hi, max(lo, math.ceil(stable / target - 1e-9)))
+        want_panic = min(hi, max(lo, math.ceil(panic / target - 1e-9)))
+        if want_panic / ready >= 2.0:
+            panic_since = view.now  # Knative's panicTime: the last time over the threshold
+        elif panic_since is not None and view.now - panic_since >= stable_s:
+            panic_since, panic_desired = None, 0
+        desired = want_stable
+        if panic_since is not None:
+            panic_desired = max(panic_desired, want_panic, view.current)
+            desired = panic_desired
+        if outstanding > 0:
+            last_active = view.now
+        if desired == 0 and (outstanding > 0 or view.now - last_active < grace_s):
+            desired = min(1, view.current) if outstanding == 0 else 1
+        return min(max_replicas, desired)
 
     return policy, 2.0
 
