@@ -51,7 +51,7 @@ class AutoscalePolicyArgs(TypedDict, total=False):
     panic_window_s: float
     """Burst-detection window. Default 6."""
     panic_threshold: float
-    """Panic when short-window demand reaches this multiple of ready capacity. Default 1.5."""
+    """Panic when short-window demand reaches this multiple of ready capacity. Default 2."""
     max_scale_up_rate: float
     """At most this x ready replicas per decision. Default 1000."""
     max_scale_down_rate: float

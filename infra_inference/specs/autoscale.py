@@ -65,10 +65,7 @@ class ScalingSpec(Spec):
                                 "Default: 300 for engines hpa and keda (the HPA's own); 0 for native, whose "
                                 "decider holds capacity for 6 cold starts as it measures them.")
     panic_window_s: float = Field(6, gt=0, description="Short window that detects bursts.")
-    # 1.5, below the KPA's 2: with panic confirmed by the requests outstanding (decide/), bursts
-    # on the synthetic trace at a 30-60 s cold start keep 5-8 points more within 1 s for 3-6 %
-    # more replica-seconds on steady LLM traffic (benchmarks/autoscale_replay.py, tuning seeds).
-    panic_threshold: float = Field(1.5, gt=1, description="Panic when the short-window demand is this "
+    panic_threshold: float = Field(2.0, gt=1, description="Panic when the short-window demand is this "
                                                           "multiple of what ready replicas can take.")
     max_scale_up_rate: float = Field(1000.0, gt=1, description="At most this x ready replicas per decision.")
     max_scale_down_rate: float = Field(2.0, gt=1, description="At least ready / this replicas per decision.")

@@ -249,21 +249,12 @@ def _panic(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float
            panic: float) -> tuple[bool, ScalerState]:
     """KPA's panic mode: stays on until a whole stable window passes without the threshold being reached.
 
-    For concurrency, the requests outstanding must confirm it (they reach the
-    threshold too): a burst that replicas absorb without a queue is noise.
-
     With 4 ready replicas and threshold 2, panic starts once the panic window
     averages 8 replicas' worth of demand; it holds the highest panic
     recommendation since (a burst to 12 then a lull to 9 keeps 12), so a
     burst's replicas are not let go before the stable window has seen it.
     """
     over = panic / max(obs.ready, 1) >= policy.panic_threshold
-    if over and policy.metric == "concurrency" and obs.outstanding is not None:
-        # Confirmed by what is outstanding: 3 long requests arriving in one second read as a burst
-        # by Little's law over a short window, but if the replicas hold them without a queue it
-        # was noise (tuning seeds: a 1.5 threshold unconfirmed cost 13-22 % more replica-seconds
-        # on the LLM chat trace; confirmed, 3-6 %).
-        over = obs.outstanding / _target(policy) / max(obs.ready, 1) >= policy.panic_threshold
     if over:
         return True, replace(state, panic_last_over=now, panic_floor=max(state.panic_floor, _ceil(panic)))
     if state.panic_last_over is not None and now - state.panic_last_over < policy.stable_window_s:
