@@ -38,7 +38,7 @@ _EPSILON = 1e-6
 # start at 0.1 s each are 120 s of work; over 2 s that is 60 in flight, 10.7
 # replicas at a target of 5.6, where counting the queue as concurrency would
 # ask for 1,200 / 5.6 = 214. Shorter buys replicas that arrive (a cold start
-# later) after the backlog is gone: in benchmarks/autoscale_replay.py at a 70 %
+# later) after the backlog is gone: in the issue-4 simulator at a 70 %
 # target, 1 s gains 0.6 points of SLO for 3 % more replica-seconds (0.1 point
 # at 30-60 %), 5 s loses 0.2 points to save 1.5 %.
 BACKLOG_DRAIN_S = 2.0
