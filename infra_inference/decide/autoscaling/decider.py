@@ -1,18 +1,21 @@
 """One autoscaling decision: (policy, observation, state, now) -> (decision, new state).
 
 Stages, in order (each a small function below):
-1. hold on missing or stale data;
-2. record the replicas the reading asks for; average them over the stable and
-   panic windows; add the replicas that drain the gateway's backlog, once,
-   outside the windows;
-3. panic: enter when the panic-window demand reaches `panic_threshold` x
+1. hold on missing, non-finite or stale data;
+2. learn: the cold start from the replicas asked for and become ready, the
+   idle gaps from quiet stretches (`memory.py`);
+3. record the replicas the reading asks for (the windows start over after an
+   idle gap); average them over the stable and panic windows; add the
+   replicas that drain the gateway's backlog, once, outside the windows;
+4. panic: enter when the panic-window demand reaches `panic_threshold` x
    ready replicas, leave a stable window after it last did; while panicking,
    never go down;
-4. stabilize (HPA semantics): a rise must hold for `scale_up_window_s`, a
-   fall for `scale_down_window_s`;
-5. rate limits relative to ready replicas, then whole steps up;
-6. bounds, where min 0 means "zero once idle for `scale_to_zero_after_s` with
-   nothing queued or in flight".
+5. stabilize (HPA semantics): a rise must hold for `scale_up_window_s`, a
+   fall for the down window (`scale_down_window_s` or 6 cold starts); never
+   cancel a starting replica a recommendation since its ask wanted;
+6. rate limits relative to ready replicas, then whole steps up;
+7. bounds, where min 0 means "zero once idle for `keep_warm_s` with nothing
+   queued or in flight".
 """
 
 from __future__ import annotations
