@@ -53,8 +53,8 @@ DRAIN_COLD_STARTS = 0.25
 
 # Capacity let go takes a cold start to get back (`_down_window_s`): hold the highest
 # recommendation of the last 6 cold starts (30 s at a 5 s cold start, 6 minutes at 60 s).
-# Tuning seeds, against 3: +4 to +7 points within 1 s on the bursty code trace and the
-# synthetic one at 30-60 s, for 4-5 % more replica-seconds on the steady chat trace.
+# Tuning seeds, against 3: +4 to +8 points within 1 s on the bursty code trace and the
+# synthetic one at 30-60 s, for 2-5 % more replica-seconds on the steady chat trace.
 HOLD_COLD_STARTS = 6.0
 
 # Warm capacity (`keep_warm_s`). A wake makes the first requests wait a whole cold start, so
