@@ -39,7 +39,7 @@ class _Gateway:
     async def replicas(self, deployment: str) -> None:
         return None
 
-    async def custom(self) -> None:
+    async def custom(self, deployment: str) -> None:
         return None
 
 

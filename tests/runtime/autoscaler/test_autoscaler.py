@@ -187,9 +187,9 @@ class BrokenFor(FakeActuator):
 def test_one_deployments_failure_does_not_skip_the_others() -> None:
     async def run() -> FakeActuator:
         actuator = BrokenFor(current=6)
-        with gateway_in_thread(config([backend(endpoints=[])])) as (gport, _):
+        with gateway_in_thread(config([backend(endpoints=[])])) as (_, admin, _):
             async with aiohttp.ClientSession() as session:
-                source = HttpSource(session, lambda: [f"http://127.0.0.1:{gport}"], actuator.ready_urls)
+                source = HttpSource(session, lambda: [f"http://127.0.0.1:{admin}"], actuator.ready_urls)
                 await Autoscaler(POLICY, ["broken", "svc"], actuator, source, lambda: []).tick()
         return actuator
 
