@@ -18,7 +18,7 @@ PURE_SUBMODULES = {"urllib.parse"}
 
 # A command is the I/O edge of the layer it runs: it reads and writes files, and no pure module imports it.
 COMMANDS = {"infra_inference.render.cli"}
-PURE = ("specs", "decide", "plan", "render", "wire")
+PURE = ("specs", "decide", "plan", "render", "wire", "simulate")
 
 # Who may import whom, by area (a top-level package, or a folder of runtime/). Anything else is a bad arrow.
 # The pure core: errors <- specs <- decide <- plan <- render <- components, and wire/, the render <-> runtime
@@ -30,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "specs": {"errors"},
     "decide": {"errors", "specs"},
+    "simulate": {"errors", "specs", "decide"},  # the autoscaling simulator: decide/ on generated traffic
     "wire": {"errors", "specs"},
     "plan": {"errors", "specs", "decide", "wire"},
     "render": {"errors", "specs", "decide", "plan", "wire"},
@@ -44,7 +45,8 @@ ALLOWED: dict[str, set[str]] = {
     "runtime.gateway": {"wire", *RUNTIME_SHARED},
     "runtime.actuators": {"wire", *RUNTIME_SHARED},
     "runtime.autoscaler": {"specs", "decide", "wire", "runtime.actuators", *RUNTIME_SHARED},
-    "runtime.dev": {"specs", "wire", *RUNTIME_SHARED},  # starts the services as processes, never imports them
+    # starts the services as processes, never imports them; its live view reads p95 as the autoscaler does
+    "runtime.dev": {"specs", "decide", "wire", *RUNTIME_SHARED},
 }
 
 

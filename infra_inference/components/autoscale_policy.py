@@ -46,7 +46,8 @@ class AutoscalePolicyArgs(TypedDict, total=False):
     scale_up_window_s: float
     """Scale-up stabilization window. Default 0."""
     scale_down_window_s: float
-    """Scale-down stabilization window. Default 300."""
+    """Scale-down stabilization window. Default 300 for engines hpa/keda; 0 for native (which holds capacity
+    for 6 measured cold starts)."""
     panic_window_s: float
     """Burst-detection window. Default 6."""
     panic_threshold: float

@@ -27,6 +27,8 @@ class ModelArgs(TypedDict, total=False):
     credentials_secret: str
     """Secret (same namespace) with the source's credentials, mounted read-only: `authorization` for http(s),
     `aws_access_key_id`/`aws_secret_access_key` for s3://, `gcs_service_account.json` for gs://."""
+    size_bytes: int
+    """Size of the weights in bytes, for the cold-start budget. Default unknown (counted as 0)."""
 
 
 class BatchingArgs(TypedDict):

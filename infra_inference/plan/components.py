@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra_inference.decide.coldstart import budget_problems, estimate
 from infra_inference.decide.packing import service_problems, slots_per_replica, standby_instances, standby_problems
 from infra_inference.errors import SpecError, SpecProblem
 from infra_inference.plan.service import Placement, service_admin_url, variants
@@ -92,6 +93,7 @@ def plan_service(name: str, args: Mapping[str, Any], pool: PoolPlan | None, subj
     subject = subject or f"InferenceService {name!r}"
     spec = InferenceServiceSpec.parse({"name": name, **args}, subject=subject)
     problems = service_problems(spec, pool.spec if pool else None)
+    problems += budget_problems(spec, estimate(spec, pool.spec if pool else None, None))[0]
     if problems:
         raise SpecError(problems, subject=subject)
     slots, _ = slots_per_replica(spec, pool.spec if pool else None)

@@ -78,7 +78,7 @@ def behavior(policy: ScalingSpec) -> Obj:
         "scaleUp": {"stabilizationWindowSeconds": int(policy.scale_up_window_s), "selectPolicy": "Max",
                     "policies": [{"type": "Percent", "value": up_percent, "periodSeconds": HPA_PERIOD_S},
                                  {"type": "Pods", "value": policy.step, "periodSeconds": HPA_PERIOD_S}]},
-        "scaleDown": {"stabilizationWindowSeconds": int(policy.scale_down_window_s), "selectPolicy": "Max",
+        "scaleDown": {"stabilizationWindowSeconds": int(policy.down_window_s), "selectPolicy": "Max",
                       "policies": [{"type": "Percent", "value": down_percent, "periodSeconds": HPA_PERIOD_S}]},
     }
 

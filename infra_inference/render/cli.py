@@ -42,7 +42,7 @@ def render(
 ) -> None:
     """Render a stack document to Kubernetes YAML, one file per object."""
     try:
-        objects = render_stack(load_document(spec))
+        objects = render_stack(load_document(spec), warn=lambda line: typer.echo(f"warning: {line}", err=True))
     except SpecError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None

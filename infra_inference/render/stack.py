@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from infra_inference.decide.coldstart import budget_problems, estimate
 from infra_inference.errors import SpecError, SpecProblem
 from infra_inference.plan.components import (
-    PoolPlan, ServicePlan, plan_platform, plan_policy, plan_pool, plan_service, plan_service_policy, plan_standby,
+    PoolPlan, ServicePlan, StandbyPlan, plan_platform, plan_policy, plan_pool, plan_service, plan_service_policy,
+    plan_standby,
 )
 from infra_inference.render.autoscale import autoscale_objects
 from infra_inference.render.common import Obj
@@ -60,8 +62,12 @@ def _section(doc: Mapping[str, Any], key: str, c: _Collector) -> dict[str, dict[
     return {str(k): dict(v) for k, v in value.items()}
 
 
-def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
-    """Every Kubernetes object of the stack, in apply order (cluster-wide first)."""
+def render_stack(doc: Mapping[str, Any], warn: Callable[[str], None] | None = None) -> list[Obj]:
+    """Every Kubernetes object of the stack, in apply order (cluster-wide first).
+
+    `warn` hears what is valid but likely wrong (a cold start longer than the
+    gateway's timeout at min_replicas 0), each line under its path.
+    """
     c = _Collector()
     unknown = sorted(set(doc) - set(SECTIONS))
     c.problems += [SpecProblem(k, f"unknown section; use {', '.join(SECTIONS)}") for k in unknown]
@@ -94,6 +100,7 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
             if policy is not None:
                 out += autoscale_objects(policy)
 
+    standbys: dict[str, StandbyPlan] = {}
     for name, args in _section(doc, "standby", c).items():
         pool = c.reference(f"standby.{name}.pool", pools, args.pop("pool", None), "pool")
         if pool is None:
@@ -102,7 +109,14 @@ def render_stack(doc: Mapping[str, Any]) -> list[Obj]:
                          lambda n=name, a=args, p=pool: plan_standby(n, {**home, **a}, p, [
                              s.step_and_slots for s in services.values() if s.placement.pool_name == p.name]))
         if plan is not None:
+            standbys[pool.name] = plan
             out += standby_objects(plan)
+    if warn is not None:
+        for name, s in services.items():
+            standby = standbys.get(s.placement.pool_name or "")
+            budget = estimate(s.spec, s.placement.pool, standby.spec if standby else None)
+            for p in budget_problems(s.spec, budget)[1]:
+                warn(f"services.{name}.{p.path}: {p.message}")
 
     for name, args in _section(doc, "policies", c).items():
         svc_name = args.pop("service", None)

@@ -25,6 +25,8 @@ DEFAULT_UTILIZATION_TARGET = 70.0
 # Concurrency target as a share of the replica's max_concurrency: with 8 slots,
 # aim at 5.6 in flight, so a replica is rarely saturated before the next arrives.
 CONCURRENCY_TARGET_SHARE = 0.7
+# The HPA's own scale-down stabilization default, kept for engines hpa and keda.
+HPA_SCALE_DOWN_WINDOW_S = 300.0
 
 
 class CustomMetricSpec(Spec):
@@ -58,8 +60,10 @@ class ScalingSpec(Spec):
     step: int = Field(1, ge=1, description="Replicas are added in multiples of this; match StandbyPool instances.")
     stable_window_s: float = Field(60, gt=0, description="Window the stable (non-panic) average is taken over.")
     scale_up_window_s: float = Field(0, ge=0, description="Scale-up stabilization: a rise must hold this long.")
-    scale_down_window_s: float = Field(300, ge=0, description="Scale-down stabilization: the highest "
-                                                             "recommendation of this window wins.")
+    scale_down_window_s: float | None = Field(
+        None, ge=0, description="Scale-down stabilization: the highest recommendation of this window wins. "
+                                "Default: 300 for engines hpa and keda (the HPA's own); 0 for native, whose "
+                                "decider holds capacity for 6 cold starts as it measures them.")
     panic_window_s: float = Field(6, gt=0, description="Short window that detects bursts.")
     panic_threshold: float = Field(2.0, gt=1, description="Panic when the short-window demand is this "
                                                           "multiple of what ready replicas can take.")
@@ -113,6 +117,13 @@ class ScalingSpec(Spec):
         if self.engine == "hpa" and self.metric == "custom":
             out.append(SpecProblem("engine", "the HPA cannot run a PromQL query; use engine 'keda' or 'native'"))
         return out
+
+    @property
+    def down_window_s(self) -> float:
+        """`scale_down_window_s`, or its engine's default (300 s for hpa/keda, 0 s for native)."""
+        if self.scale_down_window_s is not None:
+            return self.scale_down_window_s
+        return 0.0 if self.engine == "native" else HPA_SCALE_DOWN_WINDOW_S
 
     def resolved_target(self, max_concurrency: int | None) -> float:
         """`target`, or the metric's default (e.g. 0.7 x 8 slots = 5.6 requests in flight)."""

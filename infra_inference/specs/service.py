@@ -39,6 +39,8 @@ class ModelSpec(Spec):
                           "into the server: key `authorization` (an HTTP Authorization header value), "
                           "`aws_access_key_id` + `aws_secret_access_key` (+ `aws_session_token`) for s3://, "
                           "`gcs_service_account.json` for gs://.")
+    size_bytes: int | None = Field(None, ge=0, description="Size of the weights, for the cold-start budget "
+                                                         "(decide/coldstart.py); unknown: counted as 0.")
 
 
 class BatchingSpec(Spec):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -268,3 +269,105 @@ def test_never_down_in_panic(p: ScalingSpec, rs: Any) -> None:
 @given(policies, readings)
 def test_deterministic(p: ScalingSpec, rs: Any) -> None:
     assert replay(p, rs) == replay(p, rs)
+
+
+# --- warm capacity, cold starts and wakes ---------------------------------------------------------
+
+def actuated(p: ScalingSpec, values: list[float], cold_start_s: float, backlog_s: float | None = None
+             ) -> list[tuple[int, int, Decision]]:
+    """One reading a second; replicas asked for are ready `cold_start_s` later (a fall cancels starting ones)."""
+    state, asks, ready, out = ScalerState(), [], 0, []
+    for t, value in enumerate(values):
+        now = float(t)
+        ready += sum(1 for a in asks if a + cold_start_s <= now)
+        asks = [a for a in asks if a + cold_start_s > now]
+        current = ready + len(asks)
+        d, state = decide(p, Observation(now, value, value, current, ready, backlog_s), state, now)
+        out.append((current, ready, d))
+        if d.desired > current:
+            asks += [now] * (d.desired - current)
+        elif d.desired < current:
+            drop = current - d.desired
+            keep = max(0, len(asks) - drop)
+            ready -= drop - (len(asks) - keep)
+            asks = asks[:keep]
+    return out
+
+
+def test_the_decider_learns_the_cold_start_and_idles_four_of_them_before_zero() -> None:
+    # A 30 s cold start, then idle: 30 s of scale_to_zero_after_s would wake every 30 s gap
+    # through a whole cold start; it waits 4 x 30 = 120 s instead.
+    p = policy(target=5, **ZERO)
+    steps = actuated(p, [10.0] * 60 + [0.0] * 200, cold_start_s=30)
+    zero_at = next(t for t, (_, _, d) in enumerate(steps) if t > 60 and d.desired == 0)
+    assert 59 + 118 <= zero_at <= 59 + 125, steps[zero_at][2].reason
+    assert "4 cold starts of 3" in steps[zero_at][2].reason
+
+
+def test_a_service_that_usually_idles_briefly_keeps_one_replica_through_its_gaps() -> None:
+    # Gaps of 90 s, 3 of them: the fourth idles 90 s with one replica, not zero after 30 s.
+    p = policy(target=5, **ZERO)
+    values = ([10.0] * 20 + [0.0] * 90) * 4
+    steps = actuated(p, values, cold_start_s=1)
+    last_gap = [d for _, _, d in steps[3 * 110 + 20:3 * 110 + 110]]
+    assert min(d.desired for d in last_gap) == 1
+    assert "usual idle gap" in last_gap[-1].reason, last_gap[-1].reason
+    first_gap = [d.desired for _, _, d in steps[20:105]]
+    assert min(first_gap) == 0  # no history yet: scale_to_zero_after_s
+
+
+def test_a_wake_buys_for_the_queue_in_one_step_and_no_more_while_they_start() -> None:
+    # Back after an idle gap: 10 req/s at 1 s each (10 in flight, 2 replicas at a target of 5)
+    # and 40 queued (40 s of work, 8 more over 2 s x ... drained over max(2, c / 4) = 2 s).
+    p = policy(target=5, max_replicas=50, **ZERO)
+    state = ScalerState(last_active=-100.0)
+    d, state = decide(p, Observation(0, 10, 50, 0, 0, backlog_s=40), state, 0)
+    assert d.desired == 6, d.reason  # 2 for the arrivals + 4 for the queue, at once
+    for t in (1.0, 2.0, 3.0):  # the queue grows while they start: it asks for no more
+        d, state = decide(p, Observation(t, 10, 50 + 10 * t, 6, 0, backlog_s=40 + 10 * t), state, t)
+        assert d.desired == 6, d.reason
+
+
+def test_idle_zeros_do_not_dilute_the_demand_after_a_gap() -> None:
+    # 60 s of 0 then 14 in flight: the windows start over, so 14 / 5 = 2.8 -> 3 at once
+    # (averaged with the gap's zeros it would be 14 x 1 / 60 -> 1).
+    p = policy(target=5, **ZERO)
+    steps = run(p, [(float(t), 0.0) for t in range(60)] + [(60.0, 14.0)], start=1)
+    assert steps[-1].desired == 3
+
+
+def test_noise_never_cancels_a_starting_replica_asked_for_again() -> None:
+    # Long requests: one-second readings swing 3 <-> 7 replicas' worth around a mean of 5 while
+    # replicas take 30 s to start; with a 6 s stable window and no scale-down window (the
+    # settings behind issue 13's 549 cancellations an hour) nothing starting is cancelled.
+    p = policy(target=1, stable_window_s=6, panic_window_s=2, scale_down_window_s=0, max_replicas=20)
+    values = [7.0 if (t // 3) % 2 else 3.0 for t in range(300)]
+    steps = actuated(p, values, cold_start_s=30)
+    cancels = [t for t, (current, ready, d) in enumerate(steps) if current > ready and d.desired < current]
+    assert cancels == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(0.5, 40), min_size=2, max_size=10), st.sampled_from([5.0, 30.0]),
+       st.sampled_from([2, 6, 60]))
+def test_noise_that_recurs_never_cancels_a_starting_replica(pattern: list[float], cold: float, stable: int) -> None:
+    # Readings that repeat a pattern (noise around a level): whatever a tick asks for, a tick
+    # within the pattern's period asks for again, so cancelling a starting replica is always
+    # a replica bought twice. After the cold start has been measured, none is cancelled.
+    p = policy(target=5, stable_window_s=stable, panic_window_s=2, scale_down_window_s=0, max_replicas=20)
+    steps = actuated(p, pattern * (int(4 * cold) // len(pattern) + 20), cold_start_s=cold)
+    learned = int(2 * cold) + len(pattern)
+    cancels = [(t, d.reason) for t, (current, ready, d) in enumerate(steps)
+               if t > learned and current > ready and d.desired < current]
+    assert cancels == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(policies, st.lists(st.sampled_from([math.nan, math.inf, -math.inf, 1.0, 0.0]), max_size=20))
+def test_non_finite_readings_hold(p: ScalingSpec, values: list[float]) -> None:
+    state = ScalerState()
+    for t, v in enumerate(values):
+        d, new = decide(p, Observation(float(t), v, v, 3, 3, backlog_s=v), state, float(t))
+        if not math.isfinite(v):
+            assert d.desired == min(max(3, p.min_replicas), p.max_replicas) and new == state
+        state = new

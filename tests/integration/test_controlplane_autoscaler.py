@@ -2,7 +2,7 @@
 
 The actuator talks to the API server with a token of the rendered autoscaler
 ServiceAccount, so the rendered Role is exactly what it has. The readings come
-from a hand-written collector and the clock is injected (windows pass in
+from a hand-written metrics source and the clock is injected (windows pass in
 simulated seconds); ready replicas come from the Deployment controller, the
 scheduler and kwok.
 """
@@ -13,6 +13,7 @@ import asyncio
 
 import pytest
 
+from infra_inference.decide.autoscaling.observe import GatewaySample
 from infra_inference.specs.autoscale import ScalingSpec
 from tests.integration.cluster_helpers import REPLICA, SERVICE_LABEL, Stack, token_client, wait_until
 from tests.support.controlplane import ControlPlane
@@ -21,17 +22,25 @@ pytestmark = pytest.mark.controlplane
 
 actuators = pytest.importorskip("infra_inference.runtime.actuators.kubernetes", reason="needs the runtime extra")
 loop = pytest.importorskip("infra_inference.runtime.autoscaler.loop", reason="needs the runtime extra")
-collect = pytest.importorskip("infra_inference.runtime.autoscaler.collect", reason="needs the runtime extra")
 
 
 class _Gateway:
-    """Stands in for the collector: the concurrency the gateway would report."""
+    """Stands in for the gateway's metrics: `concurrency` arrivals a tick (1 s apart) of 1 s each,
+    so Little's law reads `concurrency` in flight."""
 
     def __init__(self, clock: list[float]) -> None:
-        self.clock, self.concurrency = clock, 0.0
+        self.clock, self.concurrency, self.count = clock, 0.0, 0.0
 
-    async def read(self, deployments: list[str], now: float) -> dict[str, collect.Reading]:
-        return {d: collect.Reading(at=now, value=self.concurrency, outstanding=self.concurrency) for d in deployments}
+    async def gateway(self, deployments: list[str], now: float) -> dict[str, GatewaySample]:
+        self.count += self.concurrency
+        return {d: GatewaySample(now, self.count, self.count, self.count, self.count, 0.0, self.concurrency)
+                for d in deployments}
+
+    async def replicas(self, deployment: str) -> None:
+        return None
+
+    async def custom(self, deployment: str) -> None:
+        return None
 
 
 def test_autoscaler_scales_the_real_deployment_up_and_down_through_its_service_account(

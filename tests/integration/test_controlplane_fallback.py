@@ -16,6 +16,7 @@ import json
 import pytest
 from kubernetes import client
 
+from infra_inference.decide.autoscaling.observe import GatewaySample
 from infra_inference.render.stack import render_stack
 from tests.integration.cluster_helpers import (
     Stack, pool_args, running, service_args, token_client, unschedulable, wait_until,
@@ -26,19 +27,25 @@ pytestmark = pytest.mark.controlplane
 
 actuators = pytest.importorskip("infra_inference.runtime.actuators.kubernetes", reason="needs the runtime extra")
 loop = pytest.importorskip("infra_inference.runtime.autoscaler.loop", reason="needs the runtime extra")
-collect = pytest.importorskip("infra_inference.runtime.autoscaler.collect", reason="needs the runtime extra")
 wire = pytest.importorskip("infra_inference.wire.policy", reason="needs the runtime extra")
 
 
 class _Gateway:
-    """Stands in for the collector: requests outstanding at the gateway, all counted under the GPU backend."""
+    """Stands in for the gateway's metrics: requests in flight, all counted under the GPU backend (nothing
+    answered yet, so the reading is the outstanding count)."""
 
     def __init__(self) -> None:
         self.outstanding = 0.0
 
-    async def read(self, deployments: list[str], now: float) -> dict[str, collect.Reading]:
-        return {d: collect.Reading(at=now, value=self.outstanding if d == "chat" else 0.0,
-                                   outstanding=self.outstanding if d == "chat" else 0.0) for d in deployments}
+    async def gateway(self, deployments: list[str], now: float) -> dict[str, GatewaySample]:
+        return {d: GatewaySample(now, 0.0, 0.0, 0.0, 0.0, 0.0, self.outstanding if d == "chat" else 0.0)
+                for d in deployments}
+
+    async def replicas(self, deployment: str) -> None:
+        return None
+
+    async def custom(self, deployment: str) -> None:
+        return None
 
 
 def test_cpu_fallback_serves_while_gpu_slots_are_full_and_retires_when_they_free(

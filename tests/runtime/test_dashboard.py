@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from infra_inference.render import render_stack
 from infra_inference.runtime.metrics import prom
-from infra_inference.runtime.autoscaler.collect import Collector
+from infra_inference.runtime.autoscaler.collect import HttpSource
 from infra_inference.runtime.autoscaler.loop import Autoscaler
 from infra_inference.runtime.server.gpu_metrics import GpuCollector
 from infra_inference.specs.autoscale import ScalingSpec
@@ -70,8 +70,8 @@ def scraped() -> prom.Samples:
                 async with aiohttp.ClientSession() as session:
                     gateway = f"http://127.0.0.1:{admin}"
                     actuator = FakeActuator(current=1)
-                    collector = Collector("concurrency", session, lambda: [gateway], actuator.ready_urls)
-                    scaler = Autoscaler(ScalingSpec(target=4), ["svc"], actuator, collector, lambda: [gateway])
+                    source = HttpSource(session, lambda: [gateway], actuator.ready_urls)
+                    scaler = Autoscaler(ScalingSpec(target=4), ["svc"], actuator, source, lambda: [gateway])
                     await scaler.tick()
                     return generate_latest(scaler.registry)
 

@@ -13,7 +13,7 @@ import typer
 from prometheus_client import start_http_server
 
 from infra_inference.runtime.actuators.base import Actuator
-from infra_inference.runtime.autoscaler.collect import Collector, prometheus_query, replica_total
+from infra_inference.runtime.autoscaler.collect import HttpSource, prometheus_query, replica_total
 from infra_inference.runtime.autoscaler.loop import Autoscaler
 from infra_inference.wire import metrics
 from infra_inference.wire.names import gateway_admin_port, gateway_service, replicas_service
@@ -83,9 +83,8 @@ async def run(cfg: AutoscalerConfig) -> None:
                 return await prometheus_query(session, cfg.prometheus_url, query)
 
         latency = metrics.TIME_TO_FIRST_TOKEN if cfg.latency_of == "first-token" else metrics.REQUEST_DURATION
-        collector = Collector(cfg.metric, session, lambda: book[GATEWAY_KEY],
-                              actuator.ready_urls, custom, latency)
-        scaler = Autoscaler(cfg.policy, cfg.deployments, actuator, collector, lambda: book[GATEWAY_KEY], cfg.tick_s,
+        source = HttpSource(session, lambda: book[GATEWAY_KEY], actuator.ready_urls, custom, latency)
+        scaler = Autoscaler(cfg.policy, cfg.deployments, actuator, source, lambda: book[GATEWAY_KEY], cfg.tick_s,
                             fallback=cfg.fallback)
         start_http_server(cfg.metrics_port, registry=scaler.registry)
         stop = asyncio.Event()

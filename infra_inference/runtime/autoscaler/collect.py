@@ -1,106 +1,110 @@
-"""Collect: one reading per deployment per tick, from the gateway, the replicas or Prometheus.
+"""Collect: the I/O half of a reading. Scrape the gateway, the replicas or Prometheus into plain numbers.
 
-The gateway sees everything accepted and not yet answered, including
-requests queued while no replica exists, so it is the source for
-concurrency, throughput and latency, and for "outstanding" whatever the
-metric. Concurrency is Little's law on the gateway's counters (arrival rate x
-service time, plus the queue as work: `backlog_s`), not the queue as it
-stands: a queue that builds during a cold start would otherwise read as
-several times the replicas the arrivals need. Utilization is only known on
-replicas; custom comes from a PromQL query. Anything unreadable becomes None,
-and the decider holds.
+What the numbers mean (counter deltas, service time, Little's law, backlog)
+is `decide/autoscaling/observe.py`, pure and shared with the simulator; this
+module only fetches and parses, behind the `Source` protocol the tick loop
+reads. Anything unreadable is None, per source and per deployment: an
+unreachable gateway, a body over MAX_BODY_BYTES, a line the parser rejects.
+The decider holds on None; one bad scrape never skips another deployment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
-from infra_inference.decide.autoscaling import littles_law
+from infra_inference.decide.autoscaling.observe import GatewaySample, ReplicaSample
 from infra_inference.runtime.metrics import prom
-from infra_inference.specs.autoscale import Metric
 from infra_inference.wire import metrics as names
 
 log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT_S = 2.0
-GATEWAY_METRICS: tuple[Metric, ...] = ("concurrency", "throughput", "latency")
+# A gateway's /metrics is a few KB per deployment; 4 MiB is thousands of deployments. A larger
+# body is a broken or hostile endpoint, and parsing it would stall every deployment's tick.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Reading:
-    at: float
-    value: float | None
-    outstanding: float | None
-    backlog_s: float | None = None
-    queue_only: bool = False  # value is the outstanding count: no service time known yet
+class Source(Protocol):
+    """Where readings come from: the tick loop's only view of the metrics endpoints."""
+
+    async def gateway(self, deployments: list[str], now: float) -> dict[str, GatewaySample] | None:
+        """Each deployment's gateway counters now, summed over gateway replicas; None when unreadable."""
+
+    async def replicas(self, deployment: str) -> dict[str, ReplicaSample] | None:
+        """Each ready replica's sample by URL; None when any is unreadable."""
+
+    async def custom(self, deployment: str) -> float | None:
+        """The custom metric's value for `deployment`; None when unavailable."""
 
 
-@dataclass(frozen=True)
-class _Counters:
-    """Cumulative counters of one scrape, summed over gateways, for rates between two scrapes."""
-
-    at: float
-    requests: float
-    arrivals: float
-    served: float
-    served_s: float
-    buckets: dict[float, float]
-
-    @classmethod
-    def scrape(cls, gateway: list[prom.Samples], deployment: str, at: float,
-               latency_histogram: str = names.REQUEST_DURATION) -> _Counters:
-        def total(name: str) -> float:
-            return sum(prom.total(s, name, deployment=deployment) for s in gateway)
-
-        merged: dict[float, float] = {}
-        for s in gateway:
-            for le, c in prom.buckets(s, latency_histogram, deployment=deployment).items():
-                merged[le] = merged.get(le, 0.0) + c
-        return cls(at, total(names.REQUESTS_TOTAL), total(names.ARRIVALS_TOTAL),
-                   total(f"{names.REPLICA_DURATION}_count"),
-                   total(f"{names.REPLICA_DURATION}_sum"), merged)
-
-    def since(self, previous: _Counters | None) -> _Counters | None:
-        """The increase since `previous`, its `at` the seconds between the two scrapes.
-
-        None on the first look, or after a gateway restarted (its counters reset).
-        """
-        if previous is None or self.at <= previous.at or self.requests < previous.requests \
-                or self.arrivals < previous.arrivals or self.served < previous.served:
+async def read_capped(r: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None once it passes MAX_BODY_BYTES (read no further)."""
+    if (r.content_length or 0) > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in r.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
             return None
-        return _Counters(self.at - previous.at, self.requests - previous.requests,
-                         self.arrivals - previous.arrivals, self.served - previous.served,
-                         self.served_s - previous.served_s,
-                         {le: c - previous.buckets.get(le, 0.0) for le, c in self.buckets.items()})
+    return bytes(body)
 
 
 async def fetch_text(session: aiohttp.ClientSession, url: str) -> str | None:
+    """The body of a 200 answer, at most MAX_BODY_BYTES; None otherwise."""
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)) as r:
-            return await r.text() if r.status == 200 else None
+            body = await read_capped(r) if r.status == 200 else None
+            if body is None:
+                log.warning("scrape %s: status %d or a body over %d bytes; no reading", url, r.status, MAX_BODY_BYTES)
+                return None
+            return body.decode("utf-8", "replace")
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         log.debug("scrape %s: %s", url, exc)
         return None
 
 
+def parse(url: str, text: str) -> prom.Samples | None:
+    try:
+        return prom.parse(text)
+    except ValueError as exc:  # prometheus_client's parser raises ValueError on any malformed line
+        log.warning("scrape %s: unparsable metrics (%s); no reading", url, exc)
+        return None
+
+
 async def scrape_all(session: aiohttp.ClientSession, urls: list[str]) -> list[prom.Samples] | None:
-    """Every URL's samples, or None when any is unreachable (a partial sum would under-count demand)."""
+    """Every URL's samples, or None when any is unreachable or unparsable (a partial sum would under-count demand)."""
     texts = await asyncio.gather(*(fetch_text(session, u) for u in urls))
     if not urls or any(t is None for t in texts):
         return None
-    return [prom.parse(t) for t in texts if t is not None]
+    parsed = [parse(u, t) for u, t in zip(urls, texts, strict=True) if t is not None]
+    return None if any(p is None for p in parsed) else [p for p in parsed if p is not None]
 
 
-class Collector:
-    """Readings for `metric`.
+def gateway_sample(gateway: list[prom.Samples], deployment: str, at: float,
+                   latency_histogram: str = names.REQUEST_DURATION) -> GatewaySample:
+    """One deployment's counters and gauges, summed over the gateway replicas' expositions."""
+    def total(name: str) -> float:
+        return sum(prom.total(s, name, deployment=deployment) for s in gateway)
+
+    merged: dict[float, float] = {}
+    for s in gateway:
+        for le, c in prom.buckets(s, latency_histogram, deployment=deployment).items():
+            merged[le] = merged.get(le, 0.0) + c
+    return GatewaySample(at, total(names.REQUESTS_TOTAL), total(names.ARRIVALS_TOTAL),
+                         total(f"{names.REPLICA_DURATION}_count"), total(f"{names.REPLICA_DURATION}_sum"),
+                         total(names.QUEUE_DEPTH), total(names.INFLIGHT_REQUESTS), merged)
+
+
+class HttpSource:
+    """Readings over HTTP: the gateways' and replicas' /metrics, and a custom query.
 
     Args:
-        metric: What to read.
         session: Shared HTTP client.
         gateways: Base URLs of the service's gateway replicas right now.
         replicas: Base URLs of a deployment's ready replicas right now.
@@ -109,86 +113,32 @@ class Collector:
             duration, or time to first token).
     """
 
-    def __init__(self, metric: Metric, session: aiohttp.ClientSession, gateways: Callable[[], list[str]],
+    def __init__(self, session: aiohttp.ClientSession, gateways: Callable[[], list[str]],
                  replicas: Callable[[str], list[str]],
                  custom_query: Callable[[str], Awaitable[float | None]] | None = None,
                  latency_histogram: str = names.REQUEST_DURATION) -> None:
-        self._metric = metric
         self._latency_histogram = latency_histogram
         self._session = session
         self._gateways = gateways
         self._replicas = replicas
         self._custom = custom_query
-        self._previous: dict[str, _Counters] = {}
-        self._previous_cpu: dict[str, tuple[float, float]] = {}
 
-    async def read(self, deployments: list[str], now: float) -> dict[str, Reading]:
-        gateway = await scrape_all(self._session, [f"{g}/metrics" for g in self._gateways()])
-        out = {}
-        for d in deployments:
-            if gateway is None:  # what only the gateway knows is unknown; utilization and custom are not
-                value = None if self._metric in GATEWAY_METRICS else await self._value(d, None, now)
-                out[d] = Reading(now, value, None)
-                continue
-            queued = sum(prom.total(s, names.QUEUE_DEPTH, deployment=d) for s in gateway)
-            outstanding = queued + sum(prom.total(s, names.INFLIGHT_REQUESTS, deployment=d)
-                                       for s in gateway)
-            counters = _Counters.scrape(gateway, d, now, self._latency_histogram)
-            delta = counters.since(self._previous.get(d))
-            self._previous[d] = counters
-            if self._metric == "concurrency":
-                out[d] = _littles_law(now, counters, delta, queued, outstanding)
-            else:
-                out[d] = Reading(now, await self._value(d, delta, now), outstanding)
-        return out
+    async def gateway(self, deployments: list[str], now: float) -> dict[str, GatewaySample] | None:
+        scraped = await scrape_all(self._session, [f"{g}/metrics" for g in self._gateways()])
+        return None if scraped is None else {d: gateway_sample(scraped, d, now, self._latency_histogram)
+                                             for d in deployments}
 
-    async def _value(self, deployment: str, delta: _Counters | None, now: float) -> float | None:
-        if self._metric == "throughput":
-            return None if delta is None else delta.requests / delta.at
-        if self._metric == "latency":
-            p95 = None if delta is None else prom.quantile(0.95, delta.buckets)
-            return None if p95 is None else p95 * 1000.0
-        if self._metric == "custom":
-            return await self._custom(deployment) if self._custom else None
-        return await self._utilization(deployment, now)
-
-    async def _utilization(self, deployment: str, now: float) -> float | None:
-        """Mean over ready replicas, in percent: GPU busy ratio, or CPU seconds per second (one core = 100 %)."""
+    async def replicas(self, deployment: str) -> dict[str, ReplicaSample] | None:
         urls = self._replicas(deployment)
-        replicas = await scrape_all(self._session, [f"{u}/metrics" for u in urls])
-        if not replicas:
+        scraped = await scrape_all(self._session, [f"{u}/metrics" for u in urls])
+        if scraped is None:
             return None
-        if self._metric == "gpu-utilization":
-            per_replica = [prom.total(s, names.GPU_UTILIZATION) /
-                           max(1, len(s.get(names.GPU_UTILIZATION, []))) for s in replicas
-                           if names.GPU_UTILIZATION in s]
-            return 100.0 * sum(per_replica) / len(per_replica) if per_replica else None
-        rates = []
-        for url, s in zip(urls, replicas, strict=True):
-            cpu = prom.total(s, names.PROCESS_CPU_TOTAL)
-            before = self._previous_cpu.get(url)
-            self._previous_cpu[url] = (now, cpu)
-            if before is not None and now > before[0] and cpu >= before[1]:
-                rates.append((cpu - before[1]) / (now - before[0]))
-        return 100.0 * sum(rates) / len(rates) if rates else None
+        return {url: ReplicaSample(prom.total(s, names.PROCESS_CPU_TOTAL) if names.PROCESS_CPU_TOTAL in s else None,
+                                   tuple(v for _, v in s.get(names.GPU_UTILIZATION, [])))
+                for url, s in zip(urls, scraped, strict=True)}
 
-
-def _littles_law(now: float, counters: _Counters, delta: _Counters | None, queued: float,
-                 outstanding: float) -> Reading:
-    """Arrival rate x service time, and the queue as work; the requests outstanding until both are known.
-
-    The service time is this tick's
-    mean, or the mean since the gateway started when nothing finished this
-    tick (the first request after idle); before any request was served, and
-    on the first look, there is no rate, and the outstanding count (9 queued
-    at a gateway with no replica: 9) is the best reading of demand.
-    """
-    served, served_s = (delta.served, delta.served_s) if delta and delta.served else \
-        (counters.served, counters.served_s)
-    if delta is None or not served:
-        return Reading(now, outstanding, outstanding, queue_only=True)
-    concurrency, backlog_s = littles_law(delta.arrivals, delta.at, served_s / served, queued)
-    return Reading(now, concurrency, outstanding, backlog_s)
+    async def custom(self, deployment: str) -> float | None:
+        return await self._custom(deployment) if self._custom else None
 
 
 async def replica_total(session: aiohttp.ClientSession, urls: list[str], metric: str) -> float | None:
@@ -206,14 +156,17 @@ async def prometheus_query(session: aiohttp.ClientSession, base_url: str, query:
     try:
         async with session.get(f"{base_url.rstrip('/')}/api/v1/query", params={"query": query},
                                timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)) as r:
-            doc = await r.json()
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            body = await read_capped(r)
+        if body is None:
+            return None
+        doc = json.loads(body)
+        data = doc.get("data", {}) if doc.get("status") == "success" else {}
+        result = data.get("result")
+        if data.get("resultType") == "scalar" and result:
+            return float(result[1])
+        if data.get("resultType") == "vector" and result:
+            return sum(float(r["value"][1]) for r in result)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, TypeError, KeyError, IndexError,
+            AttributeError) as exc:
         log.warning("prometheus query failed: %s", exc)
-        return None
-    data = doc.get("data", {}) if doc.get("status") == "success" else {}
-    result = data.get("result")
-    if data.get("resultType") == "scalar" and result:
-        return float(result[1])
-    if data.get("resultType") == "vector" and result:
-        return sum(float(r["value"][1]) for r in result)
     return None

@@ -19,8 +19,15 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from infra_inference.decide.autoscaling import Decision, Observation, ScalerState, decide
 from infra_inference.decide.autoscaling.fallback import FallbackState, GpuSide, fallback_replicas
+from infra_inference.decide.autoscaling.observe import (
+    GatewaySample,
+    ObserverState,
+    observe_gateway,
+    utilization,
+    with_value,
+)
 from infra_inference.runtime.actuators.base import Actuator, Replicas
-from infra_inference.runtime.autoscaler.collect import Collector
+from infra_inference.runtime.autoscaler.collect import Source
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.wire import metrics as names
 from infra_inference.wire.policy import FallbackConfig
@@ -39,24 +46,25 @@ class Autoscaler:
         policy: The decider's knobs.
         deployments: One decision each.
         actuator: Reads and sets replica counts.
-        collector: Readings per deployment.
+        source: Where the metrics come from (`collect.HttpSource`).
         gateways: Base URLs to long-poll for activator pokes.
         tick_s: Seconds between ticks without a poke.
         clock: Monotonic seconds; passed to decide() as `now`.
         fallback: The service's CPU fallback, one of `deployments`, sized from the others' overflow.
     """
 
-    def __init__(self, policy: ScalingSpec, deployments: list[str], actuator: Actuator, collector: Collector,
+    def __init__(self, policy: ScalingSpec, deployments: list[str], actuator: Actuator, source: Source,
                  gateways: Callable[[], list[str]], tick_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, fallback: FallbackConfig | None = None) -> None:
         self.policy = policy
         self.deployments = deployments
         self._actuator = actuator
-        self._collector = collector
+        self._source = source
         self._gateways = gateways
         self._tick_s = tick_s
         self._clock = clock
         self.states = {d: ScalerState() for d in deployments}
+        self.observers = {d: ObserverState() for d in deployments}
         self._fallback = fallback
         self._fallback_state = FallbackState()
         self.last: dict[str, Decision] = {}
@@ -69,23 +77,45 @@ class Autoscaler:
 
     async def tick(self) -> None:
         now = self._clock()
-        readings = await self._collector.read(self.deployments, now)
+        gateway = await self._source.gateway(self.deployments, now)
         gpu: list[tuple[Replicas, float | None]] = []
         for d in self.deployments:
-            replicas = await self._actuator.replicas(d)
-            if replicas is None:
-                log.warning("%s: replicas unreadable; holding", d)
-                continue
             if self._fallback is not None and d == self._fallback.deployment:
                 continue
-            r = readings[d]
-            obs = Observation(at=r.at, value=r.value, outstanding=r.outstanding, current=replicas.current,
-                              ready=replicas.ready, backlog_s=r.backlog_s, queue_only=r.queue_only)
-            decision, self.states[d] = decide(self.policy, obs, self.states[d], now)
-            await self._apply(d, decision, replicas)
-            gpu.append((Replicas(decision.desired, replicas.ready), r.outstanding))
+            try:  # one deployment's failure (an API error, a bad reading) must not skip the others
+                decided = await self._tick_one(d, None if gateway is None else gateway.get(d), now)
+            except Exception:
+                log.exception("%s: tick failed; holding", d)
+                continue
+            if decided is not None:
+                gpu.append(decided)
         if self._fallback is not None:
             await self._fallback_tick(self._fallback, gpu, now)
+
+    async def _tick_one(self, deployment: str, sample: GatewaySample | None,
+                        now: float) -> tuple[Replicas, float | None] | None:
+        """Observe, decide, actuate one deployment: (replicas asked for and ready, outstanding), None on hold."""
+        replicas = await self._actuator.replicas(deployment)
+        if replicas is None:
+            log.warning("%s: replicas unreadable; holding", deployment)
+            return None
+        obs, self.observers[deployment] = await self._observe(deployment, sample, replicas.current,
+                                                              replicas.ready, now)
+        decision, self.states[deployment] = decide(self.policy, obs, self.states[deployment], now)
+        await self._apply(deployment, decision, replicas)
+        return Replicas(decision.desired, replicas.ready), obs.outstanding
+
+    async def _observe(self, deployment: str, sample: GatewaySample | None, current: int, ready: int,
+                       now: float) -> tuple[Observation, ObserverState]:
+        """The gateway's reading; for utilization and custom metrics, their value with the gateway's outstanding."""
+        metric = self.policy.metric
+        obs, state = observe_gateway(metric, sample, self.observers[deployment], current, ready, now)
+        if metric in ("gpu-utilization", "cpu-utilization"):
+            value, state = utilization(metric, await self._source.replicas(deployment), state, now)
+            obs = with_value(obs, value)
+        elif metric == "custom":
+            obs = with_value(obs, await self._source.custom(deployment))
+        return obs, state
 
     async def _apply(self, deployment: str, decision: Decision, replicas: Replicas) -> None:
         self._ready.labels(deployment).set(replicas.ready)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
+from infra_inference.decide.autoscaling.observe import quantile
 from infra_inference.runtime.metrics import prom
 from infra_inference.wire import metrics as names
 
@@ -50,7 +51,7 @@ class Sampler:
         buckets = prom.buckets(g, names.REQUEST_DURATION)
         delta = {le: c - self._buckets.get(le, 0.0) for le, c in buckets.items()}
         self._buckets = buckets
-        p95 = prom.quantile(P95, delta)
+        p95 = quantile(P95, delta)
         if p95 is not None:
             self._last_p95 = p95 * 1000
         answered = {labels["code"]: int(v) for labels, v in g.get(names.REQUESTS_TOTAL, [])}

@@ -1,9 +1,6 @@
-"""Reading Prometheus text exposition: samples by name and labels, and quantiles from histogram buckets."""
+"""Reading Prometheus text exposition: samples by name and labels, and cumulative histogram buckets."""
 
 from __future__ import annotations
-
-import math
-from collections.abc import Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,24 +30,3 @@ def buckets(samples: Samples, name: str, **match: str) -> dict[float, float]:
             le = float(labels["le"])
             out[le] = out.get(le, 0.0) + v
     return out
-
-
-def quantile(q: float, cumulative: Mapping[float, float]) -> float | None:
-    """PromQL's histogram_quantile: linear inside the bucket that holds rank q x count.
-
-    Counts 60 under 0.05 s, 100 under 0.1 s: p95 is rank 95, in (0.05, 0.1],
-    35 of that bucket's 40 -> 0.05 + 0.05 x 35/40 = 0.094 s. None for no observations.
-    """
-    bounds = sorted(cumulative)
-    if not bounds or cumulative[bounds[-1]] <= 0:
-        return None
-    rank = q * cumulative[bounds[-1]]
-    lower, below = 0.0, 0.0
-    for upper in bounds:
-        count = cumulative[upper]
-        if count >= rank:
-            if math.isinf(upper):
-                return lower  # the +Inf bucket has no width: its lower bound is the best estimate
-            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
-        lower, below = upper, count
-    return lower

@@ -19,7 +19,9 @@ from infra_inference.render.autoscale import native
 from infra_inference.runtime.actuators.base import Replicas
 from infra_inference.runtime.actuators.kubernetes import KubernetesActuator
 from infra_inference.runtime.autoscaler import Autoscaler, AutoscalerConfig
-from infra_inference.runtime.autoscaler.collect import Collector, Reading
+from infra_inference.decide.autoscaling import Observation
+from infra_inference.decide.autoscaling.observe import ObserverState, observe_gateway, quantile
+from infra_inference.runtime.autoscaler.collect import MAX_BODY_BYTES, HttpSource
 from infra_inference.runtime.discovery.endpointslices import EndpointSliceDiscovery
 from infra_inference.runtime.metrics import prom
 from infra_inference.specs.autoscale import ScalingSpec
@@ -57,8 +59,8 @@ POLICY = ScalingSpec(metric="concurrency", target=4.0, min_replicas=1, max_repli
 def ticks(gateway_url: str, actuator: FakeActuator, n: int, policy: ScalingSpec = POLICY) -> Autoscaler:
     async def run() -> Autoscaler:
         async with aiohttp.ClientSession() as session:
-            collector = Collector(policy.metric, session, lambda: [gateway_url], actuator.ready_urls)
-            scaler = Autoscaler(policy, ["svc"], actuator, collector, lambda: [gateway_url])
+            source = HttpSource(session, lambda: [gateway_url], actuator.ready_urls)
+            scaler = Autoscaler(policy, ["svc"], actuator, source, lambda: [gateway_url])
             for _ in range(n):
                 await scaler.tick()
             return scaler
@@ -100,9 +102,9 @@ def test_throughput_and_latency_come_from_counter_deltas() -> None:
               'infra_inference_request_duration_seconds_bucket{deployment="svc",le="0.1"} 100\n'
               'infra_inference_request_duration_seconds_bucket{deployment="svc",le="+Inf"} 100\n')
     # 60 under 0.05 s, 100 under 0.1 s: p95 = 0.05 + 0.05 x 35/40 = 0.094 s.
-    assert prom.quantile(0.95, prom.buckets(prom.parse(text_1), "infra_inference_request_duration_seconds")) \
+    assert quantile(0.95, prom.buckets(prom.parse(text_1), "infra_inference_request_duration_seconds")) \
         == pytest.approx(0.09375)
-    assert prom.quantile(0.95, {}) is None
+    assert quantile(0.95, {}) is None
 
 
 @contextmanager
@@ -143,10 +145,14 @@ def test_concurrency_is_arrival_rate_times_service_time_and_the_queue_is_work() 
              gateway_text(300, 190, 19.0, 300, 8),   # +200 arrivals in 2 s, +100 served in 10 s: 0.1 s each
              gateway_text(300, 190, 19.0, 300, 8)]   # nothing arrived or finished (replicas starting)
 
-    async def read_three(url: str) -> list[Reading]:
+    async def read_three(url: str) -> list[Observation]:
         async with aiohttp.ClientSession() as session:
-            collector = Collector("concurrency", session, lambda: [url], lambda d: [])
-            return [(await collector.read(["svc"], now))["svc"] for now in (10.0, 12.0, 13.0)]
+            source, state, out = HttpSource(session, lambda: [url], lambda d: []), ObserverState(), []
+            for now in (10.0, 12.0, 13.0):
+                sample = await source.gateway(["svc"], now)
+                obs, state = observe_gateway("concurrency", sample and sample["svc"], state, 1, 1, now)
+                out.append(obs)
+            return out
 
     with metrics_server(texts) as url:
         first, second, third = asyncio.run(read_three(url))
@@ -154,7 +160,40 @@ def test_concurrency_is_arrival_rate_times_service_time_and_the_queue_is_work() 
     # 100 req/s x 0.1 s = 10 in flight, and 300 queued x 0.1 s = 30 s of work -- not 308 in flight.
     assert (second.value, second.outstanding, second.queue_only) == (pytest.approx(10.0), 308, False)
     assert second.backlog_s == pytest.approx(30.0)
-    assert third.value == 0 and third.backlog_s == pytest.approx(30.0)  # service time since start: 19 / 190
+    assert third.value == 0 and third.backlog_s == pytest.approx(30.0)  # the service time remembered: 0.1 s
+
+
+@pytest.mark.parametrize("body", [
+    'infra_inference_inflight_requests{deployment="svc"} garbage\n',  # prometheus_client raises ValueError
+    "# " + "x" * (MAX_BODY_BYTES + 10) + "\n",                          # over the size cap
+], ids=["unparsable", "oversized"])
+def test_a_bad_metrics_body_holds(body: str) -> None:
+    with metrics_server([body]) as url:
+        actuator = FakeActuator(current=6)
+        scaler = ticks(url, actuator, 2)
+    assert actuator.scaled == []
+    assert "no concurrency reading" in scaler.last["svc"].reason
+
+
+class BrokenFor(FakeActuator):
+    """Raises for one deployment, as an API error for one Deployment would."""
+
+    async def replicas(self, deployment: str) -> Replicas:
+        if deployment == "broken":
+            raise RuntimeError("the API said no")
+        return await super().replicas(deployment)
+
+
+def test_one_deployments_failure_does_not_skip_the_others() -> None:
+    async def run() -> FakeActuator:
+        actuator = BrokenFor(current=6)
+        with gateway_in_thread(config([backend(endpoints=[])])) as (_, admin, _):
+            async with aiohttp.ClientSession() as session:
+                source = HttpSource(session, lambda: [f"http://127.0.0.1:{admin}"], actuator.ready_urls)
+                await Autoscaler(POLICY, ["broken", "svc"], actuator, source, lambda: []).tick()
+        return actuator
+
+    assert asyncio.run(run()).scaled == [3]  # svc, idle, still scaled down after broken failed
 
 
 def test_policy_json_as_rendered_loads() -> None:

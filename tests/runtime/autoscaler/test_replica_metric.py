@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 
 from infra_inference.runtime.autoscaler.cli import replica_metrics_url
-from infra_inference.runtime.autoscaler.collect import Collector, replica_total
+from infra_inference.runtime.autoscaler.collect import HttpSource, replica_total
 from infra_inference.wire.policy import AutoscalerConfig
 from infra_inference.runtime.autoscaler.loop import Autoscaler
 from infra_inference.specs.autoscale import ScalingSpec
@@ -33,8 +33,8 @@ def test_a_replica_gauge_summed_over_replicas_scales_the_deployment() -> None:
                     return await replica_total(session, [f"{a}/metrics", f"{b}/metrics"], "vllm:num_requests_waiting")
 
                 gateway = f"http://127.0.0.1:{closed_port()}"  # no gateway reading: custom needs none
-                collector = Collector("custom", session, lambda: [gateway], actuator.ready_urls, custom)
-                await Autoscaler(policy, ["svc"], actuator, collector, lambda: []).tick()
+                source = HttpSource(session, lambda: [gateway], actuator.ready_urls, custom)
+                await Autoscaler(policy, ["svc"], actuator, source, lambda: []).tick()
 
         asyncio.run(tick())
     assert actuator.scaled == [8]
