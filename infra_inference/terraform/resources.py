@@ -301,7 +301,8 @@ _SETTINGS_ARGS = tuple(a for a in spec_attributes(GpuPoolSpec, top=False) if a.n
 def gpu_pool_settings(args: dict[str, Any]) -> dict[str, Any]:
     """The cloud node pool settings of a pool; `cluster` and the EKS role/subnets are the user's own."""
     name = args.pop("name")
-    spec = plan_pool(name, {**DEFERRABLE, **args}).spec
+    own = DEFERRABLE if args.get("cloud") == "eks" else {"cluster": DEFERRABLE["cluster"]}
+    spec = plan_pool(name, {**own, **args}).spec
     out: dict[str, Any] = {"machine_type": spec.resolved_machine_type, "gke": None, "eks": None}
     if spec.cloud == "gke":
         pool = gke_node_pool(name, spec)
