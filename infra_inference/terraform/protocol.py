@@ -21,7 +21,7 @@ from tf.gen import tfplugin_pb2_grpc as rpc
 from tf.types import Unknown
 from tf.utils import read_dynamic_value, to_dynamic_value
 
-from infra_inference.errors import SpecError, SpecProblem
+from infra_inference.errors import SpecError
 from infra_inference.terraform.cluster import Cluster, ClusterError, Connection, apply_order, delete_order, key
 from infra_inference.terraform.resources import DATA_SOURCES, PROVIDER, RESOURCES, Planned, ResourceKind, without_nulls
 from infra_inference.terraform.schema import Attr, Schema
@@ -332,23 +332,6 @@ class Provider(rpc.ProviderServicer):
         if state is None:
             return pb.ReadDataSource.Response(diagnostics=diags)
         return pb.ReadDataSource.Response(state=to_dynamic_value(state))
-
-
-def problems_of(schema: Schema, diagnostics: list[pb.Diagnostic]) -> list[SpecProblem]:
-    """The problems back from diagnostics (for tests: the path as the schema walk produced it)."""
-    out = []
-    for d in diagnostics:
-        parts = []
-        for s in d.attribute.steps:
-            which = s.WhichOneof("selector")
-            if which == "attribute_name":
-                parts.append(("." if parts else "") + s.attribute_name)
-            elif which == "element_key_int":
-                parts.append(f"[{s.element_key_int}]")
-            else:
-                parts.append("." + s.element_key_string)
-        out.append(SpecProblem("".join(parts), d.detail))
-    return out
 
 
 def serve_grpc(server: grpc.Server) -> None:

@@ -77,3 +77,16 @@ def test_gke_settings_are_what_the_pulumi_gpu_pool_creates(terraform_home: Path,
         np["autoscaling"]["locationPolicy"])
     assert gke["image_streaming"] is cfg["gcfsConfig"]["enabled"] is True
     assert gke["oauth_scopes"] == cfg["oauthScopes"] and data["eks"] is None
+
+
+def hcl_blocks() -> list[tuple[str, str]]:
+    docs = Path(__file__).resolve().parents[2] / "sdk-docs"
+    return [(f"{p.name}#{i}", m.group(1)) for p in sorted(docs.glob("*.md"))
+            for i, m in enumerate(re.finditer(r"^```hcl\n(.*?)^```", p.read_text(), re.S | re.M))]
+
+
+@pytest.mark.parametrize(("where", "code"), hcl_blocks(), ids=lambda v: v if "#" in str(v) else "")
+def test_hcl_block_in_docs_is_valid_formatted_hcl(where: str, code: str) -> None:
+    out = subprocess.run([terraform_or_skip(), "fmt", "-"], input=code, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr  # parses
+    assert out.stdout == code, f"{where} is not as `terraform fmt` writes it"

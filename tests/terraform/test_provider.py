@@ -14,7 +14,7 @@ from infra_inference.render.plan import plan_pool, plan_service
 from infra_inference.specs.pool import GpuPoolSpec
 from infra_inference.specs.service import InferenceServiceSpec
 from infra_inference.terraform.docs import markdown
-from infra_inference.terraform.protocol import Provider, problems_of
+from infra_inference.terraform.protocol import Provider
 from infra_inference.terraform.resources import RESOURCES
 from tests.specs.test_validation import MODEL, POOL, POOL_CASES
 
@@ -26,7 +26,24 @@ def plan(type_name: str, config: dict[str, Any]) -> tuple[dict[str, Any] | None,
     req = pb.PlanResourceChange.Request(type_name=type_name, prior_state=to_dynamic_value(None),
                                         proposed_new_state=to_dynamic_value(config), config=to_dynamic_value(config))
     resp = Provider().PlanResourceChange(req, None)
-    return read_dynamic_value(resp.planned_state), problems_of(RESOURCES[type_name].schema, list(resp.diagnostics))
+    return read_dynamic_value(resp.planned_state), problems_of(list(resp.diagnostics))
+
+
+def problems_of(diagnostics: list[pb.Diagnostic]) -> list[SpecProblem]:
+    """The problems back from diagnostics, each path rebuilt from its protocol steps."""
+    out = []
+    for d in diagnostics:
+        parts = []
+        for s in d.attribute.steps:
+            which = s.WhichOneof("selector")
+            if which == "attribute_name":
+                parts.append(("." if parts else "") + s.attribute_name)
+            elif which == "element_key_int":
+                parts.append(f"[{s.element_key_int}]")
+            else:
+                parts.append("." + s.element_key_string)
+        out.append(SpecProblem("".join(parts), d.detail))
+    return out
 
 
 def expected(fn: Any) -> list[SpecProblem]:
