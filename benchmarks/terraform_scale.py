@@ -113,8 +113,8 @@ def main() -> None:
                 print(f"n={n}: {objects} objects, plan {t_plan:.2f}s apply {t_apply:.2f}s", flush=True)
     finally:
         cp.stop()
-    print(f"\n| services | objects | render s | pulumi (mocks) s | tf plan s | tf apply s | tf plan, applied s "
-          f"| tf destroy s | apply s/service | apply / pulumi |")
+    print("\n| services | objects | render s | pulumi (mocks) s | tf plan s | tf apply s | tf plan, applied s "
+          "| tf destroy s | apply s/service | apply / pulumi |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n, objects, render, pulumi, plan, apply, replan, destroy in rows:
         print(f"| {n} | {objects} | {render:.2f} | {pulumi:.2f} | {plan:.2f} | {apply:.2f} | {replan:.2f} | "

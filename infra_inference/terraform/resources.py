@@ -14,7 +14,7 @@ may follow), which a bare id would hide.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +74,11 @@ def without_nulls(value: Any) -> Any:
     return value
 
 
-def _spec_args(args: Mapping[str, Any], model: type[Spec]) -> dict[str, Any]:
-    return {k: v for k, v in args.items() if k in model.model_fields}
+def _name(args: dict[str, Any]) -> str:
+    """Pops `name` (absent only in a state imported by id whose arguments are not set yet)."""
+    if "name" not in args:
+        raise SpecError([SpecProblem("name", "required field is missing")])
+    return str(args.pop("name"))
 
 
 def _ref(value: object, attr: str, kind: str) -> dict[str, Any]:
@@ -158,7 +161,7 @@ _POOL_ARGS = spec_attributes(GpuPoolSpec)
 
 
 def _plan_gpu_pool(args: dict[str, Any]) -> Planned:
-    name = args.pop("name")
+    name = _name(args)
     plan = plan_pool(name, args)
     spec = plan.spec
     ref_args = {k: (DEFERRABLE[k] if k in DEFERRABLE else v) for k, v in args.items()}
@@ -201,7 +204,7 @@ POOL_ARG = Attr("pool", "The GPU pool: infra_inference_gpu_pool.<name>.ref. Omit
 def _plan_service(args: dict[str, Any]) -> Planned:
     pool_ref = args.pop("pool", None)
     pool = _pool_from_ref(pool_ref) if pool_ref is not None else None
-    name = args.pop("name")
+    name = _name(args)
     plan = plan_service(name, args, pool)
     objects = service_manifests(plan)
     policy = plan_service_policy(plan)
@@ -240,7 +243,7 @@ _STANDBY_ARGS = tuple(
 
 
 def _plan_standby(args: dict[str, Any]) -> Planned:
-    name = args.pop("name")
+    name = _name(args)
     pool = _pool_from_ref(args.pop("pool"))
     services = [_service_from_ref(s, f"services[{i}]") for i, s in enumerate(args.pop("services", None) or [])]
     steps = [s.step_and_slots for s in services if s.placement.pool_name == pool.name]
@@ -269,7 +272,7 @@ _POLICY_ARGS = spec_attributes(AutoscalePolicySpec)
 
 
 def _plan_policy(args: dict[str, Any]) -> Planned:
-    name = args.pop("name")
+    name = _name(args)
     service_ref = args.pop("service", None)
     service = _service_from_ref(service_ref, "service") if service_ref is not None else None
     plan = plan_policy(name, args, service)
@@ -300,7 +303,7 @@ _SETTINGS_ARGS = tuple(a for a in spec_attributes(GpuPoolSpec, top=False) if a.n
 
 def gpu_pool_settings(args: dict[str, Any]) -> dict[str, Any]:
     """The cloud node pool settings of a pool; `cluster` and the EKS role/subnets are the user's own."""
-    name = args.pop("name")
+    name = _name(args)
     own = DEFERRABLE if args.get("cloud") == "eks" else {"cluster": DEFERRABLE["cluster"]}
     spec = plan_pool(name, {**own, **args}).spec
     out: dict[str, Any] = {"machine_type": spec.resolved_machine_type, "gke": None, "eks": None}

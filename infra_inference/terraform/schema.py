@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic.fields import FieldInfo
@@ -63,14 +63,6 @@ class Schema:
 
     def attribute(self, name: str) -> Attr:
         return next(a for a in self.attributes if a.name == name)
-
-
-@dataclass(frozen=True)
-class Extra:
-    """An attribute a resource adds beside its spec's fields (`pool`, outputs, `id`)."""
-
-    attr: Attr
-    after: str | None = field(default=None)  # keep arguments before outputs in the docs
 
 
 def _type_label(t: CtyType | None) -> str:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes import client
 from tests.integration.cluster_helpers import wait_until
-from tests.support.terraform import Terraform, terraform_home, workdir_with  # noqa: F401  (fixture)
+from tests.support.terraform import Terraform, workdir_with
 
 from infra_inference.devcluster import ControlPlane
 from infra_inference.render import render_stack
@@ -61,7 +61,7 @@ def normalised(out: str) -> list[dict[str, Any]]:
     return lines
 
 
-def test_quickstart_lifecycle(controlplane: ControlPlane, api: client.ApiClient, terraform_home: Path,  # noqa: F811
+def test_quickstart_lifecycle(controlplane: ControlPlane, api: client.ApiClient, terraform_home: Path,
                               tmp_path: Path) -> None:
     tf = workdir_with(tmp_path, terraform_home, "quickstart")
     assert (tmp_path / ".terraform.lock.hcl").read_text().count("infra-inference/infra-inference") == 1
@@ -144,7 +144,7 @@ resource "infra_inference_service" "chat" {{
 
 
 def test_invalid_attribute_fails_the_plan_naming_it_and_creates_nothing(
-        controlplane: ControlPlane, api: client.ApiClient, terraform_home: Path, tmp_path: Path,  # noqa: F811
+        controlplane: ControlPlane, api: client.ApiClient, terraform_home: Path, tmp_path: Path,
         namespace: str) -> None:
     tf = workdir_with(tmp_path, terraform_home, **{"main.tf": BAD_SERVICE.format(
         kubeconfig=controlplane.kubeconfig, namespace=namespace, fraction=0.3)})
@@ -160,7 +160,7 @@ def test_invalid_attribute_fails_the_plan_naming_it_and_creates_nothing(
 
 
 def test_interrupted_apply_is_rerun_to_completion_and_destroy_after_a_partial_apply(
-        controlplane: ControlPlane, api: client.ApiClient, terraform_home: Path, tmp_path: Path,  # noqa: F811
+        controlplane: ControlPlane, api: client.ApiClient, terraform_home: Path, tmp_path: Path,
         namespace: str) -> None:
     tf = workdir_with(tmp_path, terraform_home, **{"main.tf": BAD_SERVICE.format(
         kubeconfig=controlplane.kubeconfig, namespace=namespace, fraction=0.25)})

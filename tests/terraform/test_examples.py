@@ -13,7 +13,7 @@ import pytest
 import infra_inference as ii
 from infra_inference.terraform.resources import DATA_SOURCES
 from tests.support.mocks import run_program
-from tests.support.terraform import EXAMPLES, terraform_home, terraform_or_skip, workdir_with  # noqa: F401
+from tests.support.terraform import EXAMPLES, terraform_or_skip, workdir_with
 
 SETTINGS = DATA_SOURCES["infra_inference_gpu_pool_settings"][0]
 GKE = EXAMPLES / "gke-l4-pool"
@@ -26,7 +26,7 @@ def test_example_is_formatted(example: str) -> None:
     assert out.returncode == 0, out.stdout
 
 
-def test_quickstart_validates_offline(terraform_home: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_quickstart_validates_offline(terraform_home: Path, tmp_path: Path) -> None:
     tf = workdir_with(tmp_path, terraform_home, "quickstart")
     assert "The configuration is valid." in tf.run("validate").stdout
 
@@ -48,7 +48,7 @@ def pulumi_node_pool(pool: dict[str, Any]) -> dict[str, Any]:
     return np.inputs
 
 
-def test_gke_settings_are_what_the_pulumi_gpu_pool_creates(terraform_home: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_gke_settings_are_what_the_pulumi_gpu_pool_creates(terraform_home: Path, tmp_path: Path) -> None:
     versions = ('terraform {\n  required_providers {\n    infra = { source = "infra-inference/infra-inference" }\n'
                 '  }\n}\nvariable "region" { default = "us-central1" }\nvariable "cluster" { default = "prod" }\n')
     tf = workdir_with(tmp_path, terraform_home, **{"versions.tf": versions, "pool.tf": (GKE / "pool.tf").read_text()})
