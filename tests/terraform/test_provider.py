@@ -114,3 +114,30 @@ def test_a_pool_id_where_a_ref_belongs_is_named() -> None:
 
 def test_sdk_docs_terraform_md_is_generated_from_the_schema() -> None:
     assert DOCS.read_text() == markdown(), "regenerate: infra-inference terraform docs > sdk-docs/terraform.md"
+
+
+def test_platform_standby_and_policy_rules_are_the_same_problems() -> None:
+    from infra_inference.render.plan import plan_platform, plan_policy, plan_standby
+
+    tenants = {"tenants": [{"name": "a", "gpu_quota": 1}, {"name": "a", "gpu_quota": 2}]}
+    _, problems = plan("infra_inference_platform", tenants)
+    assert problems == expected(lambda: plan_platform(tenants)) and problems[0].path == "tenants[1].name"
+
+    ref = pool_ref(POOL)  # 2 nodes x 4 slots
+    _, problems = plan("infra_inference_standby_pool", {"name": "w", "pool": ref, "instances": 3})
+    assert problems == expected(lambda: plan_standby("w", {"instances": 3}, plan_pool("p", POOL), []))
+
+    policy = {"deployment": "legacy", "metric": "cpu-utilization", "target": 120, "min_replicas": 0}
+    _, problems = plan("infra_inference_autoscale_policy", {"name": "legacy", **policy})
+    assert problems == expected(lambda: plan_policy("legacy", policy, None))
+    assert {p.path for p in problems} == {"target", "min_replicas"}
+
+
+def test_standby_default_size_follows_the_services_given() -> None:
+    ref = pool_ref(POOL)
+    service, _ = plan("infra_inference_service", {"name": "s", "model": MODEL, "pool": ref, "gpu_fraction": 0.5,
+                                                  "autoscale": {"step": 3, "max_replicas": 4}})
+    assert service is not None
+    standby, problems = plan("infra_inference_standby_pool", {"name": "w", "pool": ref, "services": [service["ref"]]})
+    # A step of 3 replicas x 2 slots on 4-slot (one node) placeholders: ceil(6 / 4) = 2 placeholders.
+    assert standby is not None and (standby["instances"], standby["slots_per_instance"]) == (2, 4), problems
