@@ -121,17 +121,21 @@ class Cluster:
 
     def _call(self, method: str, path: str, body: Obj | None = None, query: list[tuple[str, str]] | None = None,
               content_type: str = "application/json") -> Obj | None:
-        from kubernetes.client.rest import ApiException
-
-        try:
-            resp = self._api.call_api(path, method, query_params=query or [], body=body,
-                                      header_params={"Content-Type": content_type, "Accept": "application/json"},
-                                      auth_settings=["BearerToken"], _preload_content=False)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise ClusterError(f"{method} {path}: {e.status} {_reason(e.body)}") from None
-        return json.loads(resp[0].data)
+        """One request through the client's auth and TLS settings; None for 404."""
+        # The client encodes a dict only for a JSON content type; an apply patch goes as a JSON string
+        # (JSON is YAML, which apply-patch+yaml reads).
+        if body is not None and "json" not in content_type:
+            body = json.dumps(body)  # type: ignore[assignment]
+        request = self._api.param_serialize(
+            method, path, query_params=query or [], body=body,
+            header_params={"Content-Type": content_type, "Accept": "application/json"}, auth_settings=["BearerToken"])
+        resp = self._api.call_api(*request)
+        resp.read()
+        if resp.status == 404:
+            return None
+        if not 200 <= resp.status < 300:
+            raise ClusterError(f"{method} {path}: {resp.status} {_reason(resp.data)}")
+        return json.loads(resp.data)
 
     def apply(self, o: Obj, *, dry_run: bool = False) -> Obj:
         """Server-side apply as our field manager, taking over fields another manager set."""

@@ -99,7 +99,7 @@ def test_quickstart_lifecycle(controlplane: ControlPlane, api: client.ApiClient,
         shown = tf.run("plan", "-var", "max_replicas=6", *kube).stdout
         assert "~ max_replicas" in shown and "8 -> 6" in shown and "Plan: 0 to add, 1 to change, 0 to destroy." in shown
         tf.run("apply", "-auto-approve", "-input=false", "-var", "max_replicas=6", *kube)
-        cm = client.CoreV1Api(api).read_namespaced_config_map("chat-autoscaler-policy", "inference")
+        cm = client.CoreV1Api(api).read_namespaced_config_map("chat-autoscaler", "inference")
         assert json.loads(cm.data["policy.json"])["max_replicas"] == 6
 
         # Drift: an object deleted behind Terraform's back shows in the plan and comes back on apply.
@@ -112,9 +112,9 @@ def test_quickstart_lifecycle(controlplane: ControlPlane, api: client.ApiClient,
         tf.run("apply", "-auto-approve", "-input=false", "-var", "max_replicas=6", *kube)
         assert exists(api, "v1/Service/inference/chat-gateway")
     finally:
-        tf.run("destroy", "-auto-approve", "-input=false", *kube, check=False)
+        destroyed = tf.run("destroy", "-auto-approve", "-input=false", *kube, check=False)
     left = [k for k in expected if exists(api, k) and not k.startswith("v1/Namespace/")]
-    assert left == []
+    assert left == [], destroyed.stdout + destroyed.stderr
     wait_until(lambda: not exists(api, "v1/Namespace/inference"), "namespace inference deleted")
 
 
