@@ -195,12 +195,13 @@ class Provider(rpc.ProviderServicer):
 
     def ValidateResourceConfig(self, request: Any, context: Any) -> Any:
         kind = RESOURCES[request.type_name]
-        args = arguments(kind.schema, _decode(request.config) or {})
-        # Arguments from other resources are unknown here; the plan checks those once they are known.
-        if has_unknown(args):
-            return pb.ValidateResourceConfig.Response()
+        args = without_nulls(arguments(kind.schema, _decode(request.config) or {}))
+        unknown = {k for k, v in args.items() if has_unknown(v)}
         try:
-            kind.plan(without_nulls(args))
+            if unknown:  # references from other resources: the plan checks the rest once they are known
+                kind.check_spec({k: v for k, v in args.items() if k not in unknown}, unknown)
+            else:
+                kind.plan(args)
         except SpecError as err:
             return pb.ValidateResourceConfig.Response(diagnostics=spec_diagnostics(kind.schema, err))
         return pb.ValidateResourceConfig.Response()

@@ -59,6 +59,22 @@ class ResourceKind:
     schema: Schema
     plan: Callable[[dict[str, Any]], Planned]
     import_args: Callable[[str], dict[str, Any]]
+    spec: type[Spec]
+    # Arguments that usually come from other resources, unknown until those are planned.
+    references: tuple[str, ...] = ()
+
+    def check_spec(self, known: dict[str, Any], unknown: set[str]) -> None:
+        """The spec's own rules while references are still unknown (`terraform validate`).
+
+        Runs only when every unknown argument is a reference; the cloud references of a pool
+        stand in as placeholders, as they do in the Pulumi component.
+        """
+        if not unknown <= set(self.references):
+            return
+        fields = self.spec.model_fields
+        args = {k: v for k, v in known.items() if k in fields}
+        args |= {k: DEFERRABLE[k] for k in unknown if k in fields and k in DEFERRABLE}
+        self.spec.parse(args)
 
     @property
     def type_name(self) -> str:
@@ -152,7 +168,7 @@ PLATFORM = ResourceKind("platform", _schema(
     "with GPU quotas and default-deny NetworkPolicies, optionally the NVIDIA device plugin and DCGM exporter.",
     *_PLATFORM_ARGS,
     output("priority_classes", "PriorityClass name by role: online, batch, training, standby.", type=["map", "string"]),
-), _plan_platform, lambda i: {"namespace": i})
+), _plan_platform, lambda i: {"namespace": i}, PlatformSpec)
 
 
 # --- infra_inference_gpu_pool ------------------------------------------------------------------
@@ -191,7 +207,7 @@ GPU_POOL = ResourceKind("gpu_pool", _schema(
     output("max_slots", "Slots at max_nodes.", type="number"),
     output("ref", "What a service or standby pool on this pool needs (its name and arguments): "
            "pass it as their `pool`.", type="string"),
-), _plan_gpu_pool, _by_name)
+), _plan_gpu_pool, _by_name, GpuPoolSpec, tuple(DEFERRABLE))
 
 
 # --- infra_inference_service -------------------------------------------------------------------
@@ -231,7 +247,7 @@ SERVICE = ResourceKind("service", _schema(
     output("gateway_name", "Name of the gateway Deployment and Service.", type="string"),
     output("ref", "What an autoscale policy or standby pool needs (name, arguments, pool): pass it as their "
            "`service` / `services`.", type="string"),
-), _plan_service, _by_namespaced_name)
+), _plan_service, _by_namespaced_name, InferenceServiceSpec, ("pool",))
 
 
 # --- infra_inference_standby_pool --------------------------------------------------------------
@@ -263,7 +279,7 @@ STANDBY_POOL = ResourceKind("standby_pool", _schema(
     Attr("services", "Services on the pool (their `ref`) whose scaling step sizes the default `instances`.",
          type=["list", "string"], optional=True),
     *_STANDBY_ARGS,
-), _plan_standby, _by_namespaced_name)
+), _plan_standby, _by_namespaced_name, StandbyPoolSpec, ("pool", "services"))
 
 
 # --- infra_inference_autoscale_policy ----------------------------------------------------------
@@ -291,7 +307,7 @@ AUTOSCALE_POLICY = ResourceKind("autoscale_policy", _schema(
          type="string", optional=True),
     *_POLICY_ARGS,
     output("deployments", "Deployments this policy scales.", type=["list", "string"]),
-), _plan_policy, _by_namespaced_name)
+), _plan_policy, _by_namespaced_name, AutoscalePolicySpec, ("service",))
 
 RESOURCES = {k.type_name: k for k in (PLATFORM, GPU_POOL, SERVICE, STANDBY_POOL, AUTOSCALE_POLICY)}
 

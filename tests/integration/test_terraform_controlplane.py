@@ -189,3 +189,47 @@ def test_interrupted_apply_is_rerun_to_completion_and_destroy_after_a_partial_ap
 
     tf.run("destroy", "-auto-approve", "-input=false")
     assert [k for k in complete if exists(api, k)] == []
+
+
+CPU_SERVICE = """
+terraform {{
+  required_providers {{
+    infra = {{ source = "infra-inference/infra-inference" }}
+  }}
+}}
+provider "infra" {{
+  kubeconfig_path = "{kubeconfig}"
+}}
+import {{
+  to = infra_inference_service.chat
+  id = "{namespace}/chat"
+}}
+resource "infra_inference_service" "chat" {{
+  name      = "chat"
+  namespace = "{namespace}"
+  replicas  = 1
+  model     = {{ uri = "https://models.example.com/echo.safetensors" }}
+}}
+"""
+
+
+def test_import_by_id_adopts_objects_applied_by_another_manager(
+        controlplane: ControlPlane, api: client.ApiClient, terraform_home: Path, tmp_path: Path,
+        namespace: str) -> None:
+    from infra_inference.render.plan import plan_service, service_manifests
+
+    args = {"namespace": namespace, "replicas": 1, "model": {"uri": "https://models.example.com/echo.safetensors"}}
+    objects = service_manifests(plan_service("chat", args, None))
+    for o in objects:
+        controlplane.apply(o, field_manager="kubectl")  # e.g. applied from `infra-inference render` output
+    tf = workdir_with(tmp_path, terraform_home, **{"main.tf": CPU_SERVICE.format(
+        kubeconfig=controlplane.kubeconfig, namespace=namespace)})
+    plan = tf.run("plan").stdout
+    assert "Plan: 1 to import, 0 to add, 1 to change, 0 to destroy." in plan
+    tf.run("apply", "-auto-approve", "-input=false")
+    assert tf.run("plan", "-detailed-exitcode", check=False).returncode == 0
+    assert set(state_objects(tf, "infra_inference_service.chat")) == {key(o) for o in objects}
+    live = client.AppsV1Api(api).read_namespaced_deployment("chat", namespace)
+    assert any(m.manager == "infra-inference" and m.operation == "Apply" for m in live.metadata.managed_fields)
+    tf.run("destroy", "-auto-approve", "-input=false")
+    assert [key(o) for o in objects if exists(api, key(o))] == []

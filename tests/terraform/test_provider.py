@@ -141,3 +141,16 @@ def test_standby_default_size_follows_the_services_given() -> None:
     standby, problems = plan("infra_inference_standby_pool", {"name": "w", "pool": ref, "services": [service["ref"]]})
     # A step of 3 replicas x 2 slots on 4-slot (one node) placeholders: ceil(6 / 4) = 2 placeholders.
     assert standby is not None and (standby["instances"], standby["slots_per_instance"]) == (2, 4), problems
+
+
+def test_validate_checks_the_spec_while_the_pool_ref_is_unknown() -> None:
+    from tf.types import Unknown
+
+    config = {"name": "s", "model": MODEL, "pool": Unknown, "gpu_fraction": 0.25,
+              "canary": {"model": MODEL, "traffic_percent": 120}}
+    req = pb.ValidateResourceConfig.Request(type_name="infra_inference_service", config=to_dynamic_value(config))
+    problems = problems_of(list(Provider().ValidateResourceConfig(req, None).diagnostics))
+    assert [p.path for p in problems] == ["canary.traffic_percent"]
+    config["canary"] = None  # valid on its own; the pool-dependent rules wait for the plan
+    req = pb.ValidateResourceConfig.Request(type_name="infra_inference_service", config=to_dynamic_value(config))
+    assert list(Provider().ValidateResourceConfig(req, None).diagnostics) == []
