@@ -1,6 +1,6 @@
 """The five resources and the pool-settings data source: Terraform values in, planning functions, objects out.
 
-Each resource plans with the same `render.plan` function as its Pulumi
+Each resource plans with the same `plan/` function as its Pulumi
 component and `infra-inference render`, and renders with the same manifest
 function; nothing here decides what an object contains.
 
@@ -21,13 +21,15 @@ from typing import Any
 from infra_inference.errors import SpecError, SpecProblem
 from infra_inference.render.clouds import eks_node_group, gke_node_pool
 from infra_inference.render.common import Obj
-from infra_inference.render.plan import (
+from infra_inference.plan.components import (
     PoolPlan, ServicePlan, plan_platform, plan_policy, plan_pool, plan_service, plan_service_policy, plan_standby,
-    platform_manifests, policy_manifests, pool_manifests, service_manifests, standby_manifests,
 )
-from infra_inference.render.platform import PRIORITY_CLASS
-from infra_inference.render.pool import node_selector, tolerations
-from infra_inference.render.service import service_url
+from infra_inference.plan.service import service_url
+from infra_inference.render.autoscale import autoscale_objects
+from infra_inference.render.platform import PRIORITY_CLASS, platform_objects
+from infra_inference.render.pool import node_selector, pool_objects, tolerations
+from infra_inference.render.service import service_objects
+from infra_inference.render.standby import standby_objects
 from infra_inference.specs.autoscale import AutoscalePolicySpec
 from infra_inference.specs.base import Spec
 from infra_inference.specs.platform import PlatformSpec
@@ -36,6 +38,7 @@ from infra_inference.specs.service import InferenceServiceSpec
 from infra_inference.specs.standby import StandbyPoolSpec
 from infra_inference.terraform.schema import Attr, Nested, Schema, object_of, output, spec_attributes
 from infra_inference.terraform.cluster import digest, key
+from infra_inference.wire.names import gateway_name
 
 PREFIX = "infra_inference_"
 
@@ -159,7 +162,7 @@ _PLATFORM_ARGS = spec_attributes(PlatformSpec)
 
 def _plan_platform(args: dict[str, Any]) -> Planned:
     spec = plan_platform(args)
-    return Planned(spec.namespace, platform_manifests(spec),
+    return Planned(spec.namespace, platform_objects(spec),
                    {**_resolved(spec, _PLATFORM_ARGS), "priority_classes": dict(PRIORITY_CLASS)})
 
 
@@ -181,7 +184,7 @@ def _plan_gpu_pool(args: dict[str, Any]) -> Planned:
     plan = plan_pool(name, args)
     spec = plan.spec
     ref_args = {k: (DEFERRABLE[k] if k in DEFERRABLE else v) for k, v in args.items()}
-    return Planned(name, pool_manifests(plan), {
+    return Planned(name, pool_objects(plan), {
         **_resolved(spec, _POOL_ARGS),
         "node_selector": node_selector(name),
         "tolerations": tolerations(spec),
@@ -222,17 +225,17 @@ def _plan_service(args: dict[str, Any]) -> Planned:
     pool = _pool_from_ref(pool_ref) if pool_ref is not None else None
     name = _name(args)
     plan = plan_service(name, args, pool)
-    objects = service_manifests(plan)
+    objects = service_objects(plan)
     policy = plan_service_policy(plan)
     if policy is not None:
-        objects += policy_manifests(policy)
+        objects += autoscale_objects(policy)
     spec = plan.spec
     ref = {"kind": "service", "name": name, "args": args, "pool": json.loads(pool_ref) if pool_ref else None}
     return Planned(f"{spec.namespace}/{name}", objects, {
         **_resolved(spec, _SERVICE_ARGS),
         "url": service_url(spec),
         "deployment_name": plan.deployments[0],
-        "gateway_name": f"{name}-gateway",
+        "gateway_name": gateway_name(name),
         "ref": json.dumps(ref, sort_keys=True),
     })
 
@@ -264,7 +267,7 @@ def _plan_standby(args: dict[str, Any]) -> Planned:
     services = [_service_from_ref(s, f"services[{i}]") for i, s in enumerate(args.pop("services", None) or [])]
     steps = [s.step_and_slots for s in services if s.placement.pool_name == pool.name]
     plan = plan_standby(name, args, pool, steps)
-    return Planned(f"{plan.namespace}/{name}", standby_manifests(plan), {
+    return Planned(f"{plan.namespace}/{name}", standby_objects(plan), {
         **_resolved(plan.spec, _STANDBY_ARGS), "instances": plan.instances,
         "slots_per_instance": plan.slots_per_instance,
     })
@@ -293,7 +296,7 @@ def _plan_policy(args: dict[str, Any]) -> Planned:
     service = _service_from_ref(service_ref, "service") if service_ref is not None else None
     plan = plan_policy(name, args, service)
     spec = AutoscalePolicySpec.model_validate({**args, "namespace": plan.namespace})
-    return Planned(f"{plan.namespace}/{name}", policy_manifests(plan), {
+    return Planned(f"{plan.namespace}/{name}", autoscale_objects(plan), {
         **_resolved(spec, _POLICY_ARGS), "deployments": list(plan.deployments),
     })
 

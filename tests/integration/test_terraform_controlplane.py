@@ -216,10 +216,11 @@ resource "infra_inference_service" "chat" {{
 def test_import_by_id_adopts_objects_applied_by_another_manager(
         controlplane: ControlPlane, api: client.ApiClient, terraform_home: Path, tmp_path: Path,
         namespace: str) -> None:
-    from infra_inference.render.plan import plan_service, service_manifests
+    from infra_inference.plan.components import plan_service
+    from infra_inference.render.service import service_objects
 
     args = {"namespace": namespace, "replicas": 1, "model": {"uri": "https://models.example.com/echo.safetensors"}}
-    objects = service_manifests(plan_service("chat", args, None))
+    objects = service_objects(plan_service("chat", args, None))
     for o in objects:
         controlplane.apply(o, field_manager="kubectl")  # e.g. applied from `infra-inference render` output
     tf = workdir_with(tmp_path, terraform_home, **{"main.tf": CPU_SERVICE.format(

@@ -10,7 +10,7 @@ from tf.gen import tfplugin_pb2 as pb
 from tf.utils import read_dynamic_value, to_dynamic_value
 
 from infra_inference.errors import SpecError, SpecProblem
-from infra_inference.render.plan import plan_pool, plan_service
+from infra_inference.plan.components import plan_pool, plan_service
 from infra_inference.specs.pool import GpuPoolSpec
 from infra_inference.specs.service import InferenceServiceSpec
 from infra_inference.terraform.docs import markdown
@@ -117,7 +117,7 @@ def test_sdk_docs_terraform_md_is_generated_from_the_schema() -> None:
 
 
 def test_platform_standby_and_policy_rules_are_the_same_problems() -> None:
-    from infra_inference.render.plan import plan_platform, plan_policy, plan_standby
+    from infra_inference.plan.components import plan_platform, plan_policy, plan_standby
 
     tenants = {"tenants": [{"name": "a", "gpu_quota": 1}, {"name": "a", "gpu_quota": 2}]}
     _, problems = plan("infra_inference_platform", tenants)
