@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import infra_inference as ii  # noqa: E402
-from infra_inference.devcluster import ControlPlane, find_binaries  # noqa: E402
+from tests.support.controlplane import ControlPlane, find_binaries  # noqa: E402
 from infra_inference.render import render_stack  # noqa: E402
 from tests.support.mocks import run_program  # noqa: E402
 from tests.support.terraform import Terraform, install_provider  # noqa: E402

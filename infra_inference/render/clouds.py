@@ -40,7 +40,8 @@ def gke_accelerator(spec: GpuPoolSpec) -> Obj:
     s = spec.sharing
     sharing = None
     if s.strategy in _GKE_SHARING:
-        sharing = {"gpu_sharing_strategy": _GKE_SHARING[s.strategy], "max_shared_clients_per_gpu": s.replicas_per_gpu or 1}
+        sharing = {"gpu_sharing_strategy": _GKE_SHARING[s.strategy],
+                   "max_shared_clients_per_gpu": s.replicas_per_gpu or 1}
     return {
         "type": GPUS[spec.gpu_type].gke_accelerator or "",
         "count": spec.gpus_per_node,

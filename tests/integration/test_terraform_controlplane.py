@@ -19,9 +19,9 @@ import pytest
 import yaml
 from kubernetes import client
 from tests.integration.cluster_helpers import wait_until
+from tests.support.controlplane import ControlPlane
 from tests.support.terraform import Terraform, workdir_with
 
-from infra_inference.devcluster import ControlPlane
 from infra_inference.render import render_stack
 from infra_inference.render.nvidia import NODE_SOFTWARE_NAMESPACE
 from infra_inference.terraform.cluster import Cluster, key

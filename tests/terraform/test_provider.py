@@ -70,9 +70,8 @@ def test_defaults_are_planned_and_documented() -> None:
     assert state is not None
     assert (state["namespace"], state["cpu"], state["memory"], state["mode"]) == ("inference", "1", "4Gi", "online")
     assert state["url"] == "http://s-gateway.inference.svc.cluster.local"
-    doc = markdown()
-    assert '| `runtime.max_concurrency` | number | optional | Requests in the model at once per replica. Default: 8. |' \
-        in doc
+    row = "| `runtime.max_concurrency` | number | optional | Requests in the model at once per replica. Default: 8. |"
+    assert row in markdown()
 
 
 @pytest.mark.parametrize(("override", "path"), [c for c in POOL_CASES if c[1] != "colour"])

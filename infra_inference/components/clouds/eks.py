@@ -12,7 +12,8 @@ from infra_inference.render.clouds import eks_node_group
 from infra_inference.specs.pool import GpuPoolSpec
 
 
-def launch_template(name: str, metadata_options: dict[str, Any], opts: pulumi.ResourceOptions) -> aws.ec2.LaunchTemplate:
+def launch_template(name: str, metadata_options: dict[str, Any],
+                    opts: pulumi.ResourceOptions) -> aws.ec2.LaunchTemplate:
     return aws.ec2.LaunchTemplate(
         f"{name}-launch-template",
         metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options),
