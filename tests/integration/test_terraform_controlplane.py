@@ -204,16 +204,19 @@ import {{
   to = infra_inference_service.chat
   id = "{namespace}/chat"
 }}
+variable "replicas" {{
+  default = 1
+}}
 resource "infra_inference_service" "chat" {{
   name      = "chat"
   namespace = "{namespace}"
-  replicas  = 1
+  replicas  = var.replicas
   model     = {{ uri = "https://models.example.com/echo.safetensors" }}
 }}
 """
 
 
-def test_import_by_id_adopts_objects_applied_by_another_manager(
+def test_import_by_id_adopts_objects_applied_by_another_manager_and_update_prunes(
         controlplane: ControlPlane, api: client.ApiClient, terraform_home: Path, tmp_path: Path,
         namespace: str) -> None:
     from infra_inference.plan.components import plan_service
@@ -232,5 +235,13 @@ def test_import_by_id_adopts_objects_applied_by_another_manager(
     assert set(state_objects(tf, "infra_inference_service.chat")) == {key(o) for o in objects}
     live = client.AppsV1Api(api).read_namespaced_deployment("chat", namespace)
     assert any(m.manager == "infra-inference" and m.operation == "Apply" for m in live.metadata.managed_fields)
+
+    # Two replicas render a PodDisruptionBudget; back to one, the apply deletes it (prune).
+    pdb = f"policy/v1/PodDisruptionBudget/{namespace}/chat"
+    tf.run("apply", "-auto-approve", "-input=false", "-var", "replicas=2")
+    assert exists(api, pdb) and pdb in state_objects(tf, "infra_inference_service.chat")
+    tf.run("apply", "-auto-approve", "-input=false", "-var", "replicas=1")
+    assert not exists(api, pdb) and pdb not in state_objects(tf, "infra_inference_service.chat")
+
     tf.run("destroy", "-auto-approve", "-input=false")
     assert [key(o) for o in objects if exists(api, key(o))] == []
