@@ -323,8 +323,9 @@ _SETTINGS_ARGS = tuple(a for a in spec_attributes(GpuPoolSpec, top=False) if a.n
 def gpu_pool_settings(args: dict[str, Any]) -> dict[str, Any]:
     """The cloud node pool settings of a pool; `cluster` and the EKS role/subnets are the user's own."""
     name = _name(args)
-    own = DEFERRABLE if args.get("cloud") == "eks" else {"cluster": DEFERRABLE["cluster"]}
-    spec = plan_pool(name, {**own, **args}).spec
+    # Placeholders for what the cloud requires and the user's cloud resource sets itself.
+    required = ("cluster", "node_role_arn", "subnet_ids") if args.get("cloud") == "eks" else ("cluster",)
+    spec = plan_pool(name, {**{k: DEFERRABLE[k] for k in required}, **args}).spec
     out: dict[str, Any] = {"machine_type": spec.resolved_machine_type, "gke": None, "eks": None}
     if spec.cloud == "gke":
         pool = gke_node_pool(name, spec)
@@ -341,12 +342,14 @@ def gpu_pool_settings(args: dict[str, Any]) -> dict[str, Any]:
             "total_min_node_count": pool["autoscaling"]["total_min_node_count"],
             "total_max_node_count": pool["autoscaling"]["total_max_node_count"],
             "location_policy": pool["autoscaling"]["location_policy"],
-            "image_streaming": bool(cfg["gcfs_config"]), "oauth_scopes": cfg["oauth_scopes"]}}
+            "image_streaming": bool(cfg["gcfs_config"]), "oauth_scopes": cfg["oauth_scopes"],
+            "workload_metadata_mode": cfg["workload_metadata_config"]["mode"]}}
     elif spec.cloud == "eks":
         group = eks_node_group(name, spec)
         out |= {"labels": group["labels"], "taints": group["taint"], "eks": {
             "instance_types": group["instance_types"], "ami_type": group["ami_type"],
-            "capacity_type": group["capacity_type"], **group["scaling_config"]}}
+            "capacity_type": group["capacity_type"], **group["scaling_config"],
+            "metadata_options": group["metadata_options"]}}
     else:
         raise SpecError([SpecProblem("cloud", "settings are for cloud node pools (gke or eks); an \"existing\" "
                                      "pool's nodes are yours: label them infra-inference.dev/pool=<name>")])
@@ -385,7 +388,10 @@ GPU_POOL_SETTINGS = Schema(
          Attr("total_max_node_count", "autoscaling.total_max_node_count.", type="number", computed=True),
          Attr("location_policy", "autoscaling.location_policy.", type="string", computed=True),
          Attr("image_streaming", "node_config.gcfs_config.enabled.", type="bool", computed=True),
-         Attr("oauth_scopes", "node_config.oauth_scopes.", type=["list", "string"], computed=True),
+         Attr("oauth_scopes", "node_config.oauth_scopes: GKE's narrow default scopes, not cloud-platform.",
+              type=["list", "string"], computed=True),
+         Attr("workload_metadata_mode", "node_config.workload_metadata_config.mode: GKE_METADATA, so pods never "
+              "see the node's credentials.", type="string", computed=True),
      ))),
      _computed("eks", "aws_eks_node_group settings; null unless cloud is eks.", nested=Nested("single", (
          Attr("instance_types", "instance_types.", type=["list", "string"], computed=True),
@@ -394,6 +400,12 @@ GPU_POOL_SETTINGS = Schema(
          Attr("min_size", "scaling_config.min_size.", type="number", computed=True),
          Attr("max_size", "scaling_config.max_size.", type="number", computed=True),
          Attr("desired_size", "scaling_config.desired_size.", type="number", computed=True),
+         Attr("metadata_options", "metadata_options of the aws_launch_template the node group runs with: IMDSv2 "
+              "only, one hop, so pods cannot take the node role's credentials.", nested=Nested("single", (
+                  Attr("http_endpoint", "enabled.", type="string", computed=True),
+                  Attr("http_tokens", "required (IMDSv2).", type="string", computed=True),
+                  Attr("http_put_response_hop_limit", "1.", type="number", computed=True),
+              )), computed=True),
      )))),
 )
 DATA_SOURCES = {PREFIX + "gpu_pool_settings": (GPU_POOL_SETTINGS, gpu_pool_settings)}

@@ -77,6 +77,7 @@ def test_gke_settings_are_what_the_pulumi_gpu_pool_creates(terraform_home: Path,
         np["autoscaling"]["locationPolicy"])
     assert gke["image_streaming"] is cfg["gcfsConfig"]["enabled"] is True
     assert gke["oauth_scopes"] == cfg["oauthScopes"] and data["eks"] is None
+    assert gke["workload_metadata_mode"] == cfg["workloadMetadataConfig"]["mode"] == "GKE_METADATA"
 
 
 def hcl_blocks() -> list[tuple[str, str]]:
@@ -90,3 +91,30 @@ def test_hcl_block_in_docs_is_valid_formatted_hcl(where: str, code: str) -> None
     out = subprocess.run([terraform_or_skip(), "fmt", "-"], input=code, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr  # parses
     assert out.stdout == code, f"{where} is not as `terraform fmt` writes it"
+
+
+def test_eks_settings_are_what_the_pulumi_gpu_pool_creates() -> None:
+    from tf.gen import tfplugin_pb2 as pb
+    from tf.utils import read_dynamic_value, to_dynamic_value
+
+    from infra_inference.terraform.protocol import Provider
+
+    pool = {"cloud": "eks", "location": "us-east-1", "gpu_type": "a10g", "max_nodes": 4, "spot": True}
+    req = pb.ReadDataSource.Request(type_name="infra_inference_gpu_pool_settings",
+                                    config=to_dynamic_value({"name": "a10g", **pool}))
+    data = read_dynamic_value(Provider().ReadDataSource(req, None).state)
+    run = run_program(lambda: ii.GpuPool("a10g", {**pool, "cluster": "prod", "node_role_arn": "arn:aws:iam::1:role/n",
+                                                  "subnet_ids": ["subnet-1"]}) and None)
+    [ng] = run.of_type("aws:eks/nodeGroup:NodeGroup")
+    [lt] = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    eks = data["eks"]
+    assert (eks["instance_types"], eks["ami_type"], eks["capacity_type"]) == (
+        ng.inputs["instanceTypes"], ng.inputs["amiType"], ng.inputs["capacityType"]) == (
+        ["g5.xlarge"], "AL2023_x86_64_NVIDIA", "SPOT")
+    assert (eks["min_size"], eks["max_size"]) == (ng.inputs["scalingConfig"]["minSize"],
+                                                  ng.inputs["scalingConfig"]["maxSize"])
+    assert data["labels"] == ng.inputs["labels"] and data["taints"] == ng.inputs["taints"]
+    options = lt.inputs["metadataOptions"]
+    assert eks["metadata_options"] == {"http_endpoint": options["httpEndpoint"], "http_tokens": options["httpTokens"],
+                                       "http_put_response_hop_limit": options["httpPutResponseHopLimit"]}
+    assert data["gke"] is None

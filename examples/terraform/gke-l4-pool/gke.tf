@@ -26,6 +26,10 @@ resource "google_container_node_pool" "l4" {
     labels       = data.infra_inference_gpu_pool_settings.l4.labels
     oauth_scopes = local.gke.oauth_scopes
 
+    workload_metadata_config {
+      mode = local.gke.workload_metadata_mode
+    }
+
     dynamic "taint" {
       for_each = data.infra_inference_gpu_pool_settings.l4.taints
       content {
