@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[runtime,test]'
+	$(BIN)/pip install --quiet -e '.[runtime,terraform,test]'
 	touch $(STAMP)
 
 # The quickstart model served locally (gateway, autoscaler, replicas as processes):

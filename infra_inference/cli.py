@@ -43,6 +43,9 @@ def _register() -> None:
     from infra_inference.runtime.dev.cli import dev
 
     app.command("dev")(dev)
+    from infra_inference.terraform.cli import terraform
+
+    app.add_typer(terraform, name="terraform")
 
 
 def main() -> None:

@@ -36,8 +36,10 @@ ALLOWED: dict[str, set[str]] = {
     "render": {"errors", "specs", "decide", "plan", "wire"},
     "components": {"errors", "specs", "decide", "plan", "render", "wire"},
     "provider": {"components"},
+    # The Terraform provider: a delivery adapter beside components/, never importing it (no Pulumi).
+    "terraform": {"errors", "specs", "decide", "plan", "render", "wire"},
     "infra_inference": {"errors", "components", "render"},  # the package's curated __init__
-    "cli": {"render", "runtime.server", "runtime.gateway", "runtime.autoscaler", "runtime.dev"},  # the index
+    "cli": {"render", "terraform", "runtime.server", "runtime.gateway", "runtime.autoscaler", "runtime.dev"},  # index
     "__main__": {"cli"},
     "runtime": set(),  # runtime/__init__.py, empty
     **dict.fromkeys(RUNTIME_SHARED, {"wire"}),

@@ -7,10 +7,10 @@ import pulumi
 
 from infra_inference.components import kube
 from infra_inference.components.clouds import eks, gke
-from infra_inference.components.inputs import PENDING, split, validated
+from infra_inference.components.inputs import split, validated
 from infra_inference.plan.components import PoolPlan, plan_pool
 from infra_inference.render.pool import node_selector, pool_objects, tolerations
-from infra_inference.specs.pool import GpuPoolSpec
+from infra_inference.specs.pool import DEFERRABLE, GpuPoolSpec
 
 
 class SharingArgs(TypedDict, total=False):
@@ -74,11 +74,6 @@ class GpuPoolArgs(TypedDict, total=False):
     May be an Output."""
 
 
-# Cloud references usually come from other resources; everything else shapes the pool.
-_DEFERRABLE = {"cluster": PENDING, "node_role_arn": PENDING, "subnet_ids": [PENDING],
-               "node_service_account": "pending@pending.iam.gserviceaccount.com"}
-
-
 class GpuPool(pulumi.ComponentResource):
     """GPU nodes plus what makes their GPUs schedulable as slots.
 
@@ -102,7 +97,7 @@ class GpuPool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GpuPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         subject = f"GpuPool {name!r}"
-        plain, deferred = split(dict(args), _DEFERRABLE, subject)
+        plain, deferred = split(dict(args), DEFERRABLE, subject)
         self.plan: PoolPlan = plan_pool(name, plain, subject)  # raises SpecError before anything exists
         super().__init__(self.pulumi_type, name, {}, opts)
         spec = self.plan.spec

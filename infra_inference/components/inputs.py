@@ -9,9 +9,6 @@ import pulumi
 
 from infra_inference.errors import SpecError, SpecProblem
 
-# Stands in for an Output during up-front validation; the real value is checked in `apply`.
-PENDING = "pending-output"
-
 
 def is_output(value: object) -> bool:
     return isinstance(value, pulumi.Output) or (

@@ -34,6 +34,12 @@ GPU_EQUIVALENT: dict[str, float] = {
     **{mig_resource(p): 1.0 / n for p, n in sorted({(p, n) for i in GPUS.values() for p, n in i.mig_profiles.items()})},
 }
 
+# Stands in for a value another resource provides later (a pulumi.Output, an unknown Terraform value)
+# while the rest of the args are planned; the real value is checked once it is known.
+PENDING = "pending-output"
+# The fields that may be such values: they name things in the cloud account and shape no object of ours.
+DEFERRABLE = {"cluster": PENDING, "node_role_arn": PENDING, "subnet_ids": [PENDING],
+              "node_service_account": "pending@pending.iam.gserviceaccount.com"}
 
 # The NVIDIA device plugin accepts 2..48 time-slicing/MPS replicas per GPU; GKE
 # caps max_shared_clients_per_gpu at 48 too.
