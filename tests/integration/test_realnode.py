@@ -1,0 +1,234 @@
+"""The rendered stack as real containers: our image on a kubelet node of the local control plane.
+
+The quickstart's service on CPU (no GPU here): replicas start from the image
+tools/image/build.sh made (imported into the node's containerd, pinned by
+digest, imagePullPolicy Never), under the rendered securityContext, and turn
+Ready through their probes; the gateway finds them through EndpointSlices
+with real pod IPs; requests through the gateway's Service are answered.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.support.controlplane.realnode import POD_SUBNET, RealNode, node_ip, pod_summary, unavailable_reason
+
+from tests.support.controlplane import BinariesUnavailable, ControlPlane, find_binaries
+from infra_inference.render import render_stack
+
+pytestmark = pytest.mark.controlplane
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_BUILD = REPO / "tools" / "image" / "build.sh"
+START_S = 240.0  # a guard against hanging on a loaded 2-core machine, never an assertion about speed
+
+
+@pytest.fixture(scope="module")
+def runtime_image() -> dict[str, str]:
+    """The image archive of this source tree, its reference and digest (built on first use, then cached)."""
+    if os.geteuid() != 0:
+        pytest.skip("building the image needs root (debootstrap, chroot); run tools/image/build.sh as root")
+    if shutil.which("debootstrap") is None:
+        pytest.skip("building the image needs debootstrap; run tools/realnode/setup.sh")
+    done = subprocess.run([str(IMAGE_BUILD)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"tools/image/build.sh failed:\n{done.stderr[-3000:]}")
+    archive = Path(done.stdout.strip().splitlines()[-1])
+    return {"archive": str(archive), "ref": (archive.parent / "ref").read_text().strip(),
+            "digest": (archive.parent / "digest").read_text().strip()}
+
+
+@pytest.fixture(scope="module")
+def node(runtime_image: dict[str, str]) -> Iterator[RealNode]:
+    try:
+        bin_dir = find_binaries(build=os.environ.get("INFRA_INFERENCE_CONTROLPLANE_BUILD", "1") != "0")
+    except BinariesUnavailable as e:
+        pytest.skip(f"Kubernetes binaries unavailable: {e}")
+    reason = unavailable_reason(bin_dir)
+    if reason:
+        pytest.skip(f"no real node on this machine: {reason}")
+    cp = ControlPlane(bin_dir, advertise_address=node_ip())
+    try:
+        cp.start()
+        with RealNode(cp, bin_dir) as n:
+            n.import_image(Path(runtime_image["archive"]))
+            yield n
+    finally:
+        cp.stop()
+
+
+def _quickstart_on_cpu(image: dict[str, str], replicas: int) -> list[dict[str, Any]]:
+    """examples/quickstart/spec.yaml with the service on CPU (the echo model) and the image just built."""
+    doc = yaml.safe_load((REPO / "examples" / "quickstart" / "spec.yaml").read_text())
+    registry, _, name = image["ref"].partition("/")
+    doc["platform"]["runtime_image"] = {"registry": registry, "image": name, "digest": image["digest"],
+                                        "image_pull_policy": "Never"}
+    chat = doc["services"]["chat"]
+    for key in ("pool", "gpu_fraction", "autoscale"):
+        chat.pop(key)
+    chat.update(model={"uri": "echo", "format": "python", "name": "chat"}, replicas=replicas, cpu="250m",
+                memory="256Mi")
+    return [o for o in render_stack({"platform": doc["platform"], "services": doc["services"]})]
+
+
+def _apply(cp: ControlPlane, objs: list[dict[str, Any]]) -> None:
+    for obj in sorted(objs, key=lambda o: o["kind"] != "Namespace"):
+        cp.apply(obj)
+
+
+def _pods(cp: ControlPlane, ns: str, selector: str) -> list[dict[str, Any]]:
+    return cp.request("GET", f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"]
+
+
+def _wait(predicate: Any, what: str, describe: Any, timeout_s: float = START_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}\n{describe()}")
+        time.sleep(0.5)
+
+
+def _ready_count(cp: ControlPlane, ns: str, deployment: str) -> int:
+    d = cp.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{deployment}", allow=(404,))
+    return int(d.get("status", {}).get("readyReplicas") or 0)
+
+
+def _post(host: str, port: int, path: str, body: Any) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+def _get(host: str, port: int, path: str) -> str:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+def _host_pid(node: RealNode, container_id: str) -> int:
+    """The host PID of a container's init process, from containerd."""
+    out = subprocess.run(["ctr", "--address", str(node.socket), "-n", "k8s.io", "tasks", "ls"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    for line in out.splitlines()[1:]:
+        task, pid, status = line.split()
+        if task == container_id.removeprefix("containerd://"):
+            return int(pid)
+    raise AssertionError(f"no task {container_id} in\n{out}")
+
+
+def test_quickstart_replicas_run_our_image_hardened_and_answer_through_the_gateway(
+        node: RealNode, runtime_image: dict[str, str]) -> None:
+    cp = node.cp
+    objs = _quickstart_on_cpu(runtime_image, replicas=2)
+    _apply(cp, objs)
+    ns = "inference"
+    events = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat")) \
+        + "\n" + node.log_tail("kubelet", 15)  # noqa: E731
+    _wait(lambda: _ready_count(cp, ns, "chat") == 2, "2 ready replicas (readiness probe /readyz)", events)
+    _wait(lambda: _ready_count(cp, ns, "chat-gateway") >= 1, "a ready gateway", events)
+
+    replicas = _pods(cp, ns, "app.kubernetes.io/name=chat")
+    assert len(replicas) == 2
+    for pod in replicas:
+        # The image we built, pinned by digest; on the real node, at a bridge address.
+        status = pod["status"]["containerStatuses"][0]
+        assert status["imageID"].endswith(runtime_image["digest"]), status
+        assert pod["spec"]["nodeName"] == node.name and pod["status"]["podIP"].startswith(POD_SUBNET.rsplit(".", 2)[0])
+        # The kernel's view of the server process: UID 10001, no capabilities, read-only root.
+        pid = _host_pid(node, status["containerID"])
+        proc = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+        assert proc["Uid"].split()[:2] == ["10001", "10001"], proc["Uid"]
+        assert int(proc["CapEff"], 16) == 0 and int(proc["CapPrm"], 16) == 0
+        root = next(line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if line.split()[4] == "/")
+        assert "ro" in root[5].split(","), root
+
+    # The gateway learns the replicas from their EndpointSlices: the same pod IPs.
+    slices = cp.request("GET", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
+                               "?labelSelector=kubernetes.io/service-name=chat-replicas")["items"]
+    slice_ips = {a for s in slices for e in s.get("endpoints", []) if e["conditions"].get("ready") for a in e["addresses"]}
+    assert slice_ips == {p["status"]["podIP"] for p in replicas}
+
+    # Requests through the gateway's Service (ClusterIP, via kube-proxy) are answered by both replicas.
+    svc = cp.request("GET", f"/api/v1/namespaces/{ns}/services/chat-gateway")
+    ip, port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"]
+    path = "/v1/models/chat:predict"
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: _post(ip, port, path, {"instances": [[i, i + 1]]}), range(200)))
+    assert [code for code, _ in answers] == [200] * 200, answers[:3]
+    assert [body["predictions"] for _, body in answers] == [[[i, i + 1]] for i in range(200)]
+    served = {p["status"]["podIP"]: _get(p["status"]["podIP"], 8080, "/metrics") for p in replicas}
+    for pod_ip, metrics in served.items():
+        ok = [ln for ln in metrics.splitlines() if ln.startswith("infra_inference_requests_total") and 'code="200"' in ln]
+        assert ok and float(ok[0].split()[-1]) > 0, f"replica {pod_ip} served nothing:\n{metrics[:1500]}"
+
+
+class _Load:
+    """Requests through one address from a few threads until stopped; every answer's status kept."""
+
+    def __init__(self, host: str, port: int, threads: int = 4) -> None:
+        self.host, self.port, self.codes, self._stop = host, port, [], False
+        self._pool = ThreadPoolExecutor(threads)
+        self._futures = [self._pool.submit(self._run, t) for t in range(threads)]
+
+    def _run(self, t: int) -> None:
+        i = 0
+        while not self._stop:
+            try:
+                code, body = _post(self.host, self.port, "/v1/models/chat:predict", {"instances": [[t, i]]})
+                ok = code == 200 and body["predictions"] == [[t, i]]
+                self.codes.append(code if ok else -code)
+            except OSError as e:  # a refused or reset connection is a lost request too
+                self.codes.append(f"{type(e).__name__}: {e}")
+            i += 1
+
+    def stop(self) -> list[Any]:
+        self._stop = True
+        for f in self._futures:
+            f.result()
+        self._pool.shutdown()
+        return self.codes
+
+
+def test_deleting_a_replica_under_load_loses_no_request(node: RealNode, runtime_image: dict[str, str]) -> None:
+    cp, ns = node.cp, "inference"
+    _apply(cp, _quickstart_on_cpu(runtime_image, replicas=2))
+    describe = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat"))  # noqa: E731
+    _wait(lambda: _ready_count(cp, ns, "chat") == 2 and _ready_count(cp, ns, "chat-gateway") >= 1,
+          "2 ready replicas and a gateway", describe)
+    svc = cp.request("GET", f"/api/v1/namespaces/{ns}/services/chat-gateway")
+    load = _Load(svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"])
+    try:
+        time.sleep(2)
+        victim = _pods(cp, ns, "app.kubernetes.io/name=chat")[0]["metadata"]["name"]
+        # preStop sleeps while readiness turns false and the EndpointSlice drops the pod;
+        # then SIGTERM drains what the replica accepted.
+        cp.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{victim}")
+        _wait(lambda: victim not in {p["metadata"]["name"] for p in _pods(cp, ns, "app.kubernetes.io/name=chat")},
+              f"{victim} gone", describe)
+        _wait(lambda: _ready_count(cp, ns, "chat") == 2, "the replacement replica ready", describe)
+        time.sleep(2)
+    finally:
+        codes = load.stop()
+    lost = [c for c in codes if c != 200]
+    assert len(codes) > 100 and lost == [], f"{len(lost)} of {len(codes)} requests failed: {lost[:5]}"
