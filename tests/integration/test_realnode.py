@@ -107,6 +107,12 @@ def _ready_count(cp: ControlPlane, ns: str, deployment: str) -> int:
     return int(d.get("status", {}).get("readyReplicas") or 0)
 
 
+def _ready_slice_ips(cp: ControlPlane, ns: str, service: str) -> set[str]:
+    slices = cp.request("GET", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
+                               f"?labelSelector=kubernetes.io/service-name={service}")["items"]
+    return {a for s in slices for e in s.get("endpoints") or [] if e["conditions"].get("ready") for a in e["addresses"]}
+
+
 def _post(host: str, port: int, path: str, body: Any) -> tuple[int, Any]:
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
@@ -163,11 +169,11 @@ def test_quickstart_replicas_run_our_image_hardened_and_answer_through_the_gatew
         root = next(line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if line.split()[4] == "/")
         assert "ro" in root[5].split(","), root
 
-    # The gateway learns the replicas from their EndpointSlices: the same pod IPs.
-    slices = cp.request("GET", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
-                               "?labelSelector=kubernetes.io/service-name=chat-replicas")["items"]
-    slice_ips = {a for s in slices for e in s.get("endpoints", []) if e["conditions"].get("ready") for a in e["addresses"]}
-    assert slice_ips == {p["status"]["podIP"] for p in replicas}
+    # The gateway learns the replicas from their EndpointSlices: the same pod IPs (the
+    # EndpointSlice controller follows the pods' readiness a moment after the Deployment does).
+    pod_ips = {p["status"]["podIP"] for p in replicas}
+    _wait(lambda: _ready_slice_ips(cp, ns, "chat-replicas") == pod_ips, f"EndpointSlices with {pod_ips}",
+          lambda: str(_ready_slice_ips(cp, ns, "chat-replicas")), timeout_s=30)
 
     # Requests through the gateway's Service (ClusterIP, via kube-proxy) are answered by both replicas.
     svc = cp.request("GET", f"/api/v1/namespaces/{ns}/services/chat-gateway")
