@@ -9,6 +9,7 @@ with real pod IPs; requests through the gateway's Service are answered.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -68,23 +69,39 @@ def node(runtime_image: dict[str, str]) -> Iterator[RealNode]:
         cp.stop()
 
 
-def _quickstart_on_cpu(image: dict[str, str], replicas: int) -> list[dict[str, Any]]:
-    """examples/quickstart/spec.yaml with the service on CPU (the echo model) and the image just built."""
+def _quickstart_on_cpu(image: dict[str, str], replicas: int | None = None,
+                       autoscale: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """examples/quickstart/spec.yaml with the service on CPU (the echo model) and the image just built:
+    `replicas` fixed, or the quickstart's autoscale policy updated by `autoscale`."""
     doc = yaml.safe_load((REPO / "examples" / "quickstart" / "spec.yaml").read_text())
     registry, _, name = image["ref"].partition("/")
     doc["platform"]["runtime_image"] = {"registry": registry, "image": name, "digest": image["digest"],
                                         "image_pull_policy": "Never"}
     chat = doc["services"]["chat"]
-    for key in ("pool", "gpu_fraction", "autoscale"):
+    for key in ("pool", "gpu_fraction"):
         chat.pop(key)
-    chat.update(model={"uri": "echo", "format": "python", "name": "chat"}, replicas=replicas, cpu="250m",
-                memory="256Mi")
+    chat.update(model={"uri": "echo", "format": "python", "name": "chat"}, cpu="250m", memory="256Mi")
+    if replicas is not None:
+        del chat["autoscale"]
+        chat["replicas"] = replicas
+    else:
+        chat["autoscale"].update(autoscale or {})
     return [o for o in render_stack({"platform": doc["platform"], "services": doc["services"]})]
 
 
-def _apply(cp: ControlPlane, objs: list[dict[str, Any]]) -> None:
+@contextlib.contextmanager
+def _applied(cp: ControlPlane, objs: list[dict[str, Any]]) -> Iterator[None]:
+    """The objects applied, then deleted with their pods gone (the node has 2 CPUs for every test's pods)."""
     for obj in sorted(objs, key=lambda o: o["kind"] != "Namespace"):
         cp.apply(obj)
+    try:
+        yield
+    finally:
+        for obj in objs:
+            if obj["kind"] not in ("Namespace", "PriorityClass"):
+                cp.delete(obj)
+        ns = "inference"
+        _wait(lambda: not _pods(cp, ns, "infra-inference.dev/service=chat"), "the test's pods gone", lambda: "")
 
 
 def _pods(cp: ControlPlane, ns: str, selector: str) -> list[dict[str, Any]]:
@@ -114,7 +131,7 @@ def _ready_slice_ips(cp: ControlPlane, ns: str, service: str) -> set[str]:
 
 
 def _post(host: str, port: int, path: str, body: Any) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn = http.client.HTTPConnection(host, port, timeout=120)  # a wake from zero starts a container first
     try:
         conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
         resp = conn.getresponse()
@@ -146,9 +163,12 @@ def _host_pid(node: RealNode, container_id: str) -> int:
 def test_quickstart_replicas_run_our_image_hardened_and_answer_through_the_gateway(
         node: RealNode, runtime_image: dict[str, str]) -> None:
     cp = node.cp
-    objs = _quickstart_on_cpu(runtime_image, replicas=2)
-    _apply(cp, objs)
-    ns = "inference"
+    with _applied(cp, _quickstart_on_cpu(runtime_image, replicas=2)):
+        _check_quickstart(node, runtime_image)
+
+
+def _check_quickstart(node: RealNode, runtime_image: dict[str, str]) -> None:
+    cp, ns = node.cp, "inference"
     events = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat")) \
         + "\n" + node.log_tail("kubelet", 15)  # noqa: E731
     _wait(lambda: _ready_count(cp, ns, "chat") == 2, "2 ready replicas (readiness probe /readyz)", events)
@@ -217,8 +237,12 @@ class _Load:
 
 
 def test_deleting_a_replica_under_load_loses_no_request(node: RealNode, runtime_image: dict[str, str]) -> None:
+    with _applied(node.cp, _quickstart_on_cpu(runtime_image, replicas=2)):
+        _check_drain(node)
+
+
+def _check_drain(node: RealNode) -> None:
     cp, ns = node.cp, "inference"
-    _apply(cp, _quickstart_on_cpu(runtime_image, replicas=2))
     describe = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat"))  # noqa: E731
     _wait(lambda: _ready_count(cp, ns, "chat") == 2 and _ready_count(cp, ns, "chat-gateway") >= 1,
           "2 ready replicas and a gateway", describe)
@@ -238,3 +262,35 @@ def test_deleting_a_replica_under_load_loses_no_request(node: RealNode, runtime_
         codes = load.stop()
     lost = [c for c in codes if c != 200]
     assert len(codes) > 100 and lost == [], f"{len(lost)} of {len(codes)} requests failed: {lost[:5]}"
+
+
+def test_scale_from_zero_in_cluster_answers_every_request_and_returns_to_zero(
+        node: RealNode, runtime_image: dict[str, str]) -> None:
+    """The autoscaler pod (its own ServiceAccount token, the rendered Role) wakes the Deployment for a burst."""
+    cp, ns = node.cp, "inference"
+    policy = {"min_replicas": 0, "max_replicas": 2, "scale_to_zero_after_s": 10, "scale_down_window_s": 5}
+    with _applied(cp, _quickstart_on_cpu(runtime_image, autoscale=policy)):
+        describe = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat")) \
+            + "\n" + "\n".join(pod_summary(p) for p in _pods(cp, ns, "app.kubernetes.io/name=chat-autoscaler"))  # noqa: E731
+        _wait(lambda: _ready_count(cp, ns, "chat-gateway") >= 1 and _ready_count(cp, ns, "chat-autoscaler") == 1,
+              "a ready gateway and the autoscaler", describe)
+        # Replicas are left to the autoscaler (Kubernetes starts one); idle, it scales them to zero.
+        _wait(lambda: _deployment_replicas(cp, ns, "chat") == 0 and not _pods(cp, ns, "app.kubernetes.io/name=chat"),
+              "the idle service at 0 replicas", describe, timeout_s=120)
+        svc = cp.request("GET", f"/api/v1/namespaces/{ns}/services/chat-gateway")
+        ip, port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"]
+        start = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: (_post(ip, port, "/v1/models/chat:predict", {"instances": [[i]]}),
+                                               time.monotonic() - start), range(24)))
+        codes = [a[0][0] for a in answers]
+        assert codes == [200] * 24, f"{codes}\n{describe()}"
+        first_s = min(t for _, t in answers)
+        print(f"scale from zero on the real node: first answer after {first_s:.1f}s, all 24 after "
+              f"{max(t for _, t in answers):.1f}s")
+        # Idle again: back to zero after the grace period (10 s) and the window.
+        _wait(lambda: _deployment_replicas(cp, ns, "chat") == 0, "chat back to 0 replicas", describe, timeout_s=120)
+
+
+def _deployment_replicas(cp: ControlPlane, ns: str, name: str) -> int:
+    return int(cp.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")["spec"].get("replicas") or 0)

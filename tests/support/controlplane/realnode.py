@@ -17,9 +17,11 @@ the bridge are machine-wide) from running at once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -33,9 +35,11 @@ from typing import Any
 from tests.support.controlplane.binaries import ControlPlaneError
 from tests.support.controlplane.cluster import ControlPlane
 from tests.support.controlplane.pki import issue_cert
-from tests.support.controlplane.processes import Processes, free_ports
+from tests.support.controlplane.processes import Processes
+from tests.support.ports import free_ports
 
 BRIDGE = "iicni0"
+CNI_NETWORK = "infra-inference-realnode"  # names the bridge's iptables rules, so teardown finds them
 POD_SUBNET = "10.123.0.0/24"
 PAUSE_REF = "localhost/infra-inference/pause:1"
 LOCK = Path("/run/lock/infra-inference-realnode.lock")
@@ -159,8 +163,10 @@ class RealNode:
         self._kill_shims()
         if (self.bin_dir / "kube-proxy").exists():
             subprocess.run([str(self.bin_dir / "kube-proxy"), "--cleanup"], capture_output=True, check=False)
+        _remove_iptables_leftovers()
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
         self._unmount_all()
+        _remove_cgroups()
         for key, value in self._sysctls.items():
             (Path("/proc/sys") / key).write_text(value)
         self._sysctls.clear()
@@ -190,7 +196,7 @@ class RealNode:
         d = self.workdir / "containerd"
         (self.workdir / "cni").mkdir(parents=True)
         (self.workdir / "cni" / "10-infra-inference.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "infra-inference",
+            "cniVersion": "1.0.0", "name": CNI_NETWORK,
             "plugins": [
                 {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": True, "hairpinMode": True,
                  "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]], "routes": [{"dst": "0.0.0.0/0"}],
@@ -344,6 +350,44 @@ state = "{d / 'state'}"
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         return self._processes.log_tail(name, lines)
+
+
+def _iptables(*args: str) -> str:
+    return subprocess.run(["iptables", *args], capture_output=True, text=True, check=False).stdout
+
+
+def _remove_iptables_leftovers() -> None:
+    """The CNI bridge's masquerade rules of sandboxes never torn down, and the kubelet's own chains.
+
+    Both are this node's alone: the CNI rules carry our network's name, and the
+    kubelet chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY) exist only while a
+    kubelet runs here, which the machine-wide lock makes ours.
+    """
+    for line in _iptables("-t", "nat", "-S", "POSTROUTING").splitlines():
+        if f'name: \\"{CNI_NETWORK}\\"' in line or f'name: "{CNI_NETWORK}"' in line:
+            chain = line.split()[-1]
+            subprocess.run(["iptables", "-t", "nat", *shlex.split(line.replace("-A ", "-D ", 1))],
+                           capture_output=True, check=False)  # fmt: skip
+            _iptables("-t", "nat", "-F", chain)
+            _iptables("-t", "nat", "-X", chain)
+    for table, chains in (("filter", ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY")),
+                          ("nat", ("KUBE-KUBELET-CANARY",)), ("mangle", ("KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"))):  # fmt: skip
+        for hook in ("INPUT", "OUTPUT"):
+            for chain in chains:
+                _iptables("-t", table, "-D", hook, "-j", chain)
+        for chain in chains:
+            _iptables("-t", table, "-F", chain)
+            _iptables("-t", table, "-X", chain)
+
+
+def _remove_cgroups() -> None:
+    """The kubelet's /kubepods cgroups (empty once its pods are gone), deepest first, in every hierarchy."""
+    for top in Path("/sys/fs/cgroup").glob("*/kubepods"):
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
 
 
 def _http_status(url: str) -> int:
