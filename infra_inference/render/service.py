@@ -183,6 +183,10 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
                                                       {"name": "admin", "containerPort": GATEWAY_ADMIN_PORT}],
                    readinessProbe=_http_probe("/readyz", GATEWAY_ADMIN_PORT, periodSeconds=2),
                    livenessProbe=_http_probe("/healthz", GATEWAY_ADMIN_PORT, periodSeconds=10),
+                   # As for replicas: kube-proxy keeps sending new connections to a deleted gateway
+                   # pod until its endpoint is gone, a second or so; without the wait a rollout's
+                   # old pods refuse them (the real-node rollout test lost 440 requests, refused, without it).
+                   lifecycle={"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
                    volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                  {"name": "tmp", "mountPath": "/tmp"}])
     return [

@@ -236,6 +236,12 @@ class _Load:
         return self.codes
 
 
+def _assert_none_lost(codes: list[Any]) -> None:
+    lost = [c for c in codes if c != 200]
+    print(f"{len(codes)} requests under load, {len(lost)} lost")
+    assert len(codes) > 100 and lost == [], f"{len(lost)} of {len(codes)} requests failed: {lost[:5]}"
+
+
 def test_deleting_a_replica_under_load_loses_no_request(node: RealNode, runtime_image: dict[str, str]) -> None:
     with _applied(node.cp, _quickstart_on_cpu(runtime_image, replicas=2)):
         _check_drain(node)
@@ -260,8 +266,7 @@ def _check_drain(node: RealNode) -> None:
         time.sleep(2)
     finally:
         codes = load.stop()
-    lost = [c for c in codes if c != 200]
-    assert len(codes) > 100 and lost == [], f"{len(lost)} of {len(codes)} requests failed: {lost[:5]}"
+    _assert_none_lost(codes)
 
 
 def test_scale_from_zero_in_cluster_answers_every_request_and_returns_to_zero(
@@ -294,3 +299,26 @@ def test_scale_from_zero_in_cluster_answers_every_request_and_returns_to_zero(
 
 def _deployment_replicas(cp: ControlPlane, ns: str, name: str) -> int:
     return int(cp.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")["spec"].get("replicas") or 0)
+
+
+def test_gateway_rollout_under_load_loses_no_request(node: RealNode, runtime_image: dict[str, str]) -> None:
+    cp, ns = node.cp, "inference"
+    with _applied(cp, _quickstart_on_cpu(runtime_image, replicas=2)):
+        describe = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat"))  # noqa: E731
+        _wait(lambda: _ready_count(cp, ns, "chat") == 2 and _ready_count(cp, ns, "chat-gateway") == 2,
+              "2 ready replicas and 2 gateways", describe)
+        old = {p["metadata"]["name"] for p in _pods(cp, ns, "app.kubernetes.io/name=chat-gateway")}
+        svc = cp.request("GET", f"/api/v1/namespaces/{ns}/services/chat-gateway")
+        load = _Load(svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"])
+        try:
+            time.sleep(2)
+            # A new template (what `pulumi up` of a new image does): a rolling update, one surge pod at a time.
+            patch = {"spec": {"template": {"metadata": {"annotations": {"infra-inference.test/rollout": "1"}}}}}
+            cp.request("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/chat-gateway", patch,
+                       content_type="application/strategic-merge-patch+json")
+            _wait(lambda: not old & {p["metadata"]["name"] for p in _pods(cp, ns, "app.kubernetes.io/name=chat-gateway")}
+                  and _ready_count(cp, ns, "chat-gateway") == 2, "the gateway rolled over", describe)
+            time.sleep(2)
+        finally:
+            codes = load.stop()
+    _assert_none_lost(codes)
