@@ -16,13 +16,14 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.integration.cluster_helpers import wait_until
 from tests.support.controlplane.realnode import POD_SUBNET, RealNode, node_ip, pod_summary, unavailable_reason
 
 from tests.support.controlplane import BinariesUnavailable, ControlPlane, find_binaries
@@ -62,9 +63,13 @@ def node(runtime_image: dict[str, str]) -> Iterator[RealNode]:
     cp = ControlPlane(bin_dir, advertise_address=node_ip())
     try:
         cp.start()
-        with RealNode(cp, bin_dir) as n:
+        n = RealNode(cp, bin_dir)
+        n.start()
+        try:
             n.import_image(Path(runtime_image["archive"]))
             yield n
+        finally:
+            n.stop()
     finally:
         cp.stop()
 
@@ -101,22 +106,18 @@ def _applied(cp: ControlPlane, objs: list[dict[str, Any]]) -> Iterator[None]:
             if obj["kind"] not in ("Namespace", "PriorityClass"):
                 cp.delete(obj)
         ns = "inference"
-        _wait(lambda: not _pods(cp, ns, "infra-inference.dev/service=chat"), "the test's pods gone", lambda: "")
+        wait_until(lambda: not _pods(cp, ns, "infra-inference.dev/service=chat"),
+                   "the test's pods gone", START_S, lambda: "")
 
 
 def _pods(cp: ControlPlane, ns: str, selector: str) -> list[dict[str, Any]]:
     return cp.request("GET", f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"]
 
 
-def _wait(predicate: Any, what: str, describe: Any, timeout_s: float = START_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}\n{describe()}")
-        time.sleep(0.5)
+def _describer(cp: ControlPlane, ns: str, *more: str) -> Callable[[], str]:
+    """For failure messages: one line per pod of the service (and of the `more` selectors)."""
+    selectors = ("infra-inference.dev/service=chat", *more)
+    return lambda: "\n".join(pod_summary(p) for sel in selectors for p in _pods(cp, ns, sel))
 
 
 def _ready_count(cp: ControlPlane, ns: str, deployment: str) -> int:
@@ -169,10 +170,10 @@ def test_quickstart_replicas_run_our_image_hardened_and_answer_through_the_gatew
 
 def _check_quickstart(node: RealNode, runtime_image: dict[str, str]) -> None:
     cp, ns = node.cp, "inference"
-    events = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat")) \
-        + "\n" + node.log_tail("kubelet", 15)  # noqa: E731
-    _wait(lambda: _ready_count(cp, ns, "chat") == 2, "2 ready replicas (readiness probe /readyz)", events)
-    _wait(lambda: _ready_count(cp, ns, "chat-gateway") >= 1, "a ready gateway", events)
+    pods = _describer(cp, ns)
+    events = lambda: pods() + "\n" + node.log_tail("kubelet", 15)  # noqa: E731
+    wait_until(lambda: _ready_count(cp, ns, "chat") == 2, "2 ready replicas (readiness probe /readyz)", START_S, events)
+    wait_until(lambda: _ready_count(cp, ns, "chat-gateway") >= 1, "a ready gateway", START_S, events)
 
     replicas = _pods(cp, ns, "app.kubernetes.io/name=chat")
     assert len(replicas) == 2
@@ -192,8 +193,8 @@ def _check_quickstart(node: RealNode, runtime_image: dict[str, str]) -> None:
     # The gateway learns the replicas from their EndpointSlices: the same pod IPs (the
     # EndpointSlice controller follows the pods' readiness a moment after the Deployment does).
     pod_ips = {p["status"]["podIP"] for p in replicas}
-    _wait(lambda: _ready_slice_ips(cp, ns, "chat-replicas") == pod_ips, f"EndpointSlices with {pod_ips}",
-          lambda: str(_ready_slice_ips(cp, ns, "chat-replicas")), timeout_s=30)
+    wait_until(lambda: _ready_slice_ips(cp, ns, "chat-replicas") == pod_ips,
+               f"EndpointSlices with {pod_ips}", 30, lambda: str(_ready_slice_ips(cp, ns, "chat-replicas")))
 
     # Requests through the gateway's Service (ClusterIP, via kube-proxy) are answered by both replicas.
     svc = cp.request("GET", f"/api/v1/namespaces/{ns}/services/chat-gateway")
@@ -249,9 +250,9 @@ def test_deleting_a_replica_under_load_loses_no_request(node: RealNode, runtime_
 
 def _check_drain(node: RealNode) -> None:
     cp, ns = node.cp, "inference"
-    describe = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat"))  # noqa: E731
-    _wait(lambda: _ready_count(cp, ns, "chat") == 2 and _ready_count(cp, ns, "chat-gateway") >= 1,
-          "2 ready replicas and a gateway", describe)
+    describe = _describer(cp, ns)
+    wait_until(lambda: _ready_count(cp, ns, "chat") == 2 and _ready_count(cp, ns, "chat-gateway") >= 1,
+               "2 ready replicas and a gateway", START_S, describe)
     svc = cp.request("GET", f"/api/v1/namespaces/{ns}/services/chat-gateway")
     load = _Load(svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"])
     try:
@@ -260,9 +261,9 @@ def _check_drain(node: RealNode) -> None:
         # preStop sleeps while readiness turns false and the EndpointSlice drops the pod;
         # then SIGTERM drains what the replica accepted.
         cp.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{victim}")
-        _wait(lambda: victim not in {p["metadata"]["name"] for p in _pods(cp, ns, "app.kubernetes.io/name=chat")},
-              f"{victim} gone", describe)
-        _wait(lambda: _ready_count(cp, ns, "chat") == 2, "the replacement replica ready", describe)
+        wait_until(lambda: victim not in {p["metadata"]["name"] for p in _pods(cp, ns, "app.kubernetes.io/name=chat")},
+                   f"{victim} gone", START_S, describe)
+        wait_until(lambda: _ready_count(cp, ns, "chat") == 2, "the replacement replica ready", START_S, describe)
         time.sleep(2)
     finally:
         codes = load.stop()
@@ -275,13 +276,12 @@ def test_scale_from_zero_in_cluster_answers_every_request_and_returns_to_zero(
     cp, ns = node.cp, "inference"
     policy = {"min_replicas": 0, "max_replicas": 2, "scale_to_zero_after_s": 10, "scale_down_window_s": 5}
     with _applied(cp, _quickstart_on_cpu(runtime_image, autoscale=policy)):
-        describe = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat")) \
-            + "\n" + "\n".join(pod_summary(p) for p in _pods(cp, ns, "app.kubernetes.io/name=chat-autoscaler"))  # noqa: E731
-        _wait(lambda: _ready_count(cp, ns, "chat-gateway") >= 1 and _ready_count(cp, ns, "chat-autoscaler") == 1,
-              "a ready gateway and the autoscaler", describe)
+        describe = _describer(cp, ns, "app.kubernetes.io/name=chat-autoscaler")
+        wait_until(lambda: _ready_count(cp, ns, "chat-gateway") >= 1 and _ready_count(cp, ns, "chat-autoscaler") == 1,
+                   "a ready gateway and the autoscaler", START_S, describe)
         # Replicas are left to the autoscaler (Kubernetes starts one); idle, it scales them to zero.
-        _wait(lambda: _deployment_replicas(cp, ns, "chat") == 0 and not _pods(cp, ns, "app.kubernetes.io/name=chat"),
-              "the idle service at 0 replicas", describe, timeout_s=120)
+        wait_until(lambda: _deployment_replicas(cp, ns, "chat") == 0 and not _pods(cp, ns, "app.kubernetes.io/name=chat"),
+                   "the idle service at 0 replicas", 120, describe)
         svc = cp.request("GET", f"/api/v1/namespaces/{ns}/services/chat-gateway")
         ip, port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"]
         start = time.monotonic()
@@ -294,7 +294,7 @@ def test_scale_from_zero_in_cluster_answers_every_request_and_returns_to_zero(
         print(f"scale from zero on the real node: first answer after {first_s:.1f}s, all 24 after "
               f"{max(t for _, t in answers):.1f}s")
         # Idle again: back to zero after the grace period (10 s) and the window.
-        _wait(lambda: _deployment_replicas(cp, ns, "chat") == 0, "chat back to 0 replicas", describe, timeout_s=120)
+        wait_until(lambda: _deployment_replicas(cp, ns, "chat") == 0, "chat back to 0 replicas", 120, describe)
 
 
 def _deployment_replicas(cp: ControlPlane, ns: str, name: str) -> int:
@@ -304,9 +304,9 @@ def _deployment_replicas(cp: ControlPlane, ns: str, name: str) -> int:
 def test_gateway_rollout_under_load_loses_no_request(node: RealNode, runtime_image: dict[str, str]) -> None:
     cp, ns = node.cp, "inference"
     with _applied(cp, _quickstart_on_cpu(runtime_image, replicas=2)):
-        describe = lambda: "\n".join(pod_summary(p) for p in _pods(cp, ns, "infra-inference.dev/service=chat"))  # noqa: E731
-        _wait(lambda: _ready_count(cp, ns, "chat") == 2 and _ready_count(cp, ns, "chat-gateway") == 2,
-              "2 ready replicas and 2 gateways", describe)
+        describe = _describer(cp, ns)
+        wait_until(lambda: _ready_count(cp, ns, "chat") == 2 and _ready_count(cp, ns, "chat-gateway") == 2,
+                   "2 ready replicas and 2 gateways", START_S, describe)
         old = {p["metadata"]["name"] for p in _pods(cp, ns, "app.kubernetes.io/name=chat-gateway")}
         svc = cp.request("GET", f"/api/v1/namespaces/{ns}/services/chat-gateway")
         load = _Load(svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"])
@@ -316,8 +316,9 @@ def test_gateway_rollout_under_load_loses_no_request(node: RealNode, runtime_ima
             patch = {"spec": {"template": {"metadata": {"annotations": {"infra-inference.test/rollout": "1"}}}}}
             cp.request("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/chat-gateway", patch,
                        content_type="application/strategic-merge-patch+json")
-            _wait(lambda: not old & {p["metadata"]["name"] for p in _pods(cp, ns, "app.kubernetes.io/name=chat-gateway")}
-                  and _ready_count(cp, ns, "chat-gateway") == 2, "the gateway rolled over", describe)
+            gateways = lambda: {p["metadata"]["name"] for p in _pods(cp, ns, "app.kubernetes.io/name=chat-gateway")}  # noqa: E731
+            wait_until(lambda: not old & gateways() and _ready_count(cp, ns, "chat-gateway") == 2,
+                       "the gateway rolled over", START_S, describe)
             time.sleep(2)
         finally:
             codes = load.stop()

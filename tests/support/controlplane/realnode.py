@@ -90,7 +90,7 @@ def _free_port() -> int:
 
 
 class RealNode:
-    """A kubelet node named ``name`` joined to ``cp``; a context manager.
+    """A kubelet node named ``name`` joined to ``cp``: ``start()``, then ``stop()`` in a ``finally``.
 
     ``cp`` must advertise the apiserver on ``node_ip()`` (pods dial the
     ``kubernetes`` Service, which kube-proxy sends there).
@@ -108,13 +108,6 @@ class RealNode:
         self._sysctls: dict[str, str] = {}
         self._started_kubelet = False
         self._netns_before = set(os.listdir(NETNS_DIR)) if os.path.isdir(NETNS_DIR) else set()
-
-    def __enter__(self) -> RealNode:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -267,6 +260,7 @@ state = "{d / 'state'}"
             "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
             "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
             "serializeImagePulls": False, "resolvConf": "/etc/resolv.conf",
+            "podLogsDir": str(self.workdir / "pod-logs"),  # not the machine's /var/log/pods
             "nodeStatusUpdateFrequency": "2s", "syncFrequency": "5s", "fileCheckFrequency": "5s",
         }))  # fmt: skip
         self._started_kubelet = True
