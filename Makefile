@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test bench controlplane
+.PHONY: quickstart test bench controlplane realnode image
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,19 @@ controlplane:
 	@if command -v go >/dev/null; then tools/controlplane/build.sh >/dev/null; \
 	else echo "make: 'go' not found; tests marked controlplane will be skipped" >&2; fi
 
-test: $(STAMP) controlplane
+# Debian packages for the real test node and the image build (containerd, runc, CNI
+# plugins, iptables, conntrack, debootstrap): tools/realnode/setup.sh, as root with apt;
+# elsewhere it says what to install and the tests that need them skip.
+realnode:
+	@tools/realnode/setup.sh
+
+# The runtime image from Debian packages and PyPI wheels, no registry (tools/image/build.sh):
+# built on the first run into ~/.cache/infra-inference/image, per layer, then reused.
+image: $(STAMP) realnode
+	@if [ "$$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then PYTHON=$(BIN)/python tools/image/build.sh >/dev/null; \
+	else echo "make: the image build needs root and debootstrap; tests that run the image will be skipped" >&2; fi
+
+test: $(STAMP) controlplane image
 	$(BIN)/python -m pytest
 
 # The quick benchmarks (a few minutes in all); the others are run by name, see benchmarks/RESULTS.md.

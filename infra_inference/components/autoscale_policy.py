@@ -7,6 +7,7 @@ import pulumi
 
 from infra_inference.components import kube
 from infra_inference.components.inputs import split
+from infra_inference.components.platform import ImageArgs
 from infra_inference.plan.components import PolicyPlan, plan_policy
 from infra_inference.render.autoscale import autoscale_objects
 
@@ -64,6 +65,8 @@ class AutoscalePolicyArgs(TypedDict, total=False):
     """Prometheus HTTP API for custom and keda. Default http://prometheus-operated.monitoring.svc:9090."""
     engine: str
     """native (default, our autoscaler), hpa or keda."""
+    runtime_image: ImageArgs
+    """Standalone policies: the autoscaler's image. Default the service's runtime_image, else ours."""
 
 
 class AutoscalePolicy(pulumi.ComponentResource):

@@ -9,6 +9,7 @@ from infra_inference.components import kube
 from infra_inference.components.autoscale_policy import AutoscalePolicy, AutoscalePolicyArgs
 from infra_inference.components.gpu_pool import GpuPool
 from infra_inference.components.inputs import split
+from infra_inference.components.platform import ImageArgs
 from infra_inference.plan.components import ServicePlan, plan_service, plan_service_policy
 from infra_inference.plan.service import service_url
 from infra_inference.render.service import service_objects
@@ -49,8 +50,10 @@ class RuntimeArgs(TypedDict, total=False):
     preset: str
     """vllm, tgi or triton: that server's image, port, probes, metrics, protocol and args. Default none."""
     image: str
-    """Serving image. Default ghcr.io/infra-inference/runtime:0.1.0 (ours; or the preset's); another needs protocol
+    """Serving image. Default the service's runtime_image (ours; or the preset's); another needs protocol
     and args."""
+    image_pull_policy: str
+    """imagePullPolicy of the replicas. Default the runtime_image's (IfNotPresent for an image of your own)."""
     max_concurrency: int
     """Requests in the model at once per replica. Default 8."""
     max_queue: int
@@ -145,6 +148,9 @@ class InferenceServiceArgs(TypedDict, total=False):
     """Allow a CPU variant when no GPU slot is free. Default false."""
     namespace: str
     """Namespace. Default inference."""
+    runtime_image: ImageArgs
+    """Our runtime image: gateway, autoscaler, cache helper, and replicas without runtime.image.
+    Default ghcr.io/infra-inference/runtime:0.1.0."""
 
 
 class InferenceService(pulumi.ComponentResource):

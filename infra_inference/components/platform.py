@@ -25,6 +25,18 @@ class TenantArgs(TypedDict, total=False):
     """Most memory requested at once, e.g. "256Gi"."""
 
 
+class ImageArgs(TypedDict, total=False):
+    registry: str
+    """Registry host and path prefix, e.g. "123.dkr.ecr.us-east-1.amazonaws.com/ml". Default
+    "ghcr.io/infra-inference"."""
+    image: str
+    """Repository and tag under the registry. Default "runtime:0.1.0"."""
+    digest: str
+    """Manifest digest, "sha256:<64 hex>": pins the image exactly."""
+    image_pull_policy: str
+    """IfNotPresent (default), Always, or Never (the image is already on every node)."""
+
+
 class InferencePlatformArgs(TypedDict, total=False):
     namespace: str
     """Namespace for shared pieces and default services. Default inference."""
@@ -36,6 +48,10 @@ class InferencePlatformArgs(TypedDict, total=False):
     """The services dashboard as a ConfigMap labelled grafana_dashboard=1 (Grafana sidecar). Default true."""
     tenants: list[TenantArgs]
     """Teams with a namespace, a GPU quota and a default-deny NetworkPolicy."""
+    runtime_image: ImageArgs
+    """Our runtime image; its reference is the `runtime_image` output, for StandbyPool prepull_images.
+    Pass the same value as each InferenceService's runtime_image (`infra-inference render` does that
+    for a whole stack)."""
 
 
 class InferencePlatform(pulumi.ComponentResource):
@@ -48,6 +64,8 @@ class InferencePlatform(pulumi.ComponentResource):
     """The platform namespace."""
     priority_classes: pulumi.Output[dict[str, str]]
     """PriorityClass name by role: online, batch, training, standby."""
+    runtime_image: pulumi.Output[str]
+    """Reference of the runtime image (with its digest when pinned)."""
 
     def __init__(self, name: str, args: InferencePlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         plain, _ = split(dict(args), {}, f"InferencePlatform {name!r}")
@@ -56,4 +74,6 @@ class InferencePlatform(pulumi.ComponentResource):
         kube.create(name, platform_objects(spec), pulumi.ResourceOptions(parent=self))
         self.namespace = pulumi.Output.from_input(spec.namespace)
         self.priority_classes = pulumi.Output.from_input(dict(PRIORITY_CLASS))
-        self.register_outputs({"namespace": self.namespace, "priority_classes": self.priority_classes})
+        self.runtime_image = pulumi.Output.from_input(spec.runtime_image.ref)
+        self.register_outputs({"namespace": self.namespace, "priority_classes": self.priority_classes,
+                               "runtime_image": self.runtime_image})

@@ -8,6 +8,7 @@ import pulumi
 from infra_inference.components import kube
 from infra_inference.components.gpu_pool import GpuPool
 from infra_inference.components.inputs import split
+from infra_inference.components.platform import ImageArgs
 from infra_inference.errors import SpecError, SpecProblem
 from infra_inference.plan.components import StandbyPlan, plan_standby
 from infra_inference.render.standby import standby_objects
@@ -27,6 +28,8 @@ class StandbyPoolArgs(TypedDict, total=False):
     """Model URIs fetched into every pool node's model cache."""
     namespace: str
     """Namespace of the placeholders. Default inference."""
+    runtime_image: ImageArgs
+    """Our runtime image, which warms the model cache. Default ghcr.io/infra-inference/runtime:0.1.0."""
 
 
 class StandbyPool(pulumi.ComponentResource):

@@ -18,6 +18,7 @@ from infra_inference.decide.packing import service_problems, slots_per_replica, 
 from infra_inference.errors import SpecError, SpecProblem
 from infra_inference.plan.service import Placement, service_admin_url, variants
 from infra_inference.specs.autoscale import AutoscalePolicySpec, ScalingSpec
+from infra_inference.specs.image import ImageSpec
 from infra_inference.specs.platform import PlatformSpec
 from infra_inference.specs.pool import GpuPoolSpec
 from infra_inference.specs.service import InferenceServiceSpec
@@ -79,6 +80,7 @@ class PolicyPlan:
     replica_metrics_ports: dict[str, int] = field(default_factory=dict)
     replica_metrics_path: str = "/metrics"
     fallback: FallbackConfig | None = None
+    image: ImageSpec = field(default_factory=ImageSpec)
 
 
 def plan_platform(args: Mapping[str, Any], subject: str = "InferencePlatform") -> PlatformSpec:
@@ -139,11 +141,11 @@ def plan_service_policy(service: ServicePlan) -> PolicyPlan | None:
         return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, policy,
                           policy.resolved_target(spec.runtime.max_concurrency), service_admin_url(spec),
                           service.replica_ports, service.replica_metrics_ports, spec.runtime.metrics_path,
-                          _fallback(spec, fixed))
+                          _fallback(spec, fixed), spec.runtime_image)
     target = spec.autoscale.resolved_target(spec.runtime.max_concurrency)
     return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, spec.autoscale,
                       target, service_admin_url(spec), service.replica_ports, service.replica_metrics_ports,
-                      spec.runtime.metrics_path, _fallback(spec, spec.autoscale.max_replicas))
+                      spec.runtime.metrics_path, _fallback(spec, spec.autoscale.max_replicas), spec.runtime_image)
 
 
 def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None, subject: str = "") -> PolicyPlan:
@@ -164,12 +166,14 @@ def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None,
         problems.append(SpecProblem("metric", "gpu-utilization on a CPU-only service; use cpu-utilization"))
     if problems:
         raise SpecError(problems, subject=subject)
-    policy = ScalingSpec.model_validate(spec.model_dump(exclude={"deployment", "namespace"}))
+    policy = ScalingSpec.model_validate(spec.model_dump(exclude={"deployment", "namespace", "runtime_image"}))
     if service is None:
         assert spec.deployment is not None
         return PolicyPlan(name, spec.namespace, [spec.deployment], spec.deployment, policy,
-                          policy.resolved_target(None), None, {})
+                          policy.resolved_target(None), None, {}, image=spec.runtime_image)
     s = service.spec
+    # A service's policy runs the service's image unless it names its own.
+    image = spec.runtime_image if "runtime_image" in spec.model_fields_set else s.runtime_image
     return PolicyPlan(name, s.namespace, service.deployments, s.name, policy,
                       policy.resolved_target(s.runtime.max_concurrency), service_admin_url(s), service.replica_ports,
-                      service.replica_metrics_ports, s.runtime.metrics_path)
+                      service.replica_metrics_ports, s.runtime.metrics_path, image=image)

@@ -10,7 +10,7 @@ from infra_inference.render.common import (
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.specs.autoscale import ScalingSpec
-from infra_inference.specs.service import DEFAULT_IMAGE
+from infra_inference.specs.image import ImageSpec
 from infra_inference.wire import metrics
 from infra_inference.wire.names import CONFIG_DIR, POLICY_CONFIG
 from infra_inference.wire.policy import AutoscalerConfig, FallbackConfig
@@ -23,7 +23,7 @@ HPA_PERIOD_S = 15
 def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpec, target: float,
            gateway_url: str | None, replica_ports: dict[str, int] | None = None,
            replica_metrics_ports: dict[str, int] | None = None, replica_metrics_path: str = "/metrics",
-           fallback: FallbackConfig | None = None) -> list[Obj]:
+           fallback: FallbackConfig | None = None, image: ImageSpec | None = None) -> list[Obj]:
     """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment.
 
     The Role is what runtime/autoscaler/cli.py calls and nothing more: read
@@ -52,7 +52,7 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": by_name(name)},
             "template": {"metadata": {"labels": lbls}, "spec": pod_spec(
-                [container("autoscaler", DEFAULT_IMAGE,
+                [container("autoscaler", image or ImageSpec(),
                            args=["autoscaler", "--config", f"{CONFIG_DIR}/{POLICY_CONFIG}"], cpu="100m", memory="128Mi",
                            volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                          {"name": "tmp", "mountPath": "/tmp"}])],
@@ -151,4 +151,4 @@ def autoscale_objects(plan: PolicyPlan) -> list[Obj]:
     if policy.engine == "keda":
         return keda(name, namespace, deployments[0], plan.service, policy, target)
     return native(name, namespace, deployments, policy, target, plan.gateway_url, plan.replica_ports,
-                  plan.replica_metrics_ports, plan.replica_metrics_path, plan.fallback)
+                  plan.replica_metrics_ports, plan.replica_metrics_path, plan.fallback, plan.image)

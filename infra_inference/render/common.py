@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from infra_inference.specs.image import ImageSpec, PullPolicy
+
 Obj = dict[str, Any]
 
 PART_OF = "infra-inference"
@@ -71,9 +73,13 @@ def resources(cpu: str, memory: str, extended: dict[str, int] | None = None) -> 
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def container(name: str, image: str, *, args: list[str] | None = None, command: list[str] | None = None,
-              cpu: str = "100m", memory: str = "128Mi", uid: int = RUNTIME_UID, **extra: Any) -> Obj:
-    out: Obj = {"name": name, "image": image}
+def container(name: str, image: str | ImageSpec, *, args: list[str] | None = None, command: list[str] | None = None,
+              cpu: str = "100m", memory: str = "128Mi", uid: int = RUNTIME_UID,
+              pull_policy: PullPolicy = "IfNotPresent", **extra: Any) -> Obj:
+    """A hardened container; an ImageSpec brings its own reference and pull policy."""
+    if isinstance(image, ImageSpec):
+        image, pull_policy = image.ref, image.image_pull_policy
+    out: Obj = {"name": name, "image": image, "imagePullPolicy": pull_policy}
     if command is not None:
         out["command"] = command
     if args is not None:
@@ -101,7 +107,7 @@ def env_list(values: dict[str, str], secrets: dict[str, tuple[str, str]] | None 
     return sorted(out, key=lambda e: e["name"])
 
 
-def cache_owner_init(image: str) -> Obj:
+def cache_owner_init(image: ImageSpec) -> Obj:
     """Init container that hands the node's model-cache hostPath to the runtime user.
 
     A hostPath directory is created root-owned, and fsGroup does not apply to

@@ -13,7 +13,7 @@ from infra_inference.render.common import (
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
-from infra_inference.specs.service import DEFAULT_IMAGE, InferenceServiceSpec
+from infra_inference.specs.service import InferenceServiceSpec
 from infra_inference.wire.gateway import BackendConfig, GatewayConfig
 from infra_inference.wire.names import (CONFIG_DIR, GATEWAY_ADMIN_PORT, GATEWAY_CONFIG, GATEWAY_PORT, gateway_name,
                                         replicas_service)
@@ -88,7 +88,9 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
     if rt.scrape_port != rt.port:
         ports.append({"name": "metrics", "containerPort": rt.scrape_port})
     server = container(
-        "server", rt.image, args=replica_args(spec, v),
+        # Our image brings its pull policy; an image of the service's own pulls IfNotPresent unless told.
+        "server", rt.image or spec.runtime_image, args=replica_args(spec, v),
+        pull_policy=rt.image_pull_policy or "IfNotPresent",
         env=env_list(replica_env(spec, v), {k: (ref.name, ref.key) for k, ref in rt.secret_env.items()}),
         ports=ports,
         resources=resources(spec.cpu, spec.memory, extended),
@@ -111,7 +113,7 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
     if on_pool and placement.pool is not None and placement.pool_name is not None:
         extra["nodeSelector"] = node_selector(placement.pool_name)
         extra["tolerations"] = tolerations(placement.pool)
-        extra["initContainers"] = [cache_owner_init(DEFAULT_IMAGE)]
+        extra["initContainers"] = [cache_owner_init(spec.runtime_image)]
         extra["volumes"].append(model_cache_volume(spec.namespace))
     else:
         extra["volumes"].append({"name": "model-cache", "emptyDir": {"sizeLimit": "20Gi"}})
@@ -180,12 +182,14 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
     name = gateway_name(spec.name)
     lbls = labels(name, "gateway", **{LABEL_SERVICE: spec.name})
     select = by_name(name)
-    gw = container("gateway", DEFAULT_IMAGE, args=["gateway", "--config", f"{CONFIG_DIR}/{GATEWAY_CONFIG}"],
+    gw = container("gateway", spec.runtime_image, args=["gateway", "--config", f"{CONFIG_DIR}/{GATEWAY_CONFIG}"],
                    cpu="500m", memory="256Mi", ports=[{"name": "http", "containerPort": GATEWAY_PORT},
                                                       {"name": "admin", "containerPort": GATEWAY_ADMIN_PORT}],
                    readinessProbe=_http_probe("/readyz", GATEWAY_ADMIN_PORT, periodSeconds=2),
                    livenessProbe=_http_probe("/healthz", GATEWAY_ADMIN_PORT, periodSeconds=10),
-                   # As for the replicas: serve on while the endpoint removal reaches kube-proxy.
+                   # As for replicas: kube-proxy keeps sending new connections to a deleted gateway
+                   # pod until its endpoint is gone, a second or so; without the wait a rollout's
+                   # old pods refuse them (the real-node rollout test lost 440 requests, refused, without it).
                    lifecycle={"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
                    volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                  {"name": "tmp", "mountPath": "/tmp"}])

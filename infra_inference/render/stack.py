@@ -77,7 +77,10 @@ def render_stack(doc: Mapping[str, Any], warn: Callable[[str], None] | None = No
     if platform is not None:
         out += platform_objects(platform)
     # Entries without a namespace land in the platform's, which this document creates.
-    home = {"namespace": platform.namespace} if platform is not None and "platform" in doc else {}
+    home: dict[str, Any] = {"namespace": platform.namespace} if platform is not None and "platform" in doc else {}
+    if platform is not None and "runtime_image" in platform.model_fields_set:
+        # ...and run the platform's runtime image unless they name their own.
+        home["runtime_image"] = platform.runtime_image.model_dump(exclude_unset=True)
 
     pools: dict[str, PoolPlan] = {}
     for name, args in _section(doc, "pools", c).items():

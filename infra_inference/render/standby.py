@@ -10,7 +10,7 @@ from infra_inference.render.common import (
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
 from infra_inference.specs.pool import POOL_LABEL, GpuPoolSpec
-from infra_inference.specs.service import DEFAULT_IMAGE
+from infra_inference.specs.image import ImageSpec
 
 
 def balloons(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, instances: int,
@@ -39,7 +39,7 @@ def balloons(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, insta
 
 
 def prepull(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, images: list[str],
-            models: list[str]) -> Obj:
+            models: list[str], runtime_image: ImageSpec) -> Obj:
     """A DaemonSet whose init containers pull `images` and fetch `models` into the node cache.
 
     Each image's init container runs `sh -c true`, so pulled images must have a
@@ -53,11 +53,11 @@ def prepull(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, images
         init.append(container(f"pull-{i}", image, command=["sh", "-c", "true"], cpu="10m", memory="32Mi"))
     volumes: list[Obj] = [scratch_volume()]
     if models:
-        fetch = container("warm-models", DEFAULT_IMAGE,
+        fetch = container("warm-models", runtime_image,
                           args=["fetch", "--cache-dir", MODEL_CACHE_MOUNT, *models], cpu="500m", memory="1Gi",
                           volumeMounts=[{"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT},
                                         {"name": "tmp", "mountPath": "/tmp"}])
-        init += [cache_owner_init(DEFAULT_IMAGE), fetch]
+        init += [cache_owner_init(runtime_image), fetch]
         volumes.append(model_cache_volume(namespace))
     pause = container("done", PAUSE_IMAGE, uid=PAUSE_UID, cpu="10m", memory="16Mi")
     return obj("apps/v1", "DaemonSet", meta(name, namespace, lbls), spec={
@@ -74,5 +74,5 @@ def standby_objects(plan: StandbyPlan) -> list[Obj]:
     out = [balloons(f"{name}-balloons", namespace, pool_name, pool, plan.instances, plan.slots_per_instance)]
     if plan.spec.prepull_images or plan.spec.warm_models:
         out.append(prepull(f"{name}-prepull", namespace, pool_name, pool, plan.spec.prepull_images,
-                           plan.spec.warm_models))
+                           plan.spec.warm_models, plan.spec.runtime_image))
     return out

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from infra_inference.errors import SpecProblem
 from infra_inference.specs.base import Spec
+from infra_inference.specs.image import ImageSpec
 from infra_inference.specs.names import DnsLabel
 
 Metric = Literal["concurrency", "throughput", "latency", "gpu-utilization", "cpu-utilization", "custom"]
@@ -139,3 +140,5 @@ class AutoscalePolicySpec(ScalingSpec):
 
     deployment: DnsLabel | None = Field(None, description="Name of an existing Deployment to scale.")
     namespace: DnsLabel = Field("inference", description="Namespace of `deployment`.")
+    runtime_image: ImageSpec = Field(default_factory=ImageSpec,
+                                     description="Image of the autoscaler; default our runtime image (a service's policy follows the service's).")

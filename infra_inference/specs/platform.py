@@ -8,6 +8,7 @@ from pydantic import Field
 
 from infra_inference.errors import SpecProblem
 from infra_inference.specs.base import Spec
+from infra_inference.specs.image import ImageSpec
 from infra_inference.specs.pool import GPU_EQUIVALENT
 from infra_inference.specs.names import DnsLabel
 from infra_inference.specs.quantity import Quantity
@@ -67,6 +68,9 @@ class PlatformSpec(Spec):
         True, description="A ConfigMap with the services dashboard, labelled grafana_dashboard=1 for the "
                           "Grafana sidecar (kube-prometheus-stack's default) to load.")
     tenants: list[TenantSpec] = Field(default_factory=list, description="Teams with their own quota.")
+    runtime_image: ImageSpec = Field(
+        default_factory=ImageSpec, description="Our runtime image for the whole stack: `infra-inference render` "
+                                               "gives it to every service, policy and standby pool that names none.")
 
     def cross_checks(self) -> list[SpecProblem]:
         names = [t.name for t in self.tenants]

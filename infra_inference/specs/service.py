@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from infra_inference.errors import SpecProblem
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.base import Spec
+from infra_inference.specs.image import DEFAULT_REGISTRY, ImageSpec, PullPolicy
 from infra_inference.specs.names import DnsLabel, EnvName, ObjectName
 from infra_inference.specs.quantity import Quantity
 from infra_inference.specs.runtimes import PRESETS, PresetName, Protocol
@@ -20,7 +21,6 @@ Priority = Literal["online", "batch"]
 Mode = Literal["online", "batch"]
 
 # The runtime image of this release; a service may name any other image.
-DEFAULT_IMAGE = "ghcr.io/infra-inference/runtime:0.1.0"
 DEFAULT_PORT = 8080
 # What the built-in runtime serves; other formats need an image that serves them.
 BUILTIN_FORMATS = ("safetensors", "python")
@@ -62,8 +62,11 @@ class RuntimeSpec(Spec):
 
     preset: PresetName | None = Field(None, description="vllm, tgi or triton: fills image, port, probes, "
                                                         "metrics, protocol and args with that server's own.")
-    image: str = Field(DEFAULT_IMAGE, min_length=1, description="Serving image; ours by default, any other "
-                                                                "(vLLM, Triton) allowed.")
+    image: str | None = Field(None, min_length=1, description="Serving image; default the service's "
+                                                              "runtime_image, any other (vLLM, Triton) allowed.")
+    image_pull_policy: PullPolicy | None = Field(
+        None, description="imagePullPolicy of the replicas; default the runtime_image's (IfNotPresent for an "
+                          "image of your own).")
     max_concurrency: int = Field(8, ge=1, le=4096, description="Requests in the model at once per replica.")
     max_queue: int = Field(64, ge=0, le=100_000, description="Requests waiting per replica; beyond, 429.")
     batching: BatchingSpec | None = Field(None, description="Dynamic batching; off when absent.")
@@ -97,8 +100,8 @@ class RuntimeSpec(Spec):
 
     @property
     def builtin(self) -> bool:
-        """Our runtime image serves it (any tag of it)."""
-        return self.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
+        """Our runtime image serves it: the service's runtime_image, or our release image at any tag."""
+        return self.image is None or self.image.rsplit(":", 1)[0] == f"{DEFAULT_REGISTRY}/runtime"
 
     @property
     def scrape_port(self) -> int:
@@ -217,6 +220,9 @@ class InferenceServiceSpec(Spec):
     zones_spread: bool = Field(False, description="Spread replicas across zones; PDB when >= 2 replicas.")
     cpu_fallback: bool = Field(False, description="Allow a CPU variant when no GPU slot is free.")
     namespace: DnsLabel = Field("inference", description="Namespace of every child object.")
+    runtime_image: ImageSpec = Field(default_factory=ImageSpec,
+                                     description="Our runtime image: gateway, autoscaler, cache helper, and "
+                                                 "replicas without a runtime.image.")
 
     def cross_checks(self) -> list[SpecProblem]:
         out: list[SpecProblem] = []

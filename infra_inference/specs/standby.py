@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from infra_inference.specs.base import Spec
+from infra_inference.specs.image import ImageSpec
 from infra_inference.specs.names import DnsLabel
 from infra_inference.specs.uris import PlainUri
 
@@ -21,3 +22,5 @@ class StandbyPoolSpec(Spec):
     warm_models: list[PlainUri] = Field(default_factory=list, description="Model URIs cached on every pool node "
                                                                         "(no credentials in them).")
     namespace: DnsLabel = Field("inference", description="Namespace of the placeholders and pre-pull DaemonSet.")
+    runtime_image: ImageSpec = Field(default_factory=ImageSpec,
+                                     description="Our runtime image, which warms the model cache.")

@@ -9,9 +9,11 @@
 # modules so their dependency graphs never constrain one another). Binaries go
 # to $INFRA_INFERENCE_CACHE/controlplane/<versions>-<hash of the manifests>/bin
 # (default ~/.cache/infra-inference), outside the repository, and are reused
-# while the manifests are unchanged. The three Kubernetes binaries are built by
-# one `go build` so they share compiled packages. Progress goes to stderr; the
-# only stdout line is the bin dir.
+# while the manifests are unchanged. The five Kubernetes binaries (the control
+# plane's three, and the real test node's kubelet and kube-proxy) are built by
+# one `go build` so they share compiled packages. pause/ is the real node's
+# sandbox program (stdlib only), packed as an OCI archive (pause.oci.tar) by
+# tools/image/oci.py. Progress goes to stderr; the only stdout line is the bin dir.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -24,17 +26,19 @@ k8s_version="$(modver "$here/kubernetes" k8s.io/kubernetes)"
 etcd_version="$(modver "$here/etcd" go.etcd.io/etcd/server/v3)"
 kwok_version="$(modver "$here/kwok" sigs.k8s.io/kwok)"
 # Bump when the recipe below changes (flags, stage files): a new cache key.
-recipe=1
-manifest_hash="$( (echo "recipe $recipe"; cat "$here"/{kubernetes,etcd,kwok}/go.{mod,sum}) | sha256sum | cut -c1-12)"
+recipe=2
+manifest_hash="$( (echo "recipe $recipe"; cat "$here"/{kubernetes,etcd,kwok}/go.{mod,sum} "$here"/pause/{go.mod,main.go} \
+                   "$here/../image/oci.py") | sha256sum | cut -c1-12)"
 key="k8s-${k8s_version}_etcd-${etcd_version}_kwok-${kwok_version}-${manifest_hash}"
 bin="$cache_root/controlplane/$key/bin"
-binaries=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+binaries=("${kube_binaries[@]}" etcd kwok pause)
 stages="kwok-stages.yaml"  # kwok's "fast" simulation stages, from its module
 
 all_present() {
     local b
     for b in "${binaries[@]}"; do [[ -x "$bin/$b" ]] || return 1; done
-    [[ -s "$bin/$stages" ]]
+    [[ -s "$bin/$stages" && -s "$bin/pause.oci.tar" ]]
 }
 
 case "${1:-}" in
@@ -88,11 +92,11 @@ for kv in "gitVersion=$k8s_version" "gitMajor=${ver%%.*}" "gitMinor=$(cut -d. -f
     ldflags+=" -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
 done
 
-if ! [[ -x "$bin/kube-apiserver" && -x "$bin/kube-controller-manager" && -x "$bin/kube-scheduler" ]]; then
+kube_missing() { local b; for b in "${kube_binaries[@]}"; do [[ -x "$bin/$b" ]] || return 0; done; return 1; }
+if kube_missing; then
     build "kubernetes $k8s_version" "$here/kubernetes" -ldflags "$ldflags" -o "$tmp/" \
-        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler
-    mv "$tmp"/kube-* "$bin/"
+        "${kube_binaries[@]/#/k8s.io/kubernetes/cmd/}"
+    mv "$tmp"/kube* "$bin/"
 fi
 if ! [[ -x "$bin/etcd" ]]; then
     build "etcd $etcd_version" "$here/etcd" -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
@@ -101,6 +105,18 @@ fi
 if ! [[ -x "$bin/kwok" ]]; then
     build "kwok $kwok_version" "$here/kwok" -ldflags "-s -w" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok
     mv "$tmp/kwok" "$bin/"
+fi
+
+if ! [[ -x "$bin/pause" && -s "$bin/pause.oci.tar" ]]; then
+    build "pause" "$here/pause" -ldflags "-s -w" -o "$tmp/pause" .
+    mkdir -p "$tmp/pause-root" && cp "$tmp/pause" "$tmp/pause-root/pause"
+    tar -C "$tmp/pause-root" --numeric-owner --owner=0 --group=0 -cf "$tmp/pause.tar" pause
+    diff_id="sha256:$(sha256sum "$tmp/pause.tar" | cut -d' ' -f1)"
+    gzip -n "$tmp/pause.tar"
+    echo '{"Entrypoint": ["/pause"], "User": "65535:65535"}' > "$tmp/pause.json"
+    python3 "$here/../image/oci.py" "$tmp/pause.oci.tar" --ref localhost/infra-inference/pause:1 \
+        --config "$tmp/pause.json" "$tmp/pause.tar.gz:$diff_id" >/dev/null
+    mv "$tmp/pause" "$tmp/pause.oci.tar" "$bin/"
 fi
 
 if ! [[ -s "$bin/$stages" ]]; then

@@ -56,7 +56,10 @@ async def _kubernetes(cfg: AutoscalerConfig) -> tuple[Actuator, dict[str, list[s
     from infra_inference.runtime.discovery.endpointslices import EndpointSliceDiscovery
 
     services = discovery_services(cfg)
-    discovery = EndpointSliceDiscovery.in_cluster(cfg.namespace, services)
+    # The gateway's admin port is not in its Service: the slices' port (the proxy's) must not replace it,
+    # or the activator long-poll and the metrics scrape go through the proxy and wait for replicas.
+    gateway = frozenset(s for s, (key, _) in services.items() if key == GATEWAY_KEY)
+    discovery = EndpointSliceDiscovery.in_cluster(cfg.namespace, services, gateway)
     # A gateway outside the cluster's Services (not watched) is scraped at its URL.
     watched = any(key == GATEWAY_KEY for key, _ in services.values())
     book: dict[str, list[str]] = {GATEWAY_KEY: [cfg.gateway_url] if cfg.gateway_url and not watched else []}

@@ -32,10 +32,14 @@ WATCH_TIMEOUT_S = 60
 RETRY_S = 1.0
 
 
-def ready_addresses(endpoint_slice: Any, default_port: int) -> list[str]:
-    """host:port of every ready endpoint (an unset `ready` means ready, as the API documents)."""
+def ready_addresses(endpoint_slice: Any, default_port: int, *, pinned: bool = False) -> list[str]:
+    """host:port of every ready endpoint (an unset `ready` means ready, as the API documents).
+
+    The port is the slice's `http` port, else `default_port`; `pinned` keeps `default_port`, for a
+    port the Service does not expose (the gateway's admin port, where the activator and metrics are).
+    """
     port = default_port
-    for p in endpoint_slice.ports or []:
+    for p in [] if pinned else endpoint_slice.ports or []:
         if p.port is not None and (p.name in (None, "", "http")):
             port = p.port
             break
@@ -49,24 +53,28 @@ def ready_addresses(endpoint_slice: Any, default_port: int) -> list[str]:
 
 
 class EndpointSliceDiscovery:
-    """Watches the slices of `services` ({service name: (deployment, default port)}) in `namespace`."""
+    """Watches the slices of `services` ({service name: (deployment, default port)}) in `namespace`;
+    the services in `pinned_ports` are reached on their given port, never the slice's."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, services: dict[str, tuple[str, int]]) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, services: dict[str, tuple[str, int]],
+                 pinned_ports: frozenset[str] = frozenset()) -> None:
         self.api_client = api
         self._api = client.DiscoveryV1Api(api)
         self._namespace = namespace
         self._services = services
+        self._pinned = pinned_ports
         self._selector = f"{SERVICE_LABEL} in ({','.join(sorted(services))}),{MANAGED_BY_LABEL}={CONTROLLER}"
         self._stop = threading.Event()
 
     @classmethod
-    def in_cluster(cls, namespace: str, services: dict[str, tuple[str, int]]) -> EndpointSliceDiscovery:
+    def in_cluster(cls, namespace: str, services: dict[str, tuple[str, int]],
+                   pinned_ports: frozenset[str] = frozenset()) -> EndpointSliceDiscovery:
         """In a pod: its ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config."""
         try:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config()
-        return cls(client.ApiClient(), namespace, services)
+        return cls(client.ApiClient(), namespace, services, pinned_ports)
 
     async def run(self, publish: Callable[[str, list[str]], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -119,4 +127,4 @@ class EndpointSliceDiscovery:
             return "", []
         service = lbls.get(SERVICE_LABEL, "")
         default_port = self._services.get(service, ("", DEFAULT_PORT))[1]
-        return service, ready_addresses(endpoint_slice, default_port)
+        return service, ready_addresses(endpoint_slice, default_port, pinned=service in self._pinned)

@@ -238,3 +238,15 @@ def test_endpointslice_discovery_lists_then_follows_the_watch() -> None:
         assert seen[:2] == [("chat", ["10.0.0.1:8080", "10.0.0.3:8080"]), ("chat", ["10.0.0.1:8080", "10.0.0.2:8080"])]
         assert any("labelSelector=" in r and "service-name" in r and "managed-by%3Dendpointslice-controller" in r
                    for r in kube.requests)
+
+
+def test_a_pinned_port_is_kept_over_the_slices_http_port() -> None:
+    # The gateway's Service exposes only the proxy (http 8080); its admin port 9090 is reached per pod.
+    from types import SimpleNamespace as NS
+
+    from infra_inference.runtime.discovery.endpointslices import ready_addresses
+
+    es = NS(ports=[NS(name="http", port=8080)],
+            endpoints=[NS(addresses=["10.0.0.5"], conditions=NS(ready=True))])
+    assert ready_addresses(es, 9090) == ["10.0.0.5:8080"]
+    assert ready_addresses(es, 9090, pinned=True) == ["10.0.0.5:9090"]

@@ -40,10 +40,13 @@ class ControlPlane:
     """
 
     def __init__(self, bin_dir: Path, *, workdir: Path | None = None, keep_workdir: bool = False,
-                 extra_args: Mapping[str, Sequence[str]] | None = None) -> None:
+                 extra_args: Mapping[str, Sequence[str]] | None = None, advertise_address: str = "127.0.0.1") -> None:
         self.bin_dir = Path(bin_dir)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="infra-inference-controlplane-"))
         self.keep_workdir = keep_workdir
+        # Where pods reach the apiserver (the kubernetes Service's endpoint):
+        # a host address when a real node runs pods (realnode.py), loopback otherwise.
+        self.advertise_address = advertise_address
         self.pki = self.workdir / "pki"
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.server = ""
@@ -76,7 +79,7 @@ class ControlPlane:
 
     def _start(self, timeout_s: float) -> None:
         self.pki.mkdir(parents=True, exist_ok=True)
-        make_pki(self.pki)
+        make_pki(self.pki, self.advertise_address)
         p = self.pki
         etcd_port, etcd_peer, api_port, kcm_port, sched_port, kwok_port = free_ports(6)
         self.server = f"https://127.0.0.1:{api_port}"
@@ -86,6 +89,7 @@ class ControlPlane:
         insecure = ssl._create_unverified_context()  # KCM/scheduler serve self-signed certs of their own
 
         etcd_url = f"http://127.0.0.1:{etcd_port}"
+        loopback = self.advertise_address == "127.0.0.1"
         self._processes.spawn("etcd", [
             "--name=default", f"--data-dir={self.workdir / 'etcd'}",
             f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
@@ -99,7 +103,8 @@ class ControlPlane:
 
         self._processes.spawn("kube-apiserver", [
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
+            f"--bind-address={'127.0.0.1' if loopback else '0.0.0.0'}", f"--advertise-address={self.advertise_address}",
+            f"--secure-port={api_port}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
             f"--client-ca-file={p / 'ca.crt'}",
@@ -108,9 +113,9 @@ class ControlPlane:
             f"--service-account-signing-key-file={p / 'sa.key'}",
             "--service-cluster-ip-range=10.96.0.0/16",
             "--authorization-mode=Node,RBAC",
-            # The kubernetes Service's endpoints may not be loopback; nothing
-            # in the cluster dials it (no kubelet, no in-cluster pods), so skip it.
-            "--endpoint-reconciler-type=none",
+            # The kubernetes Service's endpoints may not be loopback; with kwok
+            # nodes only, nothing in the cluster dials it, so skip it then.
+            *(["--endpoint-reconciler-type=none"] if loopback else []),
             "--profiling=false",
         ])  # fmt: skip
         self._processes.wait("kube-apiserver", lambda: http_ok(f"{self.server}/readyz", self._ssl), timeout_s)

@@ -51,8 +51,9 @@ class Processes:
         self.extra_args = {k: list(v) for k, v in extra_args.items()}
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> None:
-        binary = self.bin_dir / name
+    def spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None, binary: Path | None = None) -> None:
+        """Start ``name`` from ``bin_dir`` (or ``binary``, e.g. a system containerd), logging to ``<name>.log``."""
+        binary = binary or self.bin_dir / name
         if not os.access(binary, os.X_OK):
             raise BinariesUnavailable(f"{binary} is missing")
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it

@@ -1,0 +1,3 @@
+module infra-inference.dev/tools/controlplane/pause
+
+go 1.26
