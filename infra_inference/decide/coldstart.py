@@ -62,7 +62,7 @@ def estimate(service: InferenceServiceSpec, pool: GpuPoolSpec | None,
     with a standby that pre-pulls the image and warms the model: 5 + 5 = 10 s.
     """
     size = service.model.size_bytes or 0
-    image = service.runtime.image
+    image = service.runtime.image or service.runtime_image.ref
     growing = pool is not None and pool.cloud != "existing"
     provisioning = PROVISION_S if growing and (standby is None or standby.instances == 0) else 0.0
     if pool is None or (standby is not None and image in standby.prepull_images):

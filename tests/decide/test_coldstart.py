@@ -10,7 +10,8 @@ from infra_inference.decide.coldstart import IMAGE_PULL_S, PROVISION_S, START_S,
 from infra_inference.errors import SpecError
 from infra_inference.render import render_stack
 from infra_inference.specs.pool import GpuPoolSpec
-from infra_inference.specs.service import DEFAULT_IMAGE, InferenceServiceSpec
+from infra_inference.specs.image import ImageSpec
+from infra_inference.specs.service import InferenceServiceSpec
 from infra_inference.specs.standby import StandbyPoolSpec
 
 GKE = GpuPoolSpec.parse({"cloud": "gke", "cluster": "c", "location": "us-central1", "gpu_type": "l4"})
@@ -33,7 +34,7 @@ def test_a_cold_node_pays_provisioning_pull_and_load() -> None:
 
 
 def test_a_standby_that_prepulls_and_warms_leaves_the_start_and_a_cache_read() -> None:
-    standby = StandbyPoolSpec.parse({"prepull_images": [DEFAULT_IMAGE], "warm_models": [URI]})
+    standby = StandbyPoolSpec.parse({"prepull_images": [ImageSpec().ref], "warm_models": [URI]})
     b = estimate(service(), GKE, standby)
     assert b.total_s == pytest.approx(START_S + 5.0)  # 5 GB from NVMe at 1 GB/s
     assert b.total_s == b.best_case_s
@@ -70,7 +71,7 @@ def test_the_declared_setup_is_warned_about_in_render() -> None:
     assert [w.split(":")[0] for w in warnings] == ["services.chat.runtime.timeout_s",
                                                    "services.chat.autoscale.scale_to_zero_after_s"]
     assert "~383s" in warnings[0]
-    warm = {**doc, "standby": {"warm": {"pool": "gpu", "prepull_images": [DEFAULT_IMAGE], "warm_models": [URI]}}}
+    warm = {**doc, "standby": {"warm": {"pool": "gpu", "prepull_images": [ImageSpec().ref], "warm_models": [URI]}}}
     warnings.clear()
     render_stack(warm, warn=warnings.append)
     assert warnings == []  # 10 s: within the timeout and the idle grace
