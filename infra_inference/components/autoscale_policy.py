@@ -1,17 +1,15 @@
 """AutoscalePolicy: how a service (or any Deployment) scales."""
 
 
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 
 import pulumi
 
 from infra_inference.components import kube
+from infra_inference.components.inference_service import InferenceService
 from infra_inference.components.inputs import split
 from infra_inference.plan.components import PolicyPlan, plan_policy
 from infra_inference.render.autoscale import autoscale_objects
-
-if TYPE_CHECKING:
-    from infra_inference.components.inference_service import InferenceService
 
 
 class CustomMetricArgs(TypedDict, total=False):
@@ -22,7 +20,7 @@ class CustomMetricArgs(TypedDict, total=False):
 
 
 class AutoscalePolicyArgs(TypedDict, total=False):
-    service: "InferenceService"
+    service: InferenceService
     """The InferenceService to scale (one of service or deployment)."""
     deployment: str
     """Name of an existing Deployment to scale (one of service or deployment)."""

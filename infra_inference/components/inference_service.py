@@ -1,12 +1,11 @@
 """InferenceService: a model served behind a gateway, on a GPU pool or on CPU."""
 
 
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pulumi
 
 from infra_inference.components import kube
-from infra_inference.components.autoscale_policy import AutoscalePolicyArgs
 from infra_inference.components.gpu_pool import GpuPool
 from infra_inference.components.inputs import split
 from infra_inference.components.references import engine_outputs
@@ -15,6 +14,10 @@ from infra_inference.plan.service import service_url
 from infra_inference.render.autoscale import autoscale_objects
 from infra_inference.render.service import service_objects
 from infra_inference.wire.names import gateway_name
+
+if TYPE_CHECKING:
+    # A name only here: AutoscalePolicyArgs takes an InferenceService, so its module imports this one.
+    from infra_inference.components.autoscale_policy import AutoscalePolicyArgs
 
 
 class ModelArgs(TypedDict, total=False):
@@ -127,7 +130,7 @@ class InferenceServiceArgs(TypedDict, total=False):
     """Memory request and limit per replica. Default "4Gi"."""
     replicas: int
     """Fixed replica count. Default 1 unless autoscale is given."""
-    autoscale: AutoscalePolicyArgs
+    autoscale: "AutoscalePolicyArgs"
     """Inline AutoscalePolicy (without service/deployment)."""
     priority: str
     """online or batch. Default follows mode."""
