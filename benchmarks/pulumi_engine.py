@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pulumi import automation as auto  # noqa: E402
 
 import infra_inference as ii  # noqa: E402
-from infra_inference.devcluster import ControlPlane, cpu_nodes, find_binaries, gpu_pool_nodes  # noqa: E402
+from tests.support.controlplane import ControlPlane, cpu_nodes, find_binaries, gpu_pool_nodes  # noqa: E402
 from infra_inference.render.stack import render_stack  # noqa: E402
 from infra_inference.specs.pool import POOL_LABEL  # noqa: E402
 from tests.support.pulumi_engine import engine_env, find_tools  # noqa: E402

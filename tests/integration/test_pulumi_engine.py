@@ -11,6 +11,7 @@ components through the `pulumi-resource-infra-inference` plugin.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ import yaml
 from kubernetes import client
 from pulumi import automation as auto
 
-from infra_inference.devcluster import ControlPlane, gpu_pool_nodes
+from tests.support.controlplane import ControlPlane, gpu_pool_nodes
 from infra_inference.render.stack import render_stack
 from infra_inference.specs.pool import POOL_LABEL
 from tests.integration.cluster_helpers import wait_until
@@ -156,6 +157,9 @@ def test_quickstart_preview_up_one_field_update_and_destroy(
     changed = Steps()
     diff = stack.preview(on_event=changed, diff=True, json=True)
     assert list(changed.ops().values()) == ["update"], changed.ops()
+    if os.environ.get("INFRA_INFERENCE_UPDATE_GOLDEN"):  # after a deliberate change of what a diff shows
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(diff_digest(diff.stdout), indent=2) + "\n")
     assert diff_digest(diff.stdout) == json.loads(GOLDEN.read_text())
 
     up = stack.up(on_event=Steps())
