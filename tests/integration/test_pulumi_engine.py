@@ -41,7 +41,7 @@ K8S = "kubernetes:"
 @pytest.fixture(scope="module")
 def tools() -> Path:
     try:
-        return find_tools()
+        return find_tools(build=os.environ.get("INFRA_INFERENCE_PULUMI_BUILD", "1") != "0")
     except ToolsUnavailable as e:
         pytest.skip(f"Pulumi engine unavailable: {e}")
 

@@ -11,10 +11,10 @@ plugin is an error instead of a download.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from tests.support.builds import built_dir
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "tools" / "pulumi" / "build.sh"
@@ -27,16 +27,7 @@ class ToolsUnavailable(Exception):
 
 def find_tools(*, build: bool = True) -> Path:
     """The directory holding the CLI and plugins, building them first if needed and possible."""
-    if subprocess.run([BUILD, "--check"], check=False).returncode == 0:
-        return Path(subprocess.check_output([BUILD, "--dir"], text=True).strip())
-    if not build:
-        raise ToolsUnavailable(f"Pulumi CLI and plugins not built; run {BUILD}")
-    if shutil.which("go") is None:
-        raise ToolsUnavailable(f"Pulumi CLI and plugins not built and 'go' is not on PATH; install Go >= 1.26 and run {BUILD}")
-    done = subprocess.run([BUILD], stdout=subprocess.PIPE, text=True, check=False)
-    if done.returncode != 0:
-        raise ToolsUnavailable(f"{BUILD} failed (exit {done.returncode}); run it to see the error")
-    return Path(done.stdout.strip().splitlines()[-1])
+    return built_dir(BUILD, "Pulumi CLI and plugins", build=build, unavailable=ToolsUnavailable)
 
 
 def engine_env(tools: Path, home: Path, kubeconfig: Path) -> dict[str, str]:
