@@ -45,47 +45,13 @@ all_present() {
     for b in "${binaries[@]}"; do [[ -x "$bin/$b" ]] || return 1; done
 }
 
-case "${1:-}" in
-    --dir) echo "$bin"; exit 0 ;;
-    --check) all_present; exit $? ;;
-    "") ;;
-    *) echo "usage: $0 [--dir|--check]" >&2; exit 2 ;;
-esac
-
-if all_present; then
-    echo "pulumi: cached in $bin" >&2
-    echo "$bin"
-    exit 0
-fi
-
-command -v go >/dev/null || { echo "pulumi: 'go' not found on PATH; install Go >= 1.26" >&2; exit 1; }
-mkdir -p "$bin"
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
-
-log() { echo "pulumi: $(date +%H:%M:%S) $*" >&2; }
+tool=pulumi
+# shellcheck source=../gobuild.sh
+source "$here/../gobuild.sh"
+gobuild_start "$@"
 
 tmp="$(mktemp -d "$bin/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-
-# `go build -v` names each package as it is compiled; show a running count
-# instead of thousands of lines.
-progress() {
-    awk -v what="$1" '{ n++; if (n % 100 == 0) { printf "pulumi:   %s: %d packages compiled (%s)\n", what, n, $0 > "/dev/stderr"; fflush("/dev/stderr") } }
-        END { printf "pulumi:   %s: %d packages compiled\n", what, n > "/dev/stderr" }'
-}
-
-build() { # build <what> <module dir> <go build args...>
-    local what="$1" dir="$2" start=$SECONDS
-    shift 2
-    log "building $what (the first build takes a while; later ones reuse Go's build cache)"
-    if ! (cd "$dir" && go mod download && go build -v "$@" 2>&1) | progress "$what"; then
-        # -v output went to the counter; rerun quietly to show the compiler's error.
-        (cd "$dir" && go build "$@") >&2 || true
-        log "building $what FAILED"
-        exit 1
-    fi
-    log "built $what in $((SECONDS - start))s"
-}
 
 if ! [[ -x "$bin/pulumi" ]]; then
     # The Automation API refuses a CLI that reports no version.
