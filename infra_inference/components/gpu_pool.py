@@ -107,7 +107,10 @@ class GpuPool(pulumi.ComponentResource):
         if opts is not None and opts.urn is not None:
             # A reference to a pool declared elsewhere (another language's program): plan from its outputs.
             super().__init__(self.pulumi_type, name, {}, opts)
-            self.plan = plan_pool(name, {**engine_outputs(opts.urn)["spec"], **_DEFERRABLE})
+            # The spec was checked when the pool was created; read it back (the cloud references it
+            # leaves out are not needed to place services on the pool).
+            self.plan = PoolPlan(name, GpuPoolSpec.model_validate({**engine_outputs(opts.urn)["spec"],
+                                                                   "cluster": PENDING}))
             self._set_outputs()
             return
         subject = f"GpuPool {name!r}"

@@ -55,7 +55,7 @@ def test_plugin_serves_the_documented_schema(tmp_path: Path) -> None:
     env = engine_env(tools, tmp_path, tmp_path / "no-kubeconfig")
 
     def get_schema(source: Path) -> dict[str, object]:
-        done = subprocess.run(["pulumi", "package", "get-schema", str(source)], env=env, capture_output=True,
+        done = subprocess.run(["pulumi", "package", "get-schema", str(source)], env=env, cwd=tmp_path, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
