@@ -38,7 +38,7 @@ def test_references_between_components_point_into_this_schema() -> None:
 def test_yaml_program_in_the_docs_is_the_example_the_engine_test_runs() -> None:
     doc = (REPO / "sdk-docs" / "multi-language.md").read_text()
     program = (REPO / "examples" / "yaml-quickstart" / "Pulumi.yaml").read_text()
-    assert f"```yaml\n{program}```" in doc
+    assert f"```yaml pulumi-program\n{program}```" in doc
 
 
 def test_plugin_serves_the_documented_schema(tmp_path: Path) -> None:
