@@ -41,6 +41,12 @@ def test_yaml_program_in_the_docs_is_the_example_the_engine_test_runs() -> None:
     assert f"```yaml pulumi-program\n{program}```" in doc
 
 
+def test_diff_in_the_docs_is_the_golden_file() -> None:
+    doc = (REPO / "sdk-docs" / "preview-diffs.md").read_text()
+    golden = (REPO / "tests" / "integration" / "golden" / "quickstart-max-replicas.preview.json").read_text()
+    assert f"```json\n{golden}```" in doc
+
+
 def test_plugin_serves_the_documented_schema(tmp_path: Path) -> None:
     """What the CLI reads from the running plugin is what it reads from sdk-docs/schema.json.
 

@@ -149,12 +149,21 @@ def diff_digest(preview_json: str) -> dict[str, Any]:
               "diffReasons": sorted(s.get("diffReasons") or []),
               "detailedDiff": s.get("detailedDiff") or {}}
              for s in doc["steps"] if s["op"] != "same"]
-    return {"steps": steps, "changeSummary": doc["changeSummary"]}
+    # Unchanged resources are not part of the change (their count moves with every new object we render).
+    return {"steps": steps, "changeSummary": {op: n for op, n in doc["changeSummary"].items() if op != "same"}}
 
 
 def test_quickstart_preview_up_one_field_update_and_destroy(
         tools: Path, env: dict[str, str], tmp_path: Path, api: client.ApiClient, gpu_nodes: None) -> None:
     stack = python_stack(tools, env, tmp_path / "py", quickstart())
+    try:
+        lifecycle(stack, api)
+    except BaseException:
+        stack.destroy()  # leave the shared control plane as we found it
+        raise
+
+
+def lifecycle(stack: auto.Stack, api: client.ApiClient) -> None:
     expected = render_stack(yaml.safe_load((QUICKSTART / "spec.yaml").read_text()))
 
     # preview: exactly the objects `infra-inference render` gives, nothing else.
@@ -227,7 +236,11 @@ def test_yaml_program_declares_pool_and_service_through_the_provider(
         return done.stdout
 
     pulumi("stack", "init", "dev")
-    pulumi("up", "--yes", "--skip-preview")
+    try:
+        pulumi("up", "--yes", "--skip-preview")
+    except BaseException:
+        subprocess.run(["pulumi", "destroy", "--yes", "--skip-preview"], cwd=work, env=env, capture_output=True)
+        raise
     # The service's replicas landed on the pool passed by reference: its node selector came from the pool.
     chat = client.AppsV1Api(api).read_namespaced_deployment("chat", NAMESPACE)
     assert chat.spec.template.spec.node_selector == {POOL_LABEL: "gpu"}
