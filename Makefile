@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test bench controlplane realnode image
+.PHONY: quickstart test bench controlplane realnode image pulumi-tools sdk-schema
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,7 +37,19 @@ image: $(STAMP) realnode
 	@if [ "$$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then PYTHON=$(BIN)/python tools/image/build.sh >/dev/null; \
 	else echo "make: the image build needs root and debootstrap; tests that run the image will be skipped" >&2; fi
 
-test: $(STAMP) controlplane image
+# The Pulumi CLI, YAML language host and Kubernetes provider for the engine
+# tests (tools/pulumi/build.sh), built and cached the same way.
+pulumi-tools:
+	@if command -v go >/dev/null; then tools/pulumi/build.sh >/dev/null; \
+	else echo "make: 'go' not found; tests that drive the Pulumi engine will be skipped" >&2; fi
+
+# sdk-docs/schema.json: the schema pulumi-resource-infra-inference serves
+# (tests/components/test_provider_plugin.py fails when the two drift).
+sdk-schema: $(STAMP)
+	$(BIN)/python -c 'import json; from infra_inference.provider import schema; \
+	    open("sdk-docs/schema.json", "w").write(json.dumps(schema(), indent=2) + "\n")'
+
+test: $(STAMP) controlplane pulumi-tools image
 	$(BIN)/python -m pytest
 
 # The quick benchmarks (a few minutes in all); the others are run by name, see benchmarks/RESULTS.md.

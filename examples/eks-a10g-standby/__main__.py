@@ -34,6 +34,7 @@ vision = InferenceService("vision", {
 # Two warm nodes: exactly one scaling step of `vision`, pre-pulling its image and model.
 StandbyPool("a10g-warm", {
     "pool": pool,
+    "services": [vision],
     "prepull_images": ["ghcr.io/infra-inference/runtime:0.1.0"],
     "warm_models": ["s3://models/vision"],
 })

@@ -41,8 +41,9 @@ embed = InferenceService("embed", {
     "canary": {"model": {"uri": "gs://models/embedder-v2", "format": "safetensors"}, "traffic_percent": 10},
 })
 
-# Declared after the services: defaults to one scaling step of `llm` (2 replicas x 2 slots = one node).
-StandbyPool("l4-warm", {"pool": pool, "prepull_images": ["ghcr.io/infra-inference/runtime:0.1.0"]})
+# One scaling step of the larger of the two (llm: 2 replicas x 2 slots = one node).
+StandbyPool("l4-warm", {"pool": pool, "services": [llm, embed],
+                        "prepull_images": ["ghcr.io/infra-inference/runtime:0.1.0"]})
 
 pulumi.export("llm_url", llm.url)
 pulumi.export("embed_url", embed.url)

@@ -1,18 +1,16 @@
 """AutoscalePolicy: how a service (or any Deployment) scales."""
 
 
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 
 import pulumi
 
 from infra_inference.components import kube
+from infra_inference.components.inference_service import InferenceService
 from infra_inference.components.inputs import split
 from infra_inference.components.platform import ImageArgs
 from infra_inference.plan.components import PolicyPlan, plan_policy
 from infra_inference.render.autoscale import autoscale_objects
-
-if TYPE_CHECKING:
-    from infra_inference.components.inference_service import InferenceService
 
 
 class CustomMetricArgs(TypedDict, total=False):
@@ -23,7 +21,7 @@ class CustomMetricArgs(TypedDict, total=False):
 
 
 class AutoscalePolicyArgs(TypedDict, total=False):
-    service: "InferenceService"
+    service: InferenceService
     """The InferenceService to scale (one of service or deployment)."""
     deployment: str
     """Name of an existing Deployment to scale (one of service or deployment)."""
@@ -85,16 +83,13 @@ class AutoscalePolicy(pulumi.ComponentResource):
     deployments: pulumi.Output[list[str]]
     """Deployments this policy scales."""
 
-    def __init__(self, name: str, args: AutoscalePolicyArgs, opts: pulumi.ResourceOptions | None = None,
-                 *, _plan: PolicyPlan | None = None) -> None:
-        if _plan is None:
-            subject = f"AutoscalePolicy {name!r}"
-            plain, _ = split(dict(args), {}, subject)
-            service = plain.pop("service", None)
-            _plan = plan_policy(name, plain, service.plan if service is not None else None, subject)
-        self.plan = _plan
+    def __init__(self, name: str, args: AutoscalePolicyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        subject = f"AutoscalePolicy {name!r}"
+        plain, _ = split(dict(args), {}, subject)
+        service = plain.pop("service", None)
+        self.plan: PolicyPlan = plan_policy(name, plain, service.plan if service is not None else None, subject)
         super().__init__(self.pulumi_type, name, {}, opts)
-        kube.create(_plan.name, autoscale_objects(_plan), pulumi.ResourceOptions(parent=self))
-        self.engine = pulumi.Output.from_input(_plan.policy.engine)
-        self.deployments = pulumi.Output.from_input(list(_plan.deployments))
+        kube.create(name, autoscale_objects(self.plan), pulumi.ResourceOptions(parent=self))
+        self.engine = pulumi.Output.from_input(self.plan.policy.engine)
+        self.deployments = pulumi.Output.from_input(list(self.plan.deployments))
         self.register_outputs({"engine": self.engine, "deployments": self.deployments})

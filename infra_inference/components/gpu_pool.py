@@ -8,9 +8,10 @@ import pulumi
 from infra_inference.components import kube
 from infra_inference.components.clouds import eks, gke
 from infra_inference.components.inputs import split, validated
+from infra_inference.components.references import engine_outputs
 from infra_inference.plan.components import PoolPlan, plan_pool
 from infra_inference.render.pool import node_selector, pool_objects, tolerations
-from infra_inference.specs.pool import DEFERRABLE, GpuPoolSpec
+from infra_inference.specs.pool import DEFERRABLE, PENDING, GpuPoolSpec
 
 
 class SharingArgs(TypedDict, total=False):
@@ -94,8 +95,19 @@ class GpuPool(pulumi.ComponentResource):
     """Schedulable GPU slots per node after sharing."""
     max_slots: pulumi.Output[int]
     """Slots at max_nodes."""
+    spec: pulumi.Output[dict[str, Any]]
+    """The validated arguments with defaults filled in (cluster, node_role_arn and subnet_ids left out)."""
 
     def __init__(self, name: str, args: GpuPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        if opts is not None and opts.urn is not None:
+            # A reference to a pool declared elsewhere (another language's program): plan from its outputs.
+            super().__init__(self.pulumi_type, name, {}, opts)
+            # The spec was checked when the pool was created; read it back (the cloud references it
+            # leaves out are not needed to place services on the pool).
+            self.plan = PoolPlan(name, GpuPoolSpec.model_validate({**engine_outputs(opts.urn)["spec"],
+                                                                   "cluster": PENDING}))
+            self._set_outputs()
+            return
         subject = f"GpuPool {name!r}"
         plain, deferred = split(dict(args), DEFERRABLE, subject)
         self.plan: PoolPlan = plan_pool(name, plain, subject)  # raises SpecError before anything exists
@@ -108,14 +120,15 @@ class GpuPool(pulumi.ComponentResource):
         elif spec.cloud == "eks":
             eks.node_group(name, spec, arg, child)
         kube.create(name, pool_objects(self.plan), child)
-        # Steps of the services placed on this pool, for StandbyPool's default size.
-        self.service_steps: list[tuple[int, int]] = []
+        self.register_outputs(self._set_outputs())
 
-        self.node_selector = pulumi.Output.from_input(node_selector(name))
+    def _set_outputs(self) -> dict[str, pulumi.Output[Any]]:
+        spec = self.plan.spec
+        self.node_selector = pulumi.Output.from_input(node_selector(self.plan.name))
         self.tolerations = pulumi.Output.from_input(tolerations(spec))
         self.gpu_resource = pulumi.Output.from_input(spec.gpu_resource)
         self.slots_per_node = pulumi.Output.from_input(spec.slots_per_node)
         self.max_slots = pulumi.Output.from_input(spec.max_slots)
-        self.register_outputs({"node_selector": self.node_selector, "tolerations": self.tolerations,
-                               "gpu_resource": self.gpu_resource, "slots_per_node": self.slots_per_node,
-                               "max_slots": self.max_slots})
+        self.spec = pulumi.Output.from_input(spec.model_dump(mode="json", exclude=set(DEFERRABLE)))
+        return {"node_selector": self.node_selector, "tolerations": self.tolerations, "gpu_resource": self.gpu_resource,
+                "slots_per_node": self.slots_per_node, "max_slots": self.max_slots, "spec": self.spec}

@@ -1,19 +1,24 @@
 """InferenceService: a model served behind a gateway, on a GPU pool or on CPU."""
 
 
-from typing import TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pulumi
 
 from infra_inference.components import kube
-from infra_inference.components.autoscale_policy import AutoscalePolicy, AutoscalePolicyArgs
 from infra_inference.components.gpu_pool import GpuPool
 from infra_inference.components.inputs import split
 from infra_inference.components.platform import ImageArgs
+from infra_inference.components.references import engine_outputs
 from infra_inference.plan.components import ServicePlan, plan_service, plan_service_policy
 from infra_inference.plan.service import service_url
+from infra_inference.render.autoscale import autoscale_objects
 from infra_inference.render.service import service_objects
 from infra_inference.wire.names import gateway_name
+
+if TYPE_CHECKING:
+    # A name only here: AutoscalePolicyArgs takes an InferenceService, so its module imports this one.
+    from infra_inference.components.autoscale_policy import AutoscalePolicyArgs
 
 
 class ModelArgs(TypedDict, total=False):
@@ -130,7 +135,7 @@ class InferenceServiceArgs(TypedDict, total=False):
     """Memory request and limit per replica. Default "4Gi"."""
     replicas: int
     """Fixed replica count. Default 1 unless autoscale is given."""
-    autoscale: AutoscalePolicyArgs
+    autoscale: "AutoscalePolicyArgs"
     """Inline AutoscalePolicy (without service/deployment)."""
     priority: str
     """online or batch. Default follows mode."""
@@ -155,7 +160,7 @@ class InferenceServiceArgs(TypedDict, total=False):
 
 class InferenceService(pulumi.ComponentResource):
     """Replica Deployment(s) with hardened pods, their headless Service, the gateway and its Service,
-    PDBs, and (through a child AutoscalePolicy) the scaling objects; a Job in batch mode."""
+    PDBs, and the scaling objects of the inline `autoscale`; a Job in batch mode."""
 
     pulumi_type = "infra-inference:index:InferenceService"
 
@@ -167,25 +172,39 @@ class InferenceService(pulumi.ComponentResource):
     """Name of the (first) replica Deployment."""
     gateway_name: pulumi.Output[str]
     """Name of the gateway Deployment and Service."""
+    spec: pulumi.Output[dict[str, Any]]
+    """The validated arguments with defaults filled in."""
+    pool: pulumi.Output[GpuPool | None]
+    """The GpuPool the replicas run on; none for a CPU-only service."""
 
     def __init__(self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        if opts is not None and opts.urn is not None:
+            # A reference to a service declared elsewhere (another language's program): plan from its outputs.
+            super().__init__(self.pulumi_type, name, {}, opts)
+            state = engine_outputs(opts.urn)
+            ref: GpuPool | None = state.get("pool")
+            self.plan = plan_service(name, state["spec"], ref.plan if ref else None)
+            self._set_outputs(ref)
+            return
         subject = f"InferenceService {name!r}"
         plain, _ = split(dict(args), {}, subject)
         pool: GpuPool | None = plain.pop("pool", None)
         self.plan: ServicePlan = plan_service(name, plain, pool.plan if pool else None, subject)
         super().__init__(self.pulumi_type, name, {}, opts)
-        if pool is not None:
-            pool.service_steps.append(self.plan.step_and_slots)
         child = pulumi.ResourceOptions(parent=self)
         kube.create(name, service_objects(self.plan), child, depends_on=[pool] if pool else None)
         policy = plan_service_policy(self.plan)
         if policy is not None:
-            AutoscalePolicy(policy.name, {}, child, _plan=policy)
+            kube.create(policy.name, autoscale_objects(policy), child)
+        self.register_outputs(self._set_outputs(pool))
 
+    def _set_outputs(self, pool: GpuPool | None) -> dict[str, pulumi.Output[Any]]:
         spec = self.plan.spec
         self.url = pulumi.Output.from_input(service_url(spec))
         self.namespace = pulumi.Output.from_input(spec.namespace)
         self.deployment_name = pulumi.Output.from_input(self.plan.deployments[0])
         self.gateway_name = pulumi.Output.from_input(gateway_name(spec.name))
-        self.register_outputs({"url": self.url, "namespace": self.namespace,
-                               "deployment_name": self.deployment_name, "gateway_name": self.gateway_name})
+        self.spec = pulumi.Output.from_input(spec.model_dump(mode="json"))
+        self.pool = pulumi.Output.from_input(pool)
+        return {"url": self.url, "namespace": self.namespace, "deployment_name": self.deployment_name,
+                "gateway_name": self.gateway_name, "spec": self.spec, "pool": self.pool}

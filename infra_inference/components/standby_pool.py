@@ -7,6 +7,7 @@ import pulumi
 
 from infra_inference.components import kube
 from infra_inference.components.gpu_pool import GpuPool
+from infra_inference.components.inference_service import InferenceService
 from infra_inference.components.inputs import split
 from infra_inference.components.platform import ImageArgs
 from infra_inference.errors import SpecError, SpecProblem
@@ -18,8 +19,9 @@ class StandbyPoolArgs(TypedDict, total=False):
     pool: GpuPool
     """The GpuPool to keep warm. Required."""
     instances: int
-    """Placeholders to keep. Default: enough for one scaling step of the services declared on the pool
-    before this StandbyPool, else 1."""
+    """Placeholders to keep. Default: enough for one scaling step of each of `services`, else 1."""
+    services: list[InferenceService]
+    """Services on this pool whose scaling step sizes the default `instances`."""
     slots_per_instance: int
     """GPU slots each placeholder holds. Default one node's worth, so each placeholder keeps one node warm."""
     prepull_images: list[str]
@@ -49,8 +51,8 @@ class StandbyPool(pulumi.ComponentResource):
         pool = plain.pop("pool", None)
         if not isinstance(pool, GpuPool):
             raise SpecError([SpecProblem("pool", "required: the GpuPool to keep warm")], subject=subject)
-        # Services declared so far on the pool set the default size.
-        self.plan: StandbyPlan = plan_standby(name, plain, pool.plan, pool.service_steps, subject)
+        services: list[InferenceService] = plain.pop("services", None) or []
+        self.plan: StandbyPlan = plan_standby(name, plain, pool.plan, [s.plan for s in services], subject)
         super().__init__(self.pulumi_type, name, {}, opts)
         kube.create(name, standby_objects(self.plan), pulumi.ResourceOptions(parent=self), depends_on=[pool])
         self.instances = pulumi.Output.from_input(self.plan.instances)

@@ -9,7 +9,7 @@ construction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,14 +103,18 @@ def plan_service(name: str, args: Mapping[str, Any], pool: PoolPlan | None, subj
     return ServicePlan(spec, placement)
 
 
-def plan_standby(name: str, args: Mapping[str, Any], pool: PoolPlan, steps: list[tuple[int, int]],
+def plan_standby(name: str, args: Mapping[str, Any], pool: PoolPlan, services: Sequence[ServicePlan],
                  subject: str = "") -> StandbyPlan:
-    """`steps`: (step, slots per replica) of each service on the pool, for the default size."""
+    """`services`: the services on `pool` whose scaling step sizes the default `instances`."""
     subject = subject or f"StandbyPool {name!r}"
     spec = StandbyPoolSpec.parse(args, subject=subject)
     slots = spec.slots_per_instance or pool.spec.slots_per_node
-    instances = standby_instances(spec.instances, slots, steps)
-    problems = standby_problems(instances, slots, pool.spec)
+    instances = standby_instances(spec.instances, slots, [s.step_and_slots for s in services])
+    problems = [SpecProblem(f"services[{i}]", f"{s.spec.name!r} runs on "
+                            f"{f'pool {s.placement.pool_name!r}' if s.placement.pool_name else 'CPU'}, "
+                            f"not on pool {pool.name!r}; list only this pool's services")
+                for i, s in enumerate(services) if s.placement.pool_name != pool.name]
+    problems += standby_problems(instances, slots, pool.spec)
     if problems:
         raise SpecError(problems, subject=subject)
     return StandbyPlan(name, spec.namespace, pool, spec, instances, slots)

@@ -4,7 +4,7 @@ The document's keys are the components' argument keys, grouped by kind:
 
     platform: {namespace: inference, tenants: [...]}
     pools:    {gpu: {cloud: existing, cluster: c, gpu_type: l4, ...}}
-    standby:  {warm: {pool: gpu, instances: 1}}
+    standby:  {warm: {pool: gpu, services: [chat]}}
     services: {chat: {pool: gpu, gpu_fraction: 0.25, model: {...}, ...}}
     policies: {legacy: {deployment: old-app, metric: cpu-utilization, ...}}
 
@@ -106,11 +106,12 @@ def render_stack(doc: Mapping[str, Any], warn: Callable[[str], None] | None = No
     standbys: dict[str, StandbyPlan] = {}
     for name, args in _section(doc, "standby", c).items():
         pool = c.reference(f"standby.{name}.pool", pools, args.pop("pool", None), "pool")
-        if pool is None:
+        listed = [c.reference(f"standby.{name}.services[{i}]", services, s, "service")
+                  for i, s in enumerate(args.pop("services", None) or [])]
+        if pool is None or None in listed:
             continue
         plan = c.attempt(f"standby.{name}",
-                         lambda n=name, a=args, p=pool: plan_standby(n, {**home, **a}, p, [
-                             s.step_and_slots for s in services.values() if s.placement.pool_name == p.name]))
+                         lambda n=name, a=args, p=pool, ss=listed: plan_standby(n, {**home, **a}, p, ss))
         if plan is not None:
             standbys[pool.name] = plan
             out += standby_objects(plan)

@@ -43,7 +43,7 @@ PAIRS = [
     (standby_pool.StandbyPoolArgs, StandbyPoolSpec),
 ]
 # Other components are passed as references, never validated as values; a spec's name is the component's.
-REFERENCES = {"pool", "service"}
+REFERENCES = {"pool", "service", "services"}
 FROM_COMPONENT_NAME = {"name"}
 
 

@@ -41,44 +41,10 @@ all_present() {
     [[ -s "$bin/$stages" && -s "$bin/pause.oci.tar" ]]
 }
 
-case "${1:-}" in
-    --dir) echo "$bin"; exit 0 ;;
-    --check) all_present; exit $? ;;
-    "") ;;
-    *) echo "usage: $0 [--dir|--check]" >&2; exit 2 ;;
-esac
-
-if all_present; then
-    echo "controlplane: cached in $bin" >&2
-    echo "$bin"
-    exit 0
-fi
-
-command -v go >/dev/null || { echo "controlplane: 'go' not found on PATH; install Go >= 1.26" >&2; exit 1; }
-mkdir -p "$bin"
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
-
-log() { echo "controlplane: $(date +%H:%M:%S) $*" >&2; }
-
-# `go build -v` names each package as it is compiled; show a running count
-# instead of thousands of lines.
-progress() {
-    awk -v what="$1" '{ n++; if (n % 100 == 0) { printf "controlplane:   %s: %d packages compiled (%s)\n", what, n, $0 > "/dev/stderr"; fflush("/dev/stderr") } }
-        END { printf "controlplane:   %s: %d packages compiled\n", what, n > "/dev/stderr" }'
-}
-
-build() { # build <what> <module dir> <go build args...>
-    local what="$1" dir="$2" start=$SECONDS
-    shift 2
-    log "building $what (first build takes a while; later ones reuse Go's build cache)"
-    if ! (cd "$dir" && go mod download && go build -v "$@" 2>&1) | progress "$what"; then
-        # -v output went to the counter; rerun quietly to show the compiler's error.
-        (cd "$dir" && go build "$@") >&2 || true
-        log "building $what FAILED"
-        exit 1
-    fi
-    log "built $what in $((SECONDS - start))s"
-}
+tool=controlplane
+# shellcheck source=../gobuild.sh
+source "$here/../gobuild.sh"
+gobuild_start "$@"
 
 tmp="$(mktemp -d "$bin/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT

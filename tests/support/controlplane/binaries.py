@@ -7,9 +7,9 @@ folder, built once into a cache outside the repository).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
+
+from tests.support.builds import built_dir
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 BIN_ENV = "INFRA_INFERENCE_CONTROLPLANE_BIN"
@@ -48,13 +48,4 @@ def find_binaries(*, build: bool = True) -> Path:
     script = _build_script()
     if not script.exists():
         raise BinariesUnavailable(f"{script} not found (not running from a source checkout); set ${BIN_ENV}")
-    if subprocess.run([script, "--check"], check=False).returncode == 0:
-        return Path(subprocess.check_output([script, "--dir"], text=True).strip())
-    if not build:
-        raise BinariesUnavailable(f"control-plane binaries not built; run {script}")
-    if shutil.which("go") is None:
-        raise BinariesUnavailable(f"control-plane binaries not built and 'go' is not on PATH; install Go >= 1.26 and run {script}")
-    done = subprocess.run([script], stdout=subprocess.PIPE, text=True, check=False)
-    if done.returncode != 0:
-        raise BinariesUnavailable(f"{script} failed (exit {done.returncode}); run it to see the error")
-    return Path(done.stdout.strip().splitlines()[-1])
+    return built_dir(script, "control-plane binaries", build=build, unavailable=BinariesUnavailable)
