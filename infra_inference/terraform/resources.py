@@ -265,8 +265,7 @@ def _plan_standby(args: dict[str, Any]) -> Planned:
     name = _name(args)
     pool = _pool_from_ref(args.pop("pool"))
     services = [_service_from_ref(s, f"services[{i}]") for i, s in enumerate(args.pop("services", None) or [])]
-    steps = [s.step_and_slots for s in services if s.placement.pool_name == pool.name]
-    plan = plan_standby(name, args, pool, steps)
+    plan = plan_standby(name, args, pool, services)
     return Planned(f"{plan.namespace}/{name}", standby_objects(plan), {
         **_resolved(plan.spec, _STANDBY_ARGS), "instances": plan.instances,
         "slots_per_instance": plan.slots_per_instance,
