@@ -118,7 +118,8 @@ def test_quickstart_lifecycle(controlplane: ControlPlane, api: client.ApiClient,
     wait_until(lambda: not exists(api, "v1/Namespace/inference"), "namespace inference deleted")
 
 
-BAD_SERVICE = """
+# The provider block both configurations below start with (format fields: kubeconfig).
+PROVIDER = """
 terraform {{
   required_providers {{
     infra = {{ source = "infra-inference/infra-inference" }}
@@ -127,6 +128,9 @@ terraform {{
 provider "infra" {{
   kubeconfig_path = "{kubeconfig}"
 }}
+"""
+
+BAD_SERVICE = PROVIDER + """\
 resource "infra_inference_gpu_pool" "gpu" {{
   name     = "gpu"
   cloud    = "existing"
@@ -191,15 +195,7 @@ def test_interrupted_apply_is_rerun_to_completion_and_destroy_after_a_partial_ap
     assert [k for k in complete if exists(api, k)] == []
 
 
-CPU_SERVICE = """
-terraform {{
-  required_providers {{
-    infra = {{ source = "infra-inference/infra-inference" }}
-  }}
-}}
-provider "infra" {{
-  kubeconfig_path = "{kubeconfig}"
-}}
+CPU_SERVICE = PROVIDER + """\
 import {{
   to = infra_inference_service.chat
   id = "{namespace}/chat"
