@@ -60,11 +60,14 @@ class ServicePlan:
 @dataclass(frozen=True)
 class StandbyPlan:
     name: str
-    namespace: str
     pool: PoolPlan
     spec: StandbyPoolSpec
     instances: int
     slots_per_instance: int
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.namespace
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def plan_standby(name: str, args: Mapping[str, Any], pool: PoolPlan, services: S
     problems += standby_problems(instances, slots, pool.spec)
     if problems:
         raise SpecError(problems, subject=subject)
-    return StandbyPlan(name, spec.namespace, pool, spec, instances, slots)
+    return StandbyPlan(name, pool, spec, instances, slots)
 
 
 def _fallback(spec: InferenceServiceSpec, max_replicas: int) -> FallbackConfig | None:
