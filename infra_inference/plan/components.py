@@ -60,11 +60,14 @@ class ServicePlan:
 @dataclass(frozen=True)
 class StandbyPlan:
     name: str
-    namespace: str
     pool: PoolPlan
     spec: StandbyPoolSpec
     instances: int
     slots_per_instance: int
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.namespace
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,13 @@ def plan_pool(name: str, args: Mapping[str, Any], subject: str = "") -> PoolPlan
 def plan_service(name: str, args: Mapping[str, Any], pool: PoolPlan | None, subject: str = "") -> ServicePlan:
     subject = subject or f"InferenceService {name!r}"
     spec = InferenceServiceSpec.parse({"name": name, **args}, subject=subject)
-    problems = service_problems(spec, pool.spec if pool else None)
-    problems += budget_problems(spec, estimate(spec, pool.spec if pool else None, None))[0]
+    pool_spec = pool.spec if pool else None
+    problems = service_problems(spec, pool_spec)
+    problems += budget_problems(spec, estimate(spec, pool_spec, None))[0]
     if problems:
         raise SpecError(problems, subject=subject)
-    slots, _ = slots_per_replica(spec, pool.spec if pool else None)
-    placement = Placement(pool.name if pool else None, pool.spec if pool else None, slots)
+    slots, _ = slots_per_replica(spec, pool_spec)
+    placement = Placement(pool.name if pool else None, pool_spec, slots)
     return ServicePlan(spec, placement)
 
 
@@ -117,7 +121,7 @@ def plan_standby(name: str, args: Mapping[str, Any], pool: PoolPlan, services: S
     problems += standby_problems(instances, slots, pool.spec)
     if problems:
         raise SpecError(problems, subject=subject)
-    return StandbyPlan(name, spec.namespace, pool, spec, instances, slots)
+    return StandbyPlan(name, pool, spec, instances, slots)
 
 
 def _fallback(spec: InferenceServiceSpec, max_replicas: int) -> FallbackConfig | None:
@@ -137,19 +141,16 @@ def plan_service_policy(service: ServicePlan) -> PolicyPlan | None:
     spec = service.spec
     if spec.mode == "batch":
         return None
-    if spec.autoscale is None:
+    policy = spec.autoscale
+    if policy is None:
         if not spec.cpu_fallback:
             return None
         fixed = 1 if spec.replicas is None else spec.replicas
         policy = ScalingSpec(min_replicas=fixed, max_replicas=fixed)
-        return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, policy,
-                          policy.resolved_target(spec.runtime.max_concurrency), service_admin_url(spec),
-                          service.replica_ports, service.replica_metrics_ports, spec.runtime.metrics_path,
-                          _fallback(spec, fixed), spec.runtime_image)
-    target = spec.autoscale.resolved_target(spec.runtime.max_concurrency)
-    return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, spec.autoscale,
-                      target, service_admin_url(spec), service.replica_ports, service.replica_metrics_ports,
-                      spec.runtime.metrics_path, _fallback(spec, spec.autoscale.max_replicas), spec.runtime_image)
+    return PolicyPlan(autoscaler_name(spec.name), spec.namespace, service.deployments, spec.name, policy,
+                      policy.resolved_target(spec.runtime.max_concurrency), service_admin_url(spec),
+                      service.replica_ports, service.replica_metrics_ports, spec.runtime.metrics_path,
+                      _fallback(spec, policy.max_replicas), spec.runtime_image)
 
 
 def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None, subject: str = "") -> PolicyPlan:

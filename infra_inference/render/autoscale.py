@@ -19,7 +19,6 @@ from infra_inference.wire.policy import AutoscalerConfig, FallbackConfig
 HPA_PERIOD_S = 15
 
 
-
 def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpec, target: float,
            gateway_url: str | None, replica_ports: dict[str, int] | None = None,
            replica_metrics_ports: dict[str, int] | None = None, replica_metrics_path: str = "/metrics",

@@ -8,8 +8,8 @@ from infra_inference.plan.components import ServicePlan
 from infra_inference.plan.service import Placement, Variant, variants
 from infra_inference.render.common import (
     LABEL_REVISION, LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, RUNTIME_UID, Obj, by_name, cache_owner_init,
-    config_json,
-    container, env_list, labels, meta, model_cache_volume, obj, pod_spec, resources, role_and_binding, scratch_volume,
+    config_json, container, env_list, labels, meta, model_cache_volume, obj, pod_spec, resources, role_and_binding,
+    scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
@@ -30,15 +30,15 @@ STARTUP_FAILURES = 120
 PRESTOP_SLEEP_S = 5
 # After the last accepted request's timeout, time to flush its answer and exit.
 EXIT_MARGIN_S = 5
+# Where a model's credentials Secret is mounted (files, read-only; the server reads them per fetch).
+CREDENTIALS_MOUNT = "/var/run/secrets/infra-inference/model"
+BATCH_CREDENTIALS_MOUNT = "/var/run/secrets/infra-inference/batch"
 
 
 def drain_grace_s(timeout_s: float) -> int:
     """terminationGracePeriodSeconds: the preStop wait, then every accepted request may take its full
     timeout (5 + 30 + 5 = 40 s at the default 30 s timeout)."""
     return PRESTOP_SLEEP_S + math.ceil(timeout_s) + EXIT_MARGIN_S
-# Where a model's credentials Secret is mounted (files, read-only; the server reads them per fetch).
-CREDENTIALS_MOUNT = "/var/run/secrets/infra-inference/model"
-BATCH_CREDENTIALS_MOUNT = "/var/run/secrets/infra-inference/batch"
 
 
 def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
