@@ -49,11 +49,7 @@ def _json(status: int, doc: Any) -> Response:
     return Response(status, codec.encode_json(doc))
 
 
-def _error(exc: RequestError) -> Response:
-    response = error(exc.status, exc.message)
-    if not exc.headers:
-        return response
-    return response._replace(headers=response.headers + b"".join(k + b": " + v + b"\r\n" for k, v in exc.headers))
+_error = generate.request_error
 
 
 class ServerApp:

@@ -28,11 +28,10 @@ import numpy as np
 import orjson
 
 from infra_inference.runtime.server.errors import BadRequest, ModelNotFound, RequestError
-from infra_inference.runtime.transport.http1 import Head, Reply, Response, Stream, error
+from infra_inference.runtime.transport.http1 import JSON, Head, Reply, Response, Stream, error
 from infra_inference.runtime.server.model import InferRequest, Tensors
 
 SSE = b"content-type: text/event-stream\r\ncache-control: no-cache\r\n"
-_JSON = b"content-type: application/json\r\n"
 
 
 class Job(NamedTuple):
@@ -59,10 +58,7 @@ class Shape:
         raise NotImplementedError
 
     def error(self, exc: RequestError) -> Response:
-        response = error(exc.status, exc.message)
-        if not exc.headers:
-            return response
-        return response._replace(headers=response.headers + b"".join(k + b": " + v + b"\r\n" for k, v in exc.headers))
+        return request_error(exc)
 
 
 class _Oip(Shape):
@@ -130,11 +126,22 @@ _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 429: "rate
 _OPTIONS = ("max_tokens", "temperature", "seed", "ignore_eos")
 
 
+def request_error(exc: RequestError) -> Response:
+    """An error as every route but OpenAI's words it (``{"error": message}``), with the error's headers."""
+    response = error(exc.status, exc.message)
+    if not exc.headers:
+        return response
+    return response._replace(headers=response.headers + _header_lines(exc))
+
+
 def openai_error(exc: RequestError) -> Response:
     """An error as OpenAI's API words it (``{"error": {"message", "type", "code"}}``), which its clients read."""
     doc = {"error": {"message": exc.message, "type": _ERROR_TYPES.get(exc.status, "server_error"), "code": exc.status}}
-    return Response(exc.status, orjson.dumps(doc),
-                    _JSON + b"".join(k + b": " + v + b"\r\n" for k, v in exc.headers))
+    return Response(exc.status, orjson.dumps(doc), JSON + _header_lines(exc))
+
+
+def _header_lines(exc: RequestError) -> bytes:
+    return b"".join(k + b": " + v + b"\r\n" for k, v in exc.headers)
 
 
 def is_openai(route: str) -> bool:
@@ -240,14 +247,14 @@ class Generation:
             stream.write(shape.last_events(outcome))
             stream.end()
         else:
-            self._reply(Response(200, orjson.dumps(shape.whole(outcome)), _JSON))
+            self._reply(Response(200, orjson.dumps(shape.whole(outcome)), JSON))
         self._done(200)
 
 
 def models_list(name: str) -> Response:
     """``GET /v1/models``: the one served model, as OpenAI lists models."""
     doc = {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "infra-inference"}]}
-    return Response(200, orjson.dumps(doc), _JSON)
+    return Response(200, orjson.dumps(doc), JSON)
 
 
 def _sse(doc: dict[str, Any], event: bytes = b"") -> bytes:

@@ -49,7 +49,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -588,14 +588,15 @@ class HttpConnection(asyncio.Protocol):
         charge = self._charge
         self._charge = 0
         parser = self._parser
+        http10 = parser.get_http_version() == "1.0"
         if not parser.should_keep_alive():
             connection = _CLOSE
             self._closing = True  # nothing after this request is read
         else:
-            connection = _KEEP_ALIVE if parser.get_http_version() == "1.0" else b""
+            connection = _KEEP_ALIVE if http10 else b""
         forward = end_to_end(self._forward_lines, self._connection_header) if self._forward_headers else b""
         self._pipeline.append(_Request(parser.get_method(), self._url, self._headers, body, connection, forward,
-                                       parser.get_http_version() == "1.0", charge))
+                                       http10, charge))
         self._serve_next()
 
     # limits
