@@ -41,7 +41,7 @@ import orjson
 from infra_inference.runtime.discovery.base import Discovery
 from infra_inference.runtime.gateway.discovery import discovery_for
 from infra_inference.runtime.gateway.dispatch import Backend, Dispatcher, QueueFull, Replica
-from infra_inference.runtime.gateway.metrics import GatewayMetrics
+from infra_inference.runtime.gateway.metrics import BackendMetrics, GatewayMetrics
 from infra_inference.runtime.gateway.split import WeightedSplit
 from infra_inference.runtime.gateway.upstream import Relay, ReplicaFailed, Upstream
 from infra_inference.runtime.transport.http1 import JSON, Budget, Reply, Request, Response, error
@@ -125,18 +125,20 @@ class GatewayApp:
     async def _proxy(self, request: Request, reply: Reply) -> None:
         start = self._clock()
         backend = self._split.pick(request.headers.get(self._sticky))
-        self.metrics.arrived(backend)
+        metrics = self.metrics.of(backend)
+        metrics.arrived()
         status = 500
         try:
-            status = await self._forward(backend, request, reply, start)
+            status = await self._forward(backend, metrics, request, reply, start)
         except Exception:  # a bug here must still answer, or the client waits forever
             log.exception("proxying a request failed")
             reply(error(500, "internal server error"))
         finally:
             self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
-            self.metrics.observe(backend, status, self._clock() - start)
+            metrics.observe(status, self._clock() - start)
 
-    async def _forward(self, backend: Backend, request: Request, reply: Reply, arrived: float) -> int:
+    async def _forward(self, backend: Backend, metrics: BackendMetrics, request: Request, reply: Reply,
+                       arrived: float) -> int:
         """Queue for a slot, send; once more on another replica if this one gave no answer or is draining.
 
         Returns the status answered (after a relayed body has been passed on in full or broken off).
@@ -155,7 +157,7 @@ class GatewayApp:
                 answer = await self._upstream.send(replica.address, request.method, request.target, request.forward,
                                                    request.body, max(deadline - self._clock(), 0.001))
                 if isinstance(answer, Relay):
-                    await self._relay(backend, replica, answer, reply, sent, arrived)
+                    await self._relay(metrics, replica, answer, reply, sent, arrived)
                     return answer.head.status
             except ReplicaFailed as exc:
                 failure = str(exc)
@@ -172,15 +174,15 @@ class GatewayApp:
                 self.dispatcher.eject(replica)
                 continue
             now = self._clock()
-            self.metrics.served(backend, now - sent)
-            self.metrics.first_token(backend, now - arrived)
-            self.metrics.count_tokens(backend, answer.body)
+            metrics.served(now - sent)
+            metrics.first_token(now - arrived)
+            metrics.count_tokens(answer.body)
             reply(answer)
             return answer.status
         reply(_error(502, f"replica failed before answering, twice: {failure}"))
         return 502
 
-    async def _relay(self, backend: Backend, replica: Replica, relay: Relay, reply: Reply, sent: float,
+    async def _relay(self, metrics: BackendMetrics, replica: Replica, relay: Relay, reply: Reply, sent: float,
                      arrived: float) -> None:
         """Pass a streamed answer on as it arrives; the slot is held until it ends."""
         head = relay.head
@@ -188,10 +190,10 @@ class GatewayApp:
         failure = await relay.relay(stream)
         now = self._clock()
         if relay.first_body_s is not None:
-            self.metrics.first_token(backend, relay.first_body_s - arrived)
-        self.metrics.served(backend, now - sent)
-        self.metrics.stream_ended(backend, now - arrived, failure is None)
-        self.metrics.count_tokens(backend, relay.usage)
+            metrics.first_token(relay.first_body_s - arrived)
+        metrics.served(now - sent)
+        metrics.stream_ended(now - arrived, failure is None)
+        metrics.count_tokens(relay.usage)
         if failure is not None:
             log.warning("stream from %s ended early: %s", replica.address, failure)
             if b"text/event-stream" in head.headers.lower():

@@ -65,23 +65,49 @@ class _Occupancy(Collector):
 
 
 @dataclass
-class _BackendCounts:
-    """One backend's request-path numbers."""
+class BackendMetrics:
+    """One backend's request-path numbers; the gateway looks them up once per request and updates them here."""
 
     labels: list[str]
     arrivals: int = 0
-    served: int = 0
+    served_count: int = 0
     service_time_s: float = 0.0
     duration: Histogram = field(default_factory=lambda: Histogram(names.DURATION_BUCKETS_S))
-    first_token: Histogram = field(default_factory=lambda: Histogram(names.DURATION_BUCKETS_S))
+    first_token_s: Histogram = field(default_factory=lambda: Histogram(names.DURATION_BUCKETS_S))
     stream_duration: Histogram = field(default_factory=lambda: Histogram(STREAM_BUCKETS_S))
     streams_broken: int = 0
     tokens: int = 0
     by_code: dict[int, int] = field(default_factory=dict)
 
+    def arrived(self) -> None:
+        self.arrivals += 1
+
+    def served(self, seconds: float) -> None:
+        self.served_count += 1
+        self.service_time_s += seconds
+
+    def first_token(self, seconds: float) -> None:
+        self.first_token_s.observe(seconds)
+
+    def stream_ended(self, seconds: float, complete: bool) -> None:
+        self.stream_duration.observe(seconds)
+        if not complete:
+            self.streams_broken += 1
+
+    def count_tokens(self, usage: bytes | None) -> None:
+        """Add the ``usage.completion_tokens`` in ``usage`` (an answer's body, or a stream's last usage event)."""
+        if usage and b'"completion_tokens"' in usage:
+            match = _COMPLETION_TOKENS.search(usage)
+            if match:
+                self.tokens += int(match[1])
+
+    def observe(self, code: int, duration_s: float) -> None:
+        self.by_code[code] = self.by_code.get(code, 0) + 1
+        self.duration.observe(duration_s)
+
 
 class _RequestPath(Collector):
-    def __init__(self, counts: list[_BackendCounts]) -> None:
+    def __init__(self, counts: list[BackendMetrics]) -> None:
         self._counts = counts
 
     def collect(self) -> Iterator[Metric]:
@@ -105,9 +131,9 @@ class _RequestPath(Collector):
             for code, count in sorted(c.by_code.items()):
                 requests.add_metric([*c.labels, str(code)], count)
             arrivals.add_metric(c.labels, c.arrivals)
-            served.add_metric(c.labels, c.served, c.service_time_s)
+            served.add_metric(c.labels, c.served_count, c.service_time_s)
             duration.add_metric(c.labels, c.duration.buckets(), c.duration.sum)
-            first_token.add_metric(c.labels, c.first_token.buckets(), c.first_token.sum)
+            first_token.add_metric(c.labels, c.first_token_s.buckets(), c.first_token_s.sum)
             stream_duration.add_metric(c.labels, c.stream_duration.buckets(), c.stream_duration.sum)
             broken.add_metric(c.labels, c.streams_broken)
             tokens.add_metric(c.labels, c.tokens)
@@ -117,38 +143,12 @@ class _RequestPath(Collector):
 class GatewayMetrics:
     def __init__(self, dispatcher: Dispatcher, clock: Callable[[], float]) -> None:
         self.registry = CollectorRegistry()
-        self._of = {d: _BackendCounts([d, b.config.variant]) for d, b in dispatcher.backends.items()}
+        self._of = {d: BackendMetrics([d, b.config.variant]) for d, b in dispatcher.backends.items()}
         self.registry.register(_RequestPath(list(self._of.values())))
         self.registry.register(_Occupancy(dispatcher, clock))
 
-    def arrived(self, backend: Backend) -> None:
-        self._of[backend.config.deployment].arrivals += 1
-
-    def served(self, backend: Backend, seconds: float) -> None:
-        counts = self._of[backend.config.deployment]
-        counts.served += 1
-        counts.service_time_s += seconds
-
-    def first_token(self, backend: Backend, seconds: float) -> None:
-        self._of[backend.config.deployment].first_token.observe(seconds)
-
-    def stream_ended(self, backend: Backend, seconds: float, complete: bool) -> None:
-        counts = self._of[backend.config.deployment]
-        counts.stream_duration.observe(seconds)
-        if not complete:
-            counts.streams_broken += 1
-
-    def count_tokens(self, backend: Backend, usage: bytes | None) -> None:
-        """Add the ``usage.completion_tokens`` in ``usage`` (an answer's body, or a stream's last usage event)."""
-        if usage and b'"completion_tokens"' in usage:
-            match = _COMPLETION_TOKENS.search(usage)
-            if match:
-                self._of[backend.config.deployment].tokens += int(match[1])
-
-    def observe(self, backend: Backend, code: int, duration_s: float) -> None:
-        counts = self._of[backend.config.deployment]
-        counts.by_code[code] = counts.by_code.get(code, 0) + 1
-        counts.duration.observe(duration_s)
+    def of(self, backend: Backend) -> BackendMetrics:
+        return self._of[backend.config.deployment]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
