@@ -266,6 +266,17 @@ class _Connection(asyncio.Protocol):
             answer.set_exception(ReplicaFailed(why))
 
 
+class _Endpoint:
+    """One replica's address as the request's host header needs it, and its idle connections."""
+
+    __slots__ = ("address", "host", "idle")
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.host = b"\r\nhost: " + address.encode() + b"\r\n"  # ends the request line, starts the headers
+        self.idle: list[_Connection] = []
+
+
 class Upstream:
     """Requests to replicas over pooled connections; opened and closed with the gateway.
 
@@ -275,7 +286,7 @@ class Upstream:
     """
 
     def __init__(self, idle_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._idle: dict[str, list[_Connection]] = {}
+        self._endpoints: dict[str, _Endpoint] = {}
         self._idle_s = idle_s
         self._clock = clock
         self._open = False
@@ -285,10 +296,10 @@ class Upstream:
 
     async def close(self) -> None:
         self._open = False
-        for pool in self._idle.values():
-            for connection in list(pool):
+        for endpoint in self._endpoints.values():
+            for connection in list(endpoint.idle):
                 connection.abort()
-        self._idle.clear()
+        self._endpoints.clear()
 
     async def send(self, address: str, method: bytes, target: bytes, headers: bytes, body: bytes | bytearray,
                    timeout_s: float) -> Response | Relay:
@@ -309,15 +320,15 @@ class Upstream:
             method = b"GET"  # the parser cannot tell a HEAD answer's missing body; http1 drops the body instead
         length = b"" if not body and method in _NO_BODY_METHODS else b"content-length: %d\r\n" % len(body)
         large = len(body) > LARGE_BODY_BYTES
-        data = b"".join((method, b" ", target, b" HTTP/1.1\r\nhost: ", address.encode(), b"\r\n", headers,
-                         length, b"\r\n", b"" if large else body))
+        endpoint = self._endpoints.get(address) or self._endpoints.setdefault(address, _Endpoint(address))
+        data = b"".join((method, b" ", target, b" HTTP/1.1", endpoint.host, headers, length, b"\r\n",
+                         b"" if large else body))
         body = body if large else b""  # a large body is written apart from its head, never copied into it
-        pool = self._idle.setdefault(address, [])
         while True:
-            connection = _warmest(pool)
+            connection = _warmest(endpoint.idle)
             reused = connection is not None
             if connection is None:
-                connection = await self._connect(address, pool, deadline - loop.time())
+                connection = await self._connect(endpoint, deadline - loop.time())
             try:
                 return await self._exchange(connection, data, body, deadline)
             except ReplicaFailed:
@@ -325,13 +336,14 @@ class Upstream:
                     continue  # closed while idle, most likely: once more on a fresh connection
                 raise
 
-    async def _connect(self, address: str, pool: list[_Connection], timeout_s: float) -> _Connection:
+    async def _connect(self, endpoint: _Endpoint, timeout_s: float) -> _Connection:
+        address = endpoint.address
         host, _, port = address.rpartition(":")
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                _, connection = await loop.create_connection(lambda: _Connection(pool, self._idle_s, self._clock),
-                                                             host.strip("[]"), int(port))
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(endpoint.idle, self._idle_s, self._clock), host.strip("[]"), int(port))
         except TimeoutError:
             raise  # the request's own deadline passed while connecting: 504, not another replica
         except OSError as exc:
