@@ -712,9 +712,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _start_stream(self, head: Head, request: _Request) -> Stream:
         self._budget.held_bytes -= request.charge  # the request has been handed on: its body is done with
-        connection = request.connection
-        if self._last or self._connections.closing:
-            connection = _CLOSE
+        status_line, connection = self._status_and_connection(head.status, request.connection)
         if head.length >= 0:
             framing, chunked = b"content-length: %d\r\n" % head.length, False
         elif request.http10:  # no chunked encoding in HTTP/1.0: the body ends where the connection does
@@ -724,10 +722,7 @@ class HttpConnection(asyncio.Protocol):
         stream = Stream(self, chunked, head=request.method == b"HEAD")
         if connection is _CLOSE:
             self._closing = True
-        self.transport.write(b"".join((
-            _STATUS_LINES.get(head.status) or b"HTTP/1.1 %d \r\n" % head.status,
-            head.headers, framing, _Date.get(), connection, b"\r\n",
-        )))
+        self.transport.write(b"".join((status_line, head.headers, framing, _Date.get(), connection, b"\r\n")))
         if self.transport.is_closing():
             stream.open = False
         self._stream = stream
@@ -753,13 +748,12 @@ class HttpConnection(asyncio.Protocol):
         """Write one answer; returns the connection header it went with."""
         if self.transport.is_closing():
             return _CLOSE
-        if self._last or self._connections.closing:
-            connection = _CLOSE  # shutting down: this is the connection's last answer
         status, body, headers = response
+        status_line, connection = self._status_and_connection(status, connection)
         large = len(body) > LARGE_BODY_BYTES and not head
         self.transport.write(
             b"".join((
-                _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,  # a code a proxied replica made up
+                status_line,
                 headers,
                 b"content-length: %d\r\n" % len(body),
                 _Date.get(),
@@ -771,6 +765,12 @@ class HttpConnection(asyncio.Protocol):
         if large:
             self.transport.write(body)
         return connection
+
+    def _status_and_connection(self, status: int, connection: bytes) -> tuple[bytes, bytes]:
+        """An answer's status line, and its connection header: close when shutting down (its last answer)."""
+        if self._last or self._connections.closing:
+            connection = _CLOSE
+        return _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status, connection  # a code a replica made up
 
     def _linger(self) -> None:
         # Closing a socket with unread input makes the kernel send a reset, which can destroy
