@@ -86,7 +86,7 @@ class GatewayApp:
         # Request bodies held, from their headers to their answer (answers past 256 KiB are relayed
         # as they arrive, not held).
         self.budget = Budget(config.max_buffered_bytes)
-        self._draining = False
+        self.draining = False  # readiness answers 503 from then on (the gateway server's drain sets it)
         self._pokes: set[asyncio.Future[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._discovering: asyncio.Task[None] | None = None
@@ -103,7 +103,7 @@ class GatewayApp:
         if request.path == "/healthz":
             return Response(200, b'{"ok": true}')
         if request.path == "/readyz":
-            return Response(503, b'{"ok": false, "draining": true}') if self._draining else Response(200, b'{"ok": true}')
+            return Response(503, b'{"ok": false, "draining": true}') if self.draining else Response(200, b'{"ok": true}')
         if request.path == "/metrics":
             return Response(200, self.metrics.render(), _PROMETHEUS)
         return _error(404, f"no {request.method.decode('latin-1')} route {request.path} on the admin port")
@@ -219,7 +219,7 @@ class GatewayApp:
 
     def start_drain(self) -> None:
         """Readiness turns 503 (the gateway still answers everything else until it stops)."""
-        self._draining = True
+        self.draining = True
 
     def end_long_polls(self) -> None:
         """Answer every activator long-poll now (a poke, or the gateway shutting down)."""

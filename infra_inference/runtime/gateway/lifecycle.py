@@ -57,7 +57,6 @@ class GatewayServer:
                                                            idle_timeout_s=KEEP_ALIVE_S))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._draining = False
 
     def run(self, sockets: list[socket.socket] | None = None,
             admin_sockets: list[socket.socket] | None = None) -> None:
@@ -102,9 +101,8 @@ class GatewayServer:
             loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
-        if self._draining:
+        if self.app.draining:
             return
-        self._draining = True
         self.app.start_drain()
         self._connections.closing = True
         assert self._loop is not None and self._stop is not None
