@@ -97,10 +97,9 @@ def _leaves(data: Any, where: str) -> tuple[list[Any], list[int], set[type]]:
     flat, dims = data, [len(data)]
     types = _types(flat)
     while list in types:
-        if len(types) > 1:
-            raise BadRequest(f"{where} must be a rectangular (not ragged) array of scalars")
-        lengths = set(map(len, flat))
-        if len(lengths) > 1:
+        # Lists mixed with scalars, or lists of different lengths: ragged either way.
+        lengths = set(map(len, flat)) if len(types) == 1 else set()
+        if len(lengths) != 1:
             raise BadRequest(f"{where} must be a rectangular (not ragged) array of scalars")
         dims.append(lengths.pop())
         flat = list(itertools.chain.from_iterable(flat))

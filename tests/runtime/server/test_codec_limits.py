@@ -111,6 +111,8 @@ def test_nested_data_decodes_row_major_and_ragged_data_is_refused() -> None:
     assert codec.decode_v2(_v2([2, 2], "INT8", [[1, 2], [3, 4]])).inputs["x"].dtype == np.int8
     with pytest.raises(BadRequest, match="ragged"):
         codec.decode_v2(_v2([3], "BYTES", [["a"], ["b", "c"]]))
+    with pytest.raises(BadRequest, match="ragged"):  # a list beside a scalar
+        codec.decode_v1(json.dumps({"instances": [[1, 2], 3]}).encode())
 
 
 def test_a_large_body_is_decoded_off_the_event_loop_so_probes_stay_fast() -> None:
