@@ -143,6 +143,8 @@ class LocalActuator:
         try:
             async with self._session.get(f"{p.url}/readyz", timeout=aiohttp.ClientTimeout(total=1)) as r:
                 p.ready = r.status == 200
+            if p.ready:  # probed only while not ready: this is the moment it turned ready
+                log.info("replica on port %d is ready", p.port)
         except (aiohttp.ClientError, asyncio.TimeoutError):
             p.ready = False
 
