@@ -192,13 +192,32 @@ def test_stalled_origin_fails_the_load_after_the_stall_timeout(origin: _Origin, 
     assert _entry_files(tmp_path / "cache") == []
 
 
-def test_bytes_that_fail_the_pin_are_never_served_though_every_tensor_loaded(origin: _Origin,
-                                                                            tmp_path: Path) -> None:
-    origin.payload, _ = _mlp_file(tmp_path)  # well-formed weights, but not the pinned ones
+def test_the_model_is_not_served_before_the_download_is_verified(origin: _Origin, tmp_path: Path) -> None:
+    weights, _ = _mlp_file(tmp_path)
+    # Bytes after the last tensor, sent without a Content-Length: every tensor can load before they land.
+    origin.payload = weights + bytes(4 * _KIB)
+    origin.chunked = True
+    origin.hold_at = len(weights)
     dataplane = DataPlane(_settings(f"{origin.url}#sha256={'0' * 64}", tmp_path / "cache"))
-    with pytest.raises(ValueError, match="does not match the pinned"):
-        asyncio.run(dataplane.load())
-    assert not dataplane.loaded() and _entry_files(tmp_path / "cache") == []
+    failures: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            asyncio.run(dataplane.load())
+        except BaseException as exc:  # noqa: BLE001 (handed to the test thread)
+            failures.append(exc)
+
+    loading = threading.Thread(target=load)
+    loading.start()
+    time.sleep(0.5)
+    assert not dataplane.loaded()  # the tensors are in, the pin is not checked yet
+    origin.release.set()
+    loading.join(timeout=10)
+    dataplane.close()
+    assert len(failures) == 1 and "does not match the pinned" in str(failures[0])
+    assert isinstance(failures[0], ValueError) and not dataplane.loaded()
+    assert _entry_files(tmp_path / "cache") == []
+    origin.hold_at = None
     pin = hashlib.sha256(origin.payload).hexdigest()
     assert _load(_settings(f"{origin.url}#sha256={pin}", tmp_path / "cache")).loaded()
 
