@@ -16,12 +16,13 @@ answers 200:
 - the echo model (no weights: process start alone).
 
 Medians of `--rounds`; "load s" is the server's own
-`infra_inference_model_load_seconds{phase="total"}` (fetch and load, without
-the process start, which is noisy on a shared machine). These are the parts of the cold-start budget
+`infra_inference_model_load_seconds` (total: fetch and load, without the
+process start, which is noisy on a shared machine; fetch and read overlap
+when streamed). These are the parts of the cold-start budget
 (`decide/coldstart.py`) a laptop can measure; provisioning and image pulls
 need a cloud. No `#sha256=` pin: a pinned cache hit also hashes the file.
 
-Run: .venv/bin/python benchmarks/cold_start.py [--size-mb 256] [--rounds 3] [--rate-mb-s 0,200]
+Run: .venv/bin/python benchmarks/cold_start.py [--size-mb 256] [--rounds 3] [--rate-mb-s 0,200,64]
 """
 
 from __future__ import annotations
@@ -89,15 +90,15 @@ class _RateLimited(BaseHTTPRequestHandler):
 
 @dataclass
 class Start:
-    ready_s: float           # exec -> /readyz 200
-    load_s: float            # the server's own model_load_seconds{phase="total"}: without the process start
+    ready_s: float             # exec -> /readyz 200
+    phases: dict[str, float]   # the server's own model_load_seconds by phase: total is without the process start
     committed_s: float | None  # exec -> the cache entry's manifest, when asked to wait for it
 
 
-def _load_total_s(port: int) -> float:
+def _load_phases(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         metrics = r.read().decode()
-    return float(re.search(r'model_load_seconds\{phase="total"\} (\S+)', metrics)[1])  # type: ignore[index]
+    return {m[1]: float(m[2]) for m in re.finditer(r'model_load_seconds\{phase="(\w+)"\} (\S+)', metrics)}
 
 
 def time_to_ready(args: list[str], cache: Path | None = None, limit_s: float = 300.0) -> Start:
@@ -118,7 +119,7 @@ def time_to_ready(args: list[str], cache: Path | None = None, limit_s: float = 3
                     pass
             if ready is not None and (cache is None or list(cache.rglob(".manifest.json"))):
                 committed = time.monotonic() - started if cache is not None else None
-                return Start(ready, _load_total_s(port), committed)
+                return Start(ready, _load_phases(port), committed)
             if proc.poll() is not None:
                 raise RuntimeError(f"serve exited with {proc.returncode}: {args}")
             time.sleep(0.02)
@@ -132,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--rate-mb-s", default="0,200", help="origin rates to run, comma-separated; 0 = unlimited")
+    parser.add_argument("--rate-mb-s", default="0,200,64", help="origin rates to run, comma-separated; 0 = unlimited")
     args = parser.parse_args()
     rates = [float(r) for r in args.rate_mb_s.split(",")]
     rows: dict[str, list[Start]] = {"echo (no weights)": []}
@@ -162,13 +163,14 @@ def main() -> None:
                 origin.server_close()
     print(f"model {size / 1e6:.0f} MB ({args.size_mb // 16} layers of {SIDE}x{SIDE} FP32), origin on 127.0.0.1; "
           f"median of {args.rounds}\n")
-    print("| start | exec -> ready s | runs | load s (server's own) | cache committed s |")
+    print("| start | exec -> ready s | runs | load s: total (fetch, read) | cache committed s |")
     print("| --- | --- | --- | --- | --- |")
     for name, starts in rows.items():
         med = lambda values: f"{statistics.median(values):.2f}"  # noqa: E731
+        phase = lambda key: med([s.phases.get(key, 0.0) for s in starts])  # noqa: E731
         committed = [s.committed_s for s in starts if s.committed_s is not None]
         print(f"| {name} | {med([s.ready_s for s in starts])} | {', '.join(f'{s.ready_s:.2f}' for s in starts)} "
-              f"| {med([s.load_s for s in starts])} | {med(committed) if committed else ''} |")
+              f"| {phase('total')} ({phase('fetch')}, {phase('read')}) | {med(committed) if committed else ''} |")
 
 
 if __name__ == "__main__":
