@@ -37,10 +37,13 @@ def serve(**flags: Any) -> None:
 def _option(name: str) -> inspect.Parameter:
     field = ServerSettings.model_fields[name]
     help_text = f"{field.description} (env INFRA_INFERENCE_{name.upper()}, default {field.default!s})"
+    flag = f"--{name.replace('_', '-')}"
+    if field.annotation is bool:  # a lone --flag could only ever say true
+        flag = f"{flag}/--no-{flag[2:]}"
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(None, f"--{name.replace('_', '-')}", help=help_text, show_default=False),
+        default=typer.Option(None, flag, help=help_text, show_default=False),
         annotation=field.annotation | None,
     )
 

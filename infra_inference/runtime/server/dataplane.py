@@ -16,7 +16,7 @@ from typing import Any
 
 from infra_inference.runtime.server.errors import BadRequest, Draining, ModelNotFound
 from infra_inference.runtime.server.gpu_memory_cap import cap_gpu_memory
-from infra_inference.runtime.server.loading.cache import fetch_model
+from infra_inference.runtime.server.loading.cache import open_model
 from infra_inference.runtime.server.loading.sources import Credentials
 from infra_inference.runtime.server.metrics import ServerMetrics
 from infra_inference.runtime.server.model import InferRequest, InvalidInput, Model, ModelContext, Tensors, resolve_model
@@ -56,20 +56,39 @@ class DataPlane:
     async def load(self) -> None:
         """Fetch the weights (through the node cache), construct and load the model.
 
+        A model that streams its weights loads while they download; the model
+        is served only once the download is complete and verified as well.
+
         Raises:
             Exception: Whatever fetching or the model's ``load()`` raised; the server cannot serve.
         """
         start = time.perf_counter()
         phases: dict[str, float] = {}
-        path = None
+        source = None
         if self.settings.model_uri:
-            path = await asyncio.to_thread(fetch_model, self.settings.model_uri, self.settings.cache_dir,
-                                           Credentials(self.settings.model_credentials_dir))
-            phases["fetch"] = time.perf_counter() - start
-        await asyncio.to_thread(cap_gpu_memory, self.settings.gpu_memory_fraction)
-        context = ModelContext(self.model_name, path, self.settings, phases)
-        model = self._factory(context)
-        await asyncio.to_thread(model.load)
+            source = await asyncio.to_thread(open_model, self.settings.model_uri, self.settings.cache_dir,
+                                             Credentials(self.settings.model_credentials_dir),
+                                             stall_timeout_s=self.settings.model_stall_timeout_s)
+        opened_s = time.perf_counter() - start
+        try:
+            weights = None
+            if source is not None:
+                if self.settings.stream_weights and getattr(self._factory, "streams_weights", False):
+                    weights = source.weights
+                else:
+                    await asyncio.to_thread(source.cached)
+            await asyncio.to_thread(cap_gpu_memory, self.settings.gpu_memory_fraction)
+            context = ModelContext(self.model_name, source.path if source else None, self.settings, phases, weights)
+            model = self._factory(context)
+            await asyncio.to_thread(model.load)
+            if weights is not None:
+                await asyncio.to_thread(weights.wait_finished)  # never serve bytes a check would reject
+        finally:
+            if source is not None:
+                source.close()  # the commit to the cache continues; an unfinished download stops
+        if source is not None:
+            # A download's seconds (overlapping "read" when streamed), or a hit's check (a pin's hash).
+            phases["fetch"] = source.fetch_s if source.fetch_s is not None else opened_s
         phases["total"] = time.perf_counter() - start
         self.metrics.set_load_phases(phases)
         self._run_predict = self._bind_predict(model)

@@ -59,7 +59,8 @@ class _LoadPhases(Collector):
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             names.MODEL_LOAD,
-            "Cold-start time by phase: fetch (into the node cache), read (into host memory), to_device, total.",
+            ("Cold-start time by phase: fetch (into the node cache), read (into host memory), to_device, total; "
+             "fetch and read overlap when the weights stream."),
             labels=["phase"],
         )
         for phase, seconds in self._phases.items():

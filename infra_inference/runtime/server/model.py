@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from infra_inference.runtime.server.loading.filling import FillingFile
 from infra_inference.runtime.server.settings import ServerSettings
 
 Tensors = dict[str, np.ndarray]
@@ -56,16 +57,21 @@ class ModelContext:
 
     Attributes:
         name: The name the model is served under.
-        path: Local file or directory of the fetched weights (in the node cache), or None.
+        path: Local file or directory of the fetched weights (in the node cache), or None. While
+            ``weights`` is set, the file appears there only once the download is complete.
         settings: The server's full configuration.
         phases: Where loaders record cold-start seconds by phase ("read",
             "to_device"); the server exports them as metrics.
+        weights: The weights as they download, for a model class with ``streams_weights = True``
+            (read them through `loading.safetensors`, or wait with its ``wait_for``); None when the
+            file at ``path`` is complete already (a cache hit, a local path) or the model does not stream.
     """
 
     name: str
     path: Path | None
     settings: ServerSettings
     phases: dict[str, float] = field(default_factory=dict)
+    weights: FillingFile | None = None
 
 
 @runtime_checkable
@@ -79,6 +85,12 @@ class Model(Protocol):
     right choice when the work is awaited elsewhere, e.g. a GPU stream or a
     remote engine). A model may also define ``ready() -> bool``; the server is
     ready only while it returns true.
+
+    A model class that sets ``streams_weights = True`` is constructed as soon
+    as a download starts, with ``context.weights`` filling, and its ``load()``
+    runs while the bytes arrive; the server is ready only once ``load()`` has
+    returned and the download is complete and verified. Any other model is
+    constructed once the file is complete in the node cache.
     """
 
     def load(self) -> None: ...

@@ -46,6 +46,18 @@ class ServerSettings(BaseSettings):
                     "'authorization' for http(s), 'aws_access_key_id'/'aws_secret_access_key' for s3, "
                     "'gcs_service_account.json' for gs.",
     )
+    model_stall_timeout_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="An http(s) model origin that sends nothing for this long fails the download (and the start).",
+    )
+    stream_weights: bool = Field(
+        True,
+        description=(
+            "Load the weights while they download (models that can, e.g. safetensors-mlp); "
+            "false: download and commit the whole file to the node cache first."
+        ),
+    )
     cache_dir: Path = Field(
         Path("/var/cache/infra-inference"),
         description="Node-local cache for fetched models; a second start from the same URI reads nothing remote.",

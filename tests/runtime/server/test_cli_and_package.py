@@ -26,6 +26,20 @@ def test_invalid_settings_exit_2_naming_the_field() -> None:
     assert "max_batch_size" in result.output
 
 
+@pytest.mark.parametrize(("flags", "expected"), [(["--no-stream-weights"], False), (["--stream-weights"], True),
+                                                 ([], True)])
+def test_a_boolean_setting_can_be_turned_off_by_flag(monkeypatch: pytest.MonkeyPatch, flags: list[str],
+                                                     expected: bool) -> None:
+    import infra_inference.runtime.server.cli as serve_cli
+
+    _register()
+    seen: list[ServerSettings] = []
+    monkeypatch.setattr(serve_cli, "run_server", lambda settings: seen.append(settings) or 0)
+    result = CliRunner().invoke(app, ["serve", *flags])
+    assert result.exit_code == 0, result.output
+    assert seen[0].stream_weights is expected
+
+
 def test_environment_configures_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFRA_INFERENCE_MAX_CONCURRENCY", "16")
     monkeypatch.setenv("INFRA_INFERENCE_ECHO_DELAY_MS", "2.5")

@@ -5,7 +5,11 @@ key is the pinned sha256 (`#sha256=` fragment) when there is one, so the same
 bytes behind a rotating presigned URL are one entry, else the URI. The file
 is downloaded to a temporary name in the same directory, hashed while it
 streams, fsynced and renamed into place; the manifest (uri, size, sha256) is
-written the same way, last. So a manifest present means a complete, verified
+written the same way, last. The download runs on a thread of its own
+(`open_model`), so a loader reads the tensors from the temporary file as they
+land (`FillingFile`) instead of waiting for the last byte; the model is ready
+only once the whole file is verified, and the commit follows in the
+background. So a manifest present means a complete, verified
 file, and a crash at any point leaves at most a stray ``.partial-*`` file,
 never a truncated model; the next fetch of the entry removes those. An
 exclusive lock per entry makes concurrent replicas on one node download once.
@@ -25,17 +29,20 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import http.client
 import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
+from infra_inference.runtime.server.loading.filling import FillingFile
 from infra_inference.runtime.server.loading.sources import Credentials, open_remote
 from infra_inference.specs.uris import redact
 
@@ -43,6 +50,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK_BYTES = 8 * 2**20
 MANIFEST = ".manifest.json"
+DEFAULT_STALL_TIMEOUT_S = 60.0
 
 
 def fetch_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials()) -> Path:
@@ -56,34 +64,107 @@ def fetch_model(uri: str, cache_dir: Path, credentials: Credentials = Credential
         credentials: The source's credentials, when not the default chain.
 
     Returns:
-        The local file.
+        The local file, complete and (with a pin) verified.
 
     Raises:
         FileNotFoundError: A local path that does not exist.
         ValueError: Checksum mismatch, or an unsupported scheme.
         OSError: The download failed (nothing is cached then).
     """
+    with open_model(uri, cache_dir, credentials) as model:
+        return model.cached()
+
+
+class ModelSource:
+    """A model's weights on this node: complete already (a local path, a cache hit) or downloading.
+
+    While it downloads, `weights` is the file as it fills, for a loader that
+    reads tensors as they land; `path` is where the complete file will be.
+
+    Attributes:
+        path: The complete file: exists now, or once `cached` returns.
+        weights: The bytes as they land, while downloading; None when complete from the start.
+    """
+
+    def __init__(self, path: Path, download: _Download | None = None) -> None:
+        self.path = path
+        self._download = download
+        self.weights = download.file if download is not None else None
+
+    @property
+    def fetch_s(self) -> float | None:
+        """Seconds from the request to the origin until every byte landed and was verified; None on a hit."""
+        return self._download.fetch_s if self._download is not None else None
+
+    def cached(self) -> Path:
+        """Block until the file is complete, verified and committed to the cache; return its path.
+
+        Raises:
+            OSError, ValueError: What the download failed with (nothing is cached then).
+        """
+        if self._download is not None:
+            self._download.wait_committed()
+        return self.path
+
+    def close(self) -> None:
+        """Release the reader; an unfinished download stops and leaves nothing in the cache."""
+        if self._download is not None:
+            self._download.cancel()
+            self._download.file.close()
+
+    def __enter__(self) -> ModelSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials(), *,
+               stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> ModelSource:
+    """The model at ``uri`` on this node: a hit or a local path at once, else a download started in the background.
+
+    The download writes the cache entry's temporary file and commits it (fsync,
+    rename, manifest) only once every byte is there and verified, holding the
+    entry's lock until then: another replica on the node waits for that commit
+    and then reads a complete entry, never the partial file.
+
+    Args:
+        uri: As for `fetch_model`.
+        cache_dir: The node-local cache root.
+        credentials: The source's credentials, when not the default chain.
+        stall_timeout_s: An http(s) origin that sends nothing for this long fails the download.
+
+    Raises:
+        FileNotFoundError, ValueError, OSError: As for `fetch_model`, for what is known before the body
+            (the object is missing, the origin refuses); errors in the body come from `cached` and
+            from the `weights`' waits.
+    """
     parts = urlsplit(uri)
     if parts.scheme in ("", "file"):
         path = Path(unquote(parts.path) if parts.scheme else uri)
         if not path.exists():
             raise FileNotFoundError(f"model path {path} does not exist")
-        return path
+        return ModelSource(path)
     source = parts._replace(fragment="").geturl()
     expected = _pin(parts.fragment, source)
     name = _file_name(parts.path, source)
     entry = cache_dir / hashlib.sha256(f"{expected or source}/{name}".encode()).hexdigest()[:32]
     target = entry / name
     entry.mkdir(parents=True, exist_ok=True)
-    with _locked(entry / ".lock"):
+    lock: IO[str] | None = _lock(entry / ".lock")
+    try:
         # Under the lock no one else writes here: any partial file is a crashed fetch's.
         for leftover in entry.glob(".partial-*"):
             leftover.unlink(missing_ok=True)
         if _is_cached(entry, target, expected):
             log.info("model cache hit for %s: %s", redact(source), target)
-            return target
-        _download(source, entry, target, expected, credentials)
-    return target
+            return ModelSource(target)
+        download = _Download(source, entry, target, expected, credentials, stall_timeout_s, lock)
+        lock = None  # the download's thread releases it after the commit
+        return ModelSource(target, download)
+    finally:
+        if lock is not None:
+            _unlock(lock)
 
 
 def _pin(fragment: str, source: str) -> str | None:
@@ -107,14 +188,20 @@ def _file_name(path: str, source: str) -> str:
     return name
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
+def _lock(path: Path) -> IO[str]:
+    """The entry's exclusive lock, held until `_unlock` (by any thread: flock belongs to the open file)."""
+    handle = open(path, "a")  # noqa: SIM115 (released by _unlock, possibly on another thread)
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def _unlock(handle: IO[str]) -> None:
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
 
 
 def _is_cached(entry: Path, target: Path, expected: str | None) -> bool:
@@ -142,31 +229,105 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download(source: str, entry: Path, target: Path, expected: str | None, credentials: Credentials) -> None:
-    stream, size = open_remote(source, credentials)
-    digest = hashlib.sha256()
-    fd, partial = tempfile.mkstemp(dir=entry, prefix=".partial-")
-    try:
-        with stream, os.fdopen(fd, "wb") as out:
-            written = _copy(stream, out, digest, size, label=target.name)
-            out.flush()
-            os.fsync(out.fileno())
-        if size is not None and written != size:
-            raise OSError(f"{redact(source)}: got {written} bytes, expected {size}")
-        if expected is not None and digest.hexdigest() != expected:
-            raise ValueError(f"{redact(source)}: sha256 {digest.hexdigest()} does not match the pinned {expected}")
-        os.replace(partial, target)
+class _Download:
+    """One cache miss: the origin's body into the entry's temporary file on a thread of its own.
+
+    Readers follow it through `file`; the bytes are verified (size, pin) before
+    `file` finishes, so a loader never makes ready on bytes that a check
+    would reject. The commit (fsync, rename, manifest) runs after that, behind
+    the loader: fsyncing 1 GB can take seconds on a network disk, and nothing
+    the model reads depends on it.
+    """
+
+    def __init__(self, source: str, entry: Path, target: Path, expected: str | None, credentials: Credentials,
+                 stall_timeout_s: float, lock: IO[str]) -> None:
+        self._source, self._entry, self._target, self._expected = source, entry, target, expected
+        self._lock = lock
+        self._cancelled = threading.Event()
+        self._committed = threading.Event()
+        self._error: BaseException | None = None
+        self.fetch_s: float | None = None
+        started = time.perf_counter()
+        self._stream, self._size = open_remote(source, credentials, timeout_s=stall_timeout_s)
+        self._partial = ""
+        try:
+            fd, self._partial = tempfile.mkstemp(dir=entry, prefix=".partial-")
+            self._out = os.fdopen(fd, "wb")
+            self.file = FillingFile(Path(self._partial), self._size, redact(source))
+        except BaseException:
+            self._stream.close()
+            if self._partial:
+                Path(self._partial).unlink(missing_ok=True)
+            raise
+        # A daemon: a process exiting mid-download leaves only a .partial-* file, which the next
+        # fetch of the entry removes; it must not hold the exit for a stalled origin.
+        threading.Thread(target=self._run, name=f"fetch {target.name}", daemon=True, args=(started,)).start()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def wait_committed(self) -> None:
+        self._committed.wait()
+        if self._error is not None:
+            kind = ValueError if isinstance(self._error, ValueError) else OSError
+            raise kind(str(self._error)) from self._error
+
+    def _run(self, started: float) -> None:
+        try:
+            try:
+                digest = self._receive()
+            except BaseException as exc:
+                self._error = exc
+                self.file.fail(exc)
+                return
+            self.fetch_s = time.perf_counter() - started
+            self.file.finish()
+            try:
+                self._commit(digest)
+            except OSError as exc:  # the model is loaded by now; only the cache entry is lost
+                log.error("model cache: could not commit %s (%s); the next start downloads it again",
+                          self._target, exc)
+                self._error = exc
+        finally:
+            Path(self._partial).unlink(missing_ok=True)  # gone already when the rename happened
+            _unlock(self._lock)
+            self._committed.set()
+
+    def _receive(self) -> str:
+        """The whole body into the temporary file; its sha256, once size and pin are checked."""
+        label = redact(self._source)
+        digest = hashlib.sha256()
+        with self._stream, self._out:
+            try:
+                written = _copy(self._stream, self._out, digest, self._size, self._target.name, self._landed)
+            except Exception as exc:  # the origin's socket, http.client, botocore alike
+                raise OSError(f"{label}: the download stopped after {self.file.landed_bytes} of "
+                              f"{self._size if self._size is not None else 'unknown'} bytes: "
+                              f"{exc or type(exc).__name__}") from exc
+        if self._size is not None and written != self._size:
+            raise OSError(f"{label}: got {written} bytes, expected {self._size} (the origin closed early)")
+        if self._expected is not None and digest.hexdigest() != self._expected:
+            raise ValueError(f"{label}: sha256 {digest.hexdigest()} does not match the pinned {self._expected}")
+        return digest.hexdigest()
+
+    def _landed(self, written: int) -> None:
+        if self._cancelled.is_set():
+            raise OSError("cancelled: the loader stopped")
+        self.file.landed(written)
+
+    def _commit(self, digest: str) -> None:
+        with open(self._partial, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(self._partial, self._target)
         # The manifest is a file on the node's disk: the URI's credentials stay out of it.
-        _write_atomically(entry / MANIFEST,
-                          {"uri": redact(source), "size": written, "sha256": digest.hexdigest()})
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+        _write_atomically(self._entry / MANIFEST,
+                          {"uri": redact(self._source), "size": self.file.landed_bytes, "sha256": digest})
 
 
-def _copy(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", size: int | None, label: str) -> int:
+def _copy(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", size: int | None, label: str,
+          landed: Callable[[int], None]) -> int:
     if not sys.stderr.isatty():
-        return _pump(stream, out, digest, lambda n: None)
+        return _pump(stream, out, digest, landed, lambda n: None)
     # Interactive: show progress, since a multi-GB fetch otherwise looks like a hang.
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -174,15 +335,22 @@ def _copy(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", size: int 
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
     ) as progress:
         task = progress.add_task(f"fetch {label}", total=size)
-        return _pump(stream, out, digest, lambda n: progress.advance(task, n))
+        return _pump(stream, out, digest, landed, lambda n: progress.advance(task, n))
 
 
-def _pump(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", advance: Callable[[int], None]) -> int:
+def _pump(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", landed: Callable[[int], None],
+          advance: Callable[[int], None]) -> int:
+    # An http body is read as it arrives (read1: one receive, up to the chunk), so what the origin
+    # has sent is on disk for the loader even when the origin then stalls; read() would wait to
+    # fill 8 MiB. s3 and gs bodies have no dependable read1.
+    read = stream.read1 if isinstance(stream, http.client.HTTPResponse) else stream.read
     written = 0
-    while chunk := stream.read(_CHUNK_BYTES):
-        digest.update(chunk)
+    while chunk := read(_CHUNK_BYTES):
         out.write(chunk)
+        out.flush()  # into the kernel, where the loader's positional reads see it
+        digest.update(chunk)
         written += len(chunk)
+        landed(written)
         advance(len(chunk))
     return written
 

@@ -78,12 +78,15 @@ def _http_request(parts: SplitResult, credentials: Credentials, **kw: Any) -> ur
     return request
 
 
-def open_remote(uri: str, credentials: Credentials = Credentials()) -> tuple[IO[bytes], int | None]:
+def open_remote(uri: str, credentials: Credentials = Credentials(),
+                timeout_s: float = _TIMEOUT_S) -> tuple[IO[bytes], int | None]:
     """Open a remote object for streaming.
 
     Args:
         uri: ``http(s)://host/path``, ``s3://bucket/key`` or ``gs://bucket/key``.
         credentials: Where the source's credentials are, if not the default chain.
+        timeout_s: http(s): the longest wait for the connection, or for any read of the body
+            (an origin that stalls mid-body fails after this long); s3 and gs use their client's.
 
     Returns:
         The byte stream and its size in bytes when the source says.
@@ -95,7 +98,7 @@ def open_remote(uri: str, credentials: Credentials = Credentials()) -> tuple[IO[
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https"):
         try:
-            response = urllib.request.urlopen(_http_request(parts, credentials), timeout=_TIMEOUT_S)  # noqa: S310
+            response = urllib.request.urlopen(_http_request(parts, credentials), timeout=timeout_s)  # noqa: S310
         except OSError as exc:
             raise OSError(f"{redact(uri)}: {exc}") from None
         length = response.headers.get("Content-Length")

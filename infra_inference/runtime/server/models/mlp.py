@@ -27,7 +27,9 @@ _LAYER = re.compile(r"layers\.(\d+)\.(weight|bias)")
 
 
 class SafetensorsMLP:
-    """Dense layers with ReLU, loaded with the concurrent safetensors reader."""
+    """Dense layers with ReLU, loaded with the concurrent safetensors reader, while the weights download."""
+
+    streams_weights = True  # load() reads `context.weights` as it fills (see `Model`)
 
     def __init__(self, context: ModelContext) -> None:
         self._context = context
@@ -36,19 +38,26 @@ class SafetensorsMLP:
         self._device = "cpu"
 
     def load(self) -> None:
-        path = self._context.path
-        if path is None:
+        context = self._context
+        if context.path is None:
             raise ValueError("safetensors-mlp needs --model-uri pointing at a .safetensors file")
-        self._torch, self._device = _backend(self._context.settings.device)
+        self._torch, self._device = _backend(context.settings.device)
+        source = context.weights if context.weights is not None else _weights_file(context.path)
         start = time.perf_counter()
-        layout = safetensors.read_layout(_weights_file(path))
+        layout = safetensors.read_layout(source)
         buffer = self._host_buffer(layout.data_bytes)
-        safetensors.read_into(_weights_file(path), layout, buffer)
-        arrays = safetensors.views(layout, buffer)
-        read_done = time.perf_counter()
-        self._layers = [self._place(w, b) for w, b in _stack_layers(arrays)]
-        self._context.phases["read"] = read_done - start
-        self._context.phases["to_device"] = time.perf_counter() - read_done
+        placed: dict[str, Any] = {}
+        placing_s = 0.0
+        # Each layer goes to the device as soon as its bytes are in: from a download, the
+        # copies overlap the rest of the download instead of following it.
+        for name, array in safetensors.iter_tensors(source, layout, buffer):
+            if _LAYER.fullmatch(name):
+                placed_at = time.perf_counter()
+                placed[name] = self._to_device(array)
+                placing_s += time.perf_counter() - placed_at
+        self._layers = _stack_layers(placed)
+        context.phases["read"] = time.perf_counter() - start - placing_s
+        context.phases["to_device"] = placing_s
 
     def _host_buffer(self, size: int) -> np.ndarray:
         if self._torch is not None and self._device.startswith("cuda"):
@@ -56,14 +65,10 @@ class SafetensorsMLP:
             return self._torch.empty(size, dtype=self._torch.uint8, pin_memory=True).numpy()
         return np.empty(size, dtype=np.uint8)
 
-    def _place(self, weight: np.ndarray, bias: np.ndarray) -> tuple[Any, Any]:
+    def _to_device(self, array: np.ndarray) -> Any:
         if self._torch is None:
-            return weight.astype(np.float32, copy=False), bias.astype(np.float32, copy=False)
-        torch = self._torch
-        return (
-            torch.from_numpy(weight).to(self._device, torch.float32, non_blocking=True),
-            torch.from_numpy(bias).to(self._device, torch.float32, non_blocking=True),
-        )
+            return array.astype(np.float32, copy=False)
+        return self._torch.from_numpy(array).to(self._device, self._torch.float32, non_blocking=True)
 
     def predict(self, batch: Sequence[InferRequest]) -> list[Tensors]:
         rows = [_single_input(r, self._layers[0][0].shape[1]) for r in batch]
@@ -111,8 +116,9 @@ def _weights_file(path: Path) -> Path:
     return files[0]
 
 
-def _stack_layers(arrays: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    found: dict[int, dict[str, np.ndarray]] = {}
+def _stack_layers(arrays: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(weight, bias) per layer, in order, shapes checked: numpy arrays or torch tensors alike."""
+    found: dict[int, dict[str, Any]] = {}
     for name, array in arrays.items():
         match = _LAYER.fullmatch(name)
         if match:
@@ -125,7 +131,7 @@ def _stack_layers(arrays: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.nd
             raise ValueError(f"layers.{i}: need weight [out, in] and bias [out]")
         if i and weight.shape[1] != layers[i - 1][0].shape[0]:  # type: ignore[index]
             raise ValueError(f"layers.{i}.weight takes {weight.shape[1]} inputs but layers.{i - 1} gives {layers[i - 1][0].shape[0]}")  # type: ignore[index]
-    return layers  # type: ignore[return-value]
+    return layers
 
 
 def _single_input(request: InferRequest, width: int) -> np.ndarray:
