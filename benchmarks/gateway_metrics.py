@@ -26,7 +26,7 @@ from infra_inference.wire.gateway import BackendConfig
 
 def ours() -> Callable[[], None]:
     dispatcher = Dispatcher([BackendConfig(variant="main", deployment="echo")], 64, time.monotonic)
-    metrics, backend = GatewayMetrics(dispatcher, time.monotonic), dispatcher.backends["echo"]
+    metrics, backend = GatewayMetrics(dispatcher, time.monotonic, "echo"), dispatcher.backends["echo"]
 
     def one() -> None:
         counts = metrics.of(backend)  # once per request, as the gateway does

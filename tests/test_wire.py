@@ -88,7 +88,7 @@ def queried_series() -> set[str]:
     """Every series the render layer's scaling objects read: KEDA queries and the HPA adapter's rules."""
     out = {m.series for m in metrics.HPA_PODS_METRICS.values()}
     for metric in ("concurrency", "throughput", "latency", "gpu-utilization"):
-        query = keda_query(ScalingSpec(metric=metric, min_replicas=1), "apps", "chat")
+        query = keda_query(ScalingSpec(metric=metric, min_replicas=1), "apps", "chat", "chat")
         out |= set(re.findall(r"\b(?:infra_inference_\w+|DCGM_\w+)", query))
     return out
 

@@ -46,6 +46,9 @@ class InferencePlatformArgs(TypedDict, total=False):
     """NVIDIA DCGM exporter for GPU metrics. Default false."""
     install_grafana_dashboard: bool
     """The services dashboard as a ConfigMap labelled grafana_dashboard=1 (Grafana sidecar). Default true."""
+    install_pod_monitor: bool
+    """Prometheus Operator PodMonitors for every service's gateways, replicas and autoscaler (and the DCGM
+    exporter); needs the PodMonitor CRD. Default false: the pods' prometheus.io/* annotations remain."""
     tenants: list[TenantArgs]
     """Teams with a namespace, a GPU quota and a default-deny NetworkPolicy."""
     runtime_image: ImageArgs

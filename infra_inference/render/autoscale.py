@@ -9,11 +9,13 @@ from infra_inference.render.common import (
     Obj, by_name, config_json, container, labels, meta, obj, pod_spec, role_and_binding, scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
+from infra_inference.render.scrape import scraped
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.image import ImageSpec
 from infra_inference.wire import metrics
 from infra_inference.wire.names import CONFIG_DIR, POLICY_CONFIG
 from infra_inference.wire.policy import AutoscalerConfig, FallbackConfig
+from infra_inference.wire.scrape import DEPLOYMENT_LABEL, NAMESPACE_LABEL, POD_LABEL, SERVICE_LABEL, deployment_pods
 
 # HPA/KEDA evaluate every 15 s (the controller-manager's default sync period).
 HPA_PERIOD_S = 15
@@ -22,7 +24,7 @@ HPA_PERIOD_S = 15
 def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpec, target: float,
            gateway_url: str | None, replica_ports: dict[str, int] | None = None,
            replica_metrics_ports: dict[str, int] | None = None, replica_metrics_path: str = "/metrics",
-           fallback: FallbackConfig | None = None, image: ImageSpec | None = None) -> list[Obj]:
+           fallback: FallbackConfig | None = None, image: ImageSpec | None = None, service: str = "") -> list[Obj]:
     """Our autoscaler: least-privilege RBAC over exactly `deployments`, its policy, its Deployment.
 
     The Role is what runtime/autoscaler/cli.py calls and nothing more: read
@@ -31,7 +33,8 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
     """
     lbls = labels(name, "autoscaler")
     config = AutoscalerConfig.model_validate({
-        **policy.model_dump(), "target": target, "namespace": namespace, "deployments": deployments,
+        **policy.model_dump(), "target": target, "namespace": namespace, "service": service,
+        "deployments": deployments,
         "replica_ports": replica_ports or {}, "replica_metrics_ports": replica_metrics_ports or {},
         "replica_metrics_path": replica_metrics_path, "gateway_url": gateway_url,
         **({"fallback": fallback} if fallback is not None else {})})
@@ -50,15 +53,16 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
             "replicas": 1,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": by_name(name)},
-            "template": {"metadata": {"labels": lbls}, "spec": pod_spec(
+            "template": scraped({"metadata": {"labels": lbls}, "spec": pod_spec(
                 [container("autoscaler", image or ImageSpec(),
                            args=["autoscaler", "--config", f"{CONFIG_DIR}/{POLICY_CONFIG}"], cpu="100m", memory="128Mi",
+                           ports=[{"name": "metrics", "containerPort": config.metrics_port}],
                            volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                          {"name": "tmp", "mountPath": "/tmp"}])],
                 serviceAccountName=name, automountServiceAccountToken=True,
                 priorityClassName=PRIORITY_CLASS["online"],
                 volumes=[{"name": "config", "configMap": {"name": name}}, scratch_volume()],
-            )},
+            )}, config.metrics_port),
         }),
     ]
 
@@ -105,10 +109,15 @@ def hpa(name: str, namespace: str, deployment: str, policy: ScalingSpec, target:
     })]
 
 
-def keda_query(policy: ScalingSpec, namespace: str, service: str) -> str:
-    """Service-wide PromQL for KEDA; KEDA divides it by `threshold` to get replicas."""
-    sel = f'namespace="{namespace}",service="{service}"'
-    pods = f'namespace="{namespace}",pod=~"{service}-.*"'
+def keda_query(policy: ScalingSpec, namespace: str, service: str, deployment: str) -> str:
+    """PromQL for KEDA over what `deployment` serves; KEDA divides it by `threshold` to get replicas.
+
+    The gateway's series are the service's (`service`) per backend (`deployment`): a canary's or the CPU
+    fallback's requests are not the main Deployment's load. Replica series (DCGM's, a foreign server's)
+    carry none of our labels, only the namespace and pod the scrape attached (wire/scrape.py).
+    """
+    sel = f'{NAMESPACE_LABEL}="{namespace}",{SERVICE_LABEL}="{service}",{DEPLOYMENT_LABEL}="{deployment}"'
+    pods = f'{NAMESPACE_LABEL}="{namespace}",{POD_LABEL}=~"{deployment_pods(deployment)}"'
     m = metrics
     latency = m.TIME_TO_FIRST_TOKEN_BUCKET if policy.latency_of == "first-token" else m.REQUEST_DURATION_BUCKET
     custom = policy.custom
@@ -127,7 +136,7 @@ def keda(name: str, namespace: str, deployment: str, service: str, policy: Scali
         trigger: Obj = {"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(int(round(target)))}}
     else:
         trigger = {"type": "prometheus", "metadata": {
-            "serverAddress": policy.prometheus_url, "query": keda_query(policy, namespace, service),
+            "serverAddress": policy.prometheus_url, "query": keda_query(policy, namespace, service, deployment),
             "threshold": f"{target:g}", "activationThreshold": "0"}}
     spec: Obj = {
         "scaleTargetRef": {"name": deployment},
@@ -150,4 +159,4 @@ def autoscale_objects(plan: PolicyPlan) -> list[Obj]:
     if policy.engine == "keda":
         return keda(name, namespace, deployments[0], plan.service, policy, target)
     return native(name, namespace, deployments, policy, target, plan.gateway_url, plan.replica_ports,
-                  plan.replica_metrics_ports, plan.replica_metrics_path, plan.fallback, plan.image)
+                  plan.replica_metrics_ports, plan.replica_metrics_path, plan.fallback, plan.image, plan.service)

@@ -19,6 +19,8 @@ from infra_inference.specs.pool import GPU_RESOURCE, GPU_TAINT, POOL_LABEL, GpuP
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
+# The kubelet's pod-resources socket: which pod holds which device.
+POD_RESOURCES = "/var/lib/kubelet/pod-resources"
 NODE_SOFTWARE_NAMESPACE = "kube-system"
 # Node software runs on every GPU node, whatever the taint's value.
 GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}
@@ -157,12 +159,17 @@ def dcgm_exporter(namespace: str) -> list[Obj]:
             "nodeSelector": {"nvidia.com/gpu.present": "true"},
             "containers": [{
                 "name": name, "image": DCGM_EXPORTER_IMAGE,
+                # Label each GPU's series with the pod using it (`namespace`, `pod`), from the kubelet's
+                # pod-resources API: without it, a query for a service's pods selects nothing.
+                "env": [{"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"}],
                 "ports": [{"name": "metrics", "containerPort": port}],
                 "resources": resources("100m", "256Mi"),
                 "securityContext": _root_but_locked_down(),
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                                 {"name": "pod-resources", "mountPath": POD_RESOURCES, "readOnly": True}],
             }],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "volumes": [{"name": "tmp", "emptyDir": {}},
+                        {"name": "pod-resources", "hostPath": {"path": POD_RESOURCES, "type": "Directory"}}],
         }},
     })
     svc = obj("v1", "Service", meta(name, namespace, lbls), spec={

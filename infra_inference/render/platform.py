@@ -6,6 +6,7 @@ from importlib import resources
 
 from infra_inference.render.common import Obj, labels, meta, obj
 from infra_inference.render.nvidia import dcgm_exporter, device_plugin
+from infra_inference.render.scrape import pod_monitors
 from infra_inference.specs.platform import PlatformSpec, TenantSpec
 
 # Online inference outranks batch, which outranks training; a pod without a
@@ -110,6 +111,8 @@ def platform_objects(spec: PlatformSpec) -> list[Obj]:
         out += dcgm_exporter(ns)
     if spec.install_grafana_dashboard:
         out.append(grafana_dashboard(ns))
+    if spec.install_pod_monitor:
+        out += pod_monitors(ns, spec.install_dcgm_exporter)
     return out
 
 

@@ -13,6 +13,7 @@ from infra_inference.render.common import (
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
+from infra_inference.render.scrape import scraped
 from infra_inference.specs.service import InferenceServiceSpec
 from infra_inference.wire.gateway import BackendConfig, GatewayConfig
 from infra_inference.wire.names import (CONFIG_DIR, GATEWAY_ADMIN_PORT, GATEWAY_CONFIG, GATEWAY_PORT, gateway_name,
@@ -49,8 +50,8 @@ def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
         # The built-in runtime's implementation per format (specs.service.BUILTIN_FORMATS).
         model=v.model.uri if v.model.format == "python" else "safetensors-mlp",
         model_uri="" if v.model.format == "python" else v.model.uri,
-        model_name=spec.model_name, port=rt.port, max_concurrency=rt.max_concurrency, max_queue=rt.max_queue,
-        timeout_s=rt.timeout_s, cache_dir=MODEL_CACHE_MOUNT,
+        model_name=spec.model_name, service=spec.name, port=rt.port, max_concurrency=rt.max_concurrency,
+        max_queue=rt.max_queue, timeout_s=rt.timeout_s, cache_dir=MODEL_CACHE_MOUNT,
         model_credentials_dir=CREDENTIALS_MOUNT if v.model.credentials_secret else None,
         max_batch_size=rt.batching.max_batch_size if rt.batching else None,
         max_wait_ms=rt.batching.max_wait_ms if rt.batching else None,
@@ -144,7 +145,7 @@ def replica_objects(spec: InferenceServiceSpec, v: Variant, placement: Placement
         "selector": {"matchLabels": select},
         # Never below the current capacity during a rollout: surge first, then retire.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-        "template": replica_pod(spec, v, placement, lbls),
+        "template": scraped(replica_pod(spec, v, placement, lbls), v.runtime.scrape_port, v.runtime.metrics_path),
     }
     if spec.autoscale is None and v.key != "cpu":
         dep_spec["replicas"] = 1 if spec.replicas is None else spec.replicas
@@ -203,12 +204,12 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
             "replicas": GATEWAY_REPLICAS,
             "selector": {"matchLabels": select},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {"metadata": {"labels": lbls}, "spec": pod_spec(
+            "template": scraped({"metadata": {"labels": lbls}, "spec": pod_spec(
                 [gw], serviceAccountName=name, automountServiceAccountToken=True,
                 priorityClassName=PRIORITY_CLASS[spec.effective_priority],
                 terminationGracePeriodSeconds=drain_grace_s(spec.runtime.timeout_s),
                 volumes=[{"name": "config", "configMap": {"name": name}}, scratch_volume()],
-            )},
+            )}, GATEWAY_ADMIN_PORT),
         }),
         obj("v1", "Service", meta(name, ns, lbls), spec={
             "selector": select, "ports": [{"name": "http", "port": 80, "targetPort": GATEWAY_PORT}]}),

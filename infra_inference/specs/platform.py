@@ -67,6 +67,10 @@ class PlatformSpec(Spec):
     install_grafana_dashboard: bool = Field(
         True, description="A ConfigMap with the services dashboard, labelled grafana_dashboard=1 for the "
                           "Grafana sidecar (kube-prometheus-stack's default) to load.")
+    install_pod_monitor: bool = Field(
+        False, description="Prometheus Operator PodMonitors (the CRD must exist) that scrape every service's "
+                           "gateways, replicas and autoscaler in every namespace, and the DCGM exporter when "
+                           "installed. Without them, the pods' prometheus.io/* annotations say where to scrape.")
     tenants: list[TenantSpec] = Field(default_factory=list, description="Teams with their own quota.")
     runtime_image: ImageSpec = Field(
         default_factory=ImageSpec, description="Our runtime image for the whole stack: `infra-inference render` "

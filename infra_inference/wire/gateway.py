@@ -32,7 +32,7 @@ class GatewayConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    service: str = Field("dev", description="The InferenceService's name.")
+    service: str = Field("dev", description="The InferenceService's name: the `service` label of every metric.")
     namespace: str = Field("default", description="Namespace of the replicas' EndpointSlices.")
     model: str = Field("", description="The served model name (informational).")
     host: str = Field("0.0.0.0", description="Address to listen on.")

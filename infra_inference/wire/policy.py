@@ -36,6 +36,8 @@ class AutoscalerConfig(ScalingSpec):
 
     target: float = Field(gt=0, description="Resolved per-replica target.")
     namespace: str = Field("default", description="Namespace of the deployments.")
+    service: str = Field("", description="The InferenceService (or the Deployment a policy scales): the `service` "
+                                         "label of this autoscaler's metrics.")
     deployments: list[str] = Field(min_length=1, description="Deployments to scale, one decision each.")
     replica_ports: dict[str, int] = Field(default_factory=dict, description="Each deployment's replica port, "
                                           "where its metrics are scraped; absent: the default port.")

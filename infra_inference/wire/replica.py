@@ -20,6 +20,7 @@ class ReplicaEnv(BaseModel):
     model: str = Field(description="'safetensors-mlp' or 'package.module:Class'.")
     model_uri: str = Field(description="Where the weights live; empty for a Python model.")
     model_name: str = Field(description="The name in inference URLs.")
+    service: str = Field(description="The InferenceService's name: the `service` label of every metric.")
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
     max_concurrency: int = Field(ge=1)
     max_queue: int = Field(ge=0)

@@ -67,7 +67,7 @@ def test_vllm_streams_through_the_gateway_with_its_preset() -> None:
                   f"tokens/s direct {direct[1]:.0f}, via gateway {through[1]:.0f}")
             assert through[0] < direct[0] + 0.05 and through[1] > 0.8 * direct[1]
             metrics = scrape(admin)
-            assert metrics['infra_inference_time_to_first_token_seconds_count{deployment="svc",variant="main"}'] >= 8
+            assert metrics['infra_inference_time_to_first_token_seconds_count{deployment="svc",service="svc",variant="main"}'] >= 8
             replica = request(port, "GET", preset.metrics_path).body.decode()
             assert preset.queue_metric in replica
     finally:

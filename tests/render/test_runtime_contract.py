@@ -59,7 +59,7 @@ def test_explicit_fields_win_over_the_preset() -> None:
 
 
 @pytest.mark.parametrize(("custom", "query"), [
-    ({"replica_metric": "vllm:num_requests_waiting"}, 'sum(vllm:num_requests_waiting{namespace="inference",pod=~"chat-.*"})'),
+    ({"replica_metric": "vllm:num_requests_waiting"}, 'sum(vllm:num_requests_waiting{namespace="inference",pod=~"chat-[a-z0-9]+-[a-z0-9]+"})'),
     ({"query": "sum(x)"}, "sum(x)"),
 ])
 def test_keda_scales_on_the_replica_metric_summed_over_pods(custom: dict[str, str], query: str) -> None:

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from infra_inference.runtime.actuators.base import Actuator
 from infra_inference.runtime.autoscaler.collect import HttpSource, prometheus_query, replica_total
 from infra_inference.runtime.autoscaler.loop import Autoscaler
+from infra_inference.runtime.metrics.identity import identified
 from infra_inference.wire import metrics
 from infra_inference.wire.names import gateway_admin_port, gateway_service, replicas_service
 from infra_inference.wire.policy import AutoscalerConfig
@@ -89,7 +90,7 @@ async def run(cfg: AutoscalerConfig) -> None:
         source = HttpSource(session, lambda: book[GATEWAY_KEY], actuator.ready_urls, custom, latency)
         scaler = Autoscaler(cfg.policy, cfg.deployments, actuator, source, lambda: book[GATEWAY_KEY], cfg.tick_s,
                             fallback=cfg.fallback)
-        start_http_server(cfg.metrics_port, registry=scaler.registry)
+        start_http_server(cfg.metrics_port, registry=identified(scaler.registry, cfg.service))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -76,7 +76,7 @@ class GatewayApp:
         self._clock = clock
         self._discovery = discovery or discovery_for(config)
         self.dispatcher = Dispatcher(config.backends, config.max_queue, clock, self._poke)
-        self.metrics = GatewayMetrics(self.dispatcher, clock)
+        self.metrics = GatewayMetrics(self.dispatcher, clock, config.service)
         weighted = [b for b in self.dispatcher.backends.values() if not b.config.fallback]
         self._split = WeightedSplit(weighted, [b.config.weight for b in weighted], rng)
         self._sticky = config.sticky_header.lower().encode()

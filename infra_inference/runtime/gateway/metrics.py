@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics, per backend (labels `deployment` and `variant`).
+"""The gateway's Prometheus metrics, per backend (labels `deployment` and `variant`), each labelled with its `service`.
 
 These are what the autoscaler reads. Concurrency, by Little's law, is the
 rate of `arrivals_total` times the mean service time (`replica_duration_seconds`
@@ -34,10 +34,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from infra_inference.runtime.gateway.dispatch import Backend, Dispatcher
+from infra_inference.runtime.metrics.identity import identified
 from infra_inference.runtime.metrics.loop_local import Histogram
 from infra_inference.wire import metrics as names
+from infra_inference.wire.scrape import DEPLOYMENT_LABEL, VARIANT_LABEL
 
-LABELS = ("deployment", "variant")
+LABELS = (DEPLOYMENT_LABEL, VARIANT_LABEL)
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 # Streams run longer than requests: up to 5 minutes.
 STREAM_BUCKETS_S = (*names.DURATION_BUCKETS_S, 60.0, 120.0, 300.0)
@@ -141,11 +143,12 @@ class _RequestPath(Collector):
 
 
 class GatewayMetrics:
-    def __init__(self, dispatcher: Dispatcher, clock: Callable[[], float]) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, dispatcher: Dispatcher, clock: Callable[[], float], service: str) -> None:
+        registry = CollectorRegistry()
         self._of = {d: BackendMetrics([d, b.config.variant]) for d, b in dispatcher.backends.items()}
-        self.registry.register(_RequestPath(list(self._of.values())))
-        self.registry.register(_Occupancy(dispatcher, clock))
+        registry.register(_RequestPath(list(self._of.values())))
+        registry.register(_Occupancy(dispatcher, clock))
+        self.registry = identified(registry, service)
 
     def of(self, backend: Backend) -> BackendMetrics:
         return self._of[backend.config.deployment]

@@ -50,7 +50,8 @@ class DataPlane:
             retry_after_s=settings.retry_after_s,
             on_batch=self._observe_batch,
         )
-        self.metrics = ServerMetrics(lambda: self.scheduler.inflight, lambda: self.scheduler.queue_depth)
+        self.metrics = ServerMetrics(lambda: self.scheduler.inflight, lambda: self.scheduler.queue_depth,
+                                     settings.service)
         self._run_predict: Predict | None = None
 
     async def load(self) -> None:

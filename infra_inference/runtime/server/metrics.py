@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from infra_inference.runtime.metrics.identity import identified
 from infra_inference.runtime.metrics.loop_local import Histogram
 from infra_inference.runtime.server.gpu_metrics import GpuCollector
 from infra_inference.wire import metrics as names
@@ -74,19 +75,21 @@ class ServerMetrics:
     Args:
         inflight: Reads the number of requests inside the model.
         queue_depth: Reads the number of requests waiting for it.
+        service: The InferenceService's name, every series' `service` label ("": none).
     """
 
-    def __init__(self, inflight: Callable[[], int], queue_depth: Callable[[], int]) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, inflight: Callable[[], int], queue_depth: Callable[[], int], service: str = "") -> None:
+        registry = CollectorRegistry()
         self._path = _RequestPath()
         self._load_phases: dict[str, float] = {}
-        self.registry.register(self._path)
-        self.registry.register(_LoadGauges(inflight, queue_depth))
-        self.registry.register(_LoadPhases(self._load_phases))
-        ProcessCollector(registry=self.registry)
+        registry.register(self._path)
+        registry.register(_LoadGauges(inflight, queue_depth))
+        registry.register(_LoadPhases(self._load_phases))
+        ProcessCollector(registry=registry)
         gpu = GpuCollector.detect()
         if gpu is not None:
-            self.registry.register(gpu)
+            registry.register(gpu)
+        self.registry = identified(registry, service)
 
     def observe_request(self, code: int, duration_s: float) -> None:
         """Count one answered inference request and its duration (on the event loop's thread)."""

@@ -40,6 +40,9 @@ class ServerSettings(BaseSettings):
         "",
         description="Where the weights live: a local path, file://, http(s)://, s3:// or gs:// URI.",
     )
+    service: str = Field(
+        "", description="The InferenceService this replica serves: every metric's `service` label (empty: none).",
+    )
     model_credentials_dir: Path | None = Field(
         None,
         description="Files with the model source's credentials (the model's credentials Secret, mounted): "

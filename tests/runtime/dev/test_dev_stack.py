@@ -103,7 +103,7 @@ def test_kill_9_of_one_replica_under_steady_load_fails_no_request() -> None:
     steady = policy(min_replicas=3, max_replicas=3, scale_to_zero_after_s=0)
     with DevStack(steady, ["--echo-delay-ms", "30"], max_concurrency=4, tick_s=0.25) as stack:
         wait_until(lambda: len(replica_pids(stack)) == 3 and stack.gateway_metrics().count(
-            'infra_inference_ready_replicas{deployment="dev",variant="main"} 3.0') == 1, timeout_s=30)
+            'infra_inference_ready_replicas{deployment="dev",service="dev",variant="main"} 3.0') == 1, timeout_s=30)
         result = LoadResult()
 
         async def load_and_kill() -> None:

@@ -33,7 +33,7 @@ def infer(port: int, delay_ms: float = 0.0, headers_session: str | None = None, 
 
 
 def gauge(port: int, name: str, deployment: str = "svc", variant: str = "main") -> float:
-    return scrape(port).get(f'{name}{{deployment="{deployment}",variant="{variant}"}}', 0.0)
+    return scrape(port).get(f'{name}{{deployment="{deployment}",service="svc",variant="{variant}"}}', 0.0)
 
 
 def test_proxies_an_inference_request() -> None:
@@ -44,10 +44,10 @@ def test_proxies_an_inference_request() -> None:
             assert reply.json()["outputs"][0]["data"] == [1.0, 2.0]
             assert reply.headers["content-type"] == "application/json"
             samples = scrape(admin)
-            assert samples['infra_inference_requests_total{code="200",deployment="svc",variant="main"}'] == 1
+            assert samples['infra_inference_requests_total{code="200",deployment="svc",service="svc",variant="main"}'] == 1
             # Little's law's two halves, for the autoscaler: arrivals, and time spent in a replica.
-            assert samples['infra_inference_arrivals_total{deployment="svc",variant="main"}'] == 1
-            assert samples['infra_inference_replica_duration_seconds_count{deployment="svc",variant="main"}'] == 1
+            assert samples['infra_inference_arrivals_total{deployment="svc",service="svc",variant="main"}'] == 1
+            assert samples['infra_inference_replica_duration_seconds_count{deployment="svc",service="svc",variant="main"}'] == 1
 
 
 def test_dispatch_honours_max_concurrency_and_queues_the_rest() -> None:
@@ -94,7 +94,7 @@ def test_a_replica_slower_than_the_timeout_is_504_naming_the_limit() -> None:
             assert slow.status == 504 and "no answer from replica" in slow.json()["error"]
             assert "timeout_s=0.5" in slow.json()["error"]
             samples = scrape(admin)
-            assert samples['infra_inference_requests_total{code="504",deployment="svc",variant="main"}'] == 1
+            assert samples['infra_inference_requests_total{code="504",deployment="svc",service="svc",variant="main"}'] == 1
 
 
 def test_zero_replicas_buffers_and_pokes_the_activator() -> None:
@@ -146,7 +146,7 @@ def test_canary_gets_its_share_and_sticky_sessions_stay_put() -> None:
             statuses = list(pool.map(lambda _: infer(gport).status, range(2000)))
             assert statuses == [200] * 2000
             samples = scrape(admin)
-            to_canary = samples['infra_inference_requests_total{code="200",deployment="svc-canary",variant="canary"}']
+            to_canary = samples['infra_inference_requests_total{code="200",deployment="svc-canary",service="svc",variant="canary"}']
             assert 160 <= to_canary <= 240  # 10 % +/- 2 % of 2,000
             before = scrape(canary).get('infra_inference_requests_total{code="200"}', 0)
             sessions = [f"user-{i}" for i in range(40)]

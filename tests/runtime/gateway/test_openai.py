@@ -40,7 +40,7 @@ def test_chat_completion_whole_with_usage(gateway: Gateway) -> None:
     assert answer.choices[0].finish_reason in ("length", "stop") and 0 < len(text) <= 12
     assert answer.usage is not None
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (4, len(text))
-    tokens = scrape(gateway.admin)['infra_inference_generated_tokens_total{deployment="svc",variant="main"}']
+    tokens = scrape(gateway.admin)['infra_inference_generated_tokens_total{deployment="svc",service="svc",variant="main"}']
     assert tokens >= len(text)
 
 
@@ -94,4 +94,4 @@ def test_overload_is_429_and_a_cancelled_stream_frees_its_slot(gateway: Gateway)
         assert waiting.result(timeout=10).choices[0].finish_reason in ("length", "stop")
     wait_until(lambda: gateway.app.dispatcher.backends["svc"].inflight == 0)
     codes = scrape(gateway.admin)
-    assert codes['infra_inference_requests_total{code="429",deployment="svc",variant="main"}'] >= 1
+    assert codes['infra_inference_requests_total{code="429",deployment="svc",service="svc",variant="main"}'] >= 1

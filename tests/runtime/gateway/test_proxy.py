@@ -80,7 +80,7 @@ def test_server_sent_events_reach_the_client_as_the_replica_sends_them() -> None
         assert first_s < 0.3 < 1.2 <= total_s  # the first token at once, not after the whole answer
         assert rest.count(b"data: ") == 3
         samples = scrape(admin)
-        labels = '{deployment="svc",variant="main"}'
+        labels = '{deployment="svc",service="svc",variant="main"}'
         assert samples[f"infra_inference_time_to_first_token_seconds_count{labels}"] == 1
         assert samples[f"infra_inference_time_to_first_token_seconds_sum{labels}"] < 0.3
         assert samples[f"infra_inference_stream_duration_seconds_sum{labels}"] >= 1.2
@@ -97,7 +97,7 @@ def test_a_stream_the_replica_breaks_off_ends_with_an_error_event_and_is_not_ret
             assert received.count(b'"token"') == 2 and b"event: error" in received
             assert b"stream broken off" in received
             assert len(a.requests) + len(b.requests) == 1  # something reached the client: no retry
-            assert scrape(admin)['infra_inference_streams_broken_total{deployment="svc",variant="main"}'] == 1
+            assert scrape(admin)['infra_inference_streams_broken_total{deployment="svc",service="svc",variant="main"}'] == 1
 
 
 def test_a_client_that_goes_away_cancels_the_replica_request_and_frees_the_slot() -> None:
