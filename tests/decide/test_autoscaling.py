@@ -391,13 +391,27 @@ def test_a_growing_queue_buys_at_once_for_the_queue_there_will_be_when_replicas_
     p = policy(**ZERO, max_replicas=50)
     state = ScalerState(cold=ColdStarts(estimate_s=30.0), last_active=0.0)
     d, state = decide(p, queued(100, 2, 10, current=0, ready=0), state, 100)
-    assert d.desired == 1, d.reason
-    d, state = decide(p, queued(101, 2, 20, current=1, ready=0), state, 101)
-    assert d.desired == 9, d.reason  # ceil(0.2 + min(40 / 75, 1 - 0.2) + 580 / 75) = ceil(8.53)
+    assert d.desired == 2, d.reason  # nothing ready: the arrivals' 2 s of work a second queue (below)
+    d, state = decide(p, queued(101, 2, 20, current=2, ready=0), state, 101)
+    assert d.desired == 9, d.reason  # ceil(0.2 + min(40 / 75, 2 - 0.2) + 580 / 75) = ceil(8.47)
     assert "more by the time replicas are ready" in d.reason
     for t in (102.0, 103.0, 104.0):  # it keeps growing as projected: nothing more is bought
         d, state = decide(p, queued(t, 2, 20 + 10 * (t - 101), current=9, ready=0), state, t)
         assert d.desired == 9, d.reason
+
+
+def test_with_nothing_ready_the_queue_gains_all_the_arriving_work_from_the_first_look() -> None:
+    # A wake at a 30 s cold start: arrivals bring 8 s of work a second (8 in flight at a
+    # target of 10: 0.8 replicas) and nothing serves, so by the time a replica bought now is
+    # ready the queue (16 s now) will have gained 8 x 30 = 240 s: (16 + 240) / 7.5 / 10 = 3.4
+    # replicas more, bought at the first look rather than after the panic window has seen
+    # the queue rise.
+    p = policy(**ZERO, max_replicas=50)
+    state = ScalerState(cold=ColdStarts(estimate_s=30.0), last_active=0.0)
+    d, _ = decide(p, queued(100, 8, 8, current=0, ready=0), state, 100)
+    assert d.desired == math.ceil(0.8 + (16 + 240) / 75), d.reason
+    d, _ = decide(p, queued(100, 8, 8, current=1, ready=1), state, 100)  # one ready: no rise seen yet
+    assert d.desired == math.ceil(0.8 + 16 / 75), d.reason
 
 
 def test_a_queue_that_is_not_growing_buys_only_for_itself() -> None:

@@ -170,6 +170,8 @@ def decide(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float
         state = replace(state, queued=state.queued.add(now, obs.queued, policy.panic_window_s))
         if obs.backlog_s and obs.queued:  # requests a second x seconds of work each (backlog_s / queued)
             growth = state.queued.rise_per_s(now, policy.panic_window_s) * obs.backlog_s / obs.queued
+            if obs.ready == 0:  # nothing serves: all the arriving work (`value` s a second) queues
+                growth = max(growth, obs.value)
     ahead_s = _until_ready_s(obs, state, now, cold_s)
     backlog = _backlog(policy, obs, target, demand, cold_s, growth * ahead_s)
     base, recommended = _ceil(stable), _ceil(stable + backlog)
