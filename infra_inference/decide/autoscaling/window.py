@@ -32,7 +32,7 @@ class Window:
 
     def rise_per_s(self, now: float, span_s: float) -> float:
         """How fast the value rose over the last `span_s` seconds, from its first sample there to its last; 0 if
-        it fell or there are fewer than two (10 s of queued work at 100 s, 40 s at 105 s: 6 s a second)."""
+        it fell or there are fewer than two (10 queued at 100 s, 40 at 105 s: 6 a second)."""
         vs = [(t, v) for t, v in self.samples if now - t < span_s]
         if len(vs) < 2 or vs[-1][0] <= vs[0][0]:
             return 0.0
