@@ -14,13 +14,13 @@ arrivals, a token-based service model): `llm-chat` and `llm-code` (bursty,
 with 30-240 s idle gaps). Cold starts 5, 30 and 60 s. Each cell pools
 several seeds; the defaults were chosen on other seeds (--seeds picks).
 
-With --real, a few minutes of the synthetic trace (at an eighth of its
-rate) go to the real local stack instead (`infra-inference dev`'s gateway,
-autoscaler and echo replicas on 127.0.0.1), and the simulator replays the
-same slice with the cold start measured here.
+With --real [llm-chat|synthetic], a few minutes of a trace go to the real
+local stack instead (`infra-inference dev`'s gateway, autoscaler and echo
+replicas on 127.0.0.1, each request sleeping its own service time), and the
+simulator replays the same slice with the cold start measured here.
 
 Run: .venv/bin/python benchmarks/autoscale_replay.py [--hours H] [--seeds 1,2,3]
-         [--workloads synthetic,llm-chat,llm-code] [--cold-starts 5,30,60] [--real]
+         [--workloads synthetic,llm-chat,llm-code] [--cold-starts 5,30,60] [--real [llm-chat]]
 """
 
 from __future__ import annotations
@@ -153,18 +153,43 @@ def sim(args: argparse.Namespace) -> None:
 
 # --- the same policy against the real local stack -----------------------------------------------
 
-# The slice: the last 10 s of an idle gap (the service is at zero) through the wake-up, the
-# diurnal base, and the first 39 s of a 4.15x burst at 5166 s of the synthetic trace, seed 7.
-REAL_SEED = 7
-REAL_FROM_S = 4945
-REAL_SECONDS = 260
-# An eighth of the trace's rate (13 req/s base, 61 in the burst) into replicas of 2 slots: at
-# most ~5 replica processes, which 2 cores can start and serve without the replicas themselves
-# (Python processes starting at once) stretching the cold start several-fold. The echo model
-# sleeps 100 ms per request, standing in for a GPU forward pass, so a replica costs little CPU.
-REAL_SCALE = 0.125
-REAL_SLOTS = 2
-ECHO_DELAY_MS = 100.0
+@dataclass(frozen=True)
+class RealSlice:
+    """A few minutes of a trace for the real local stack: which, from when, how fast, into what replicas."""
+
+    workload: str
+    seed: int
+    from_s: int
+    seconds: int
+    slots: int
+
+
+REAL_SLICES = {
+    # The last 10 s of an idle gap (the service is at zero) through the wake-up, the diurnal
+    # base, and the first 39 s of a 4.15x burst at 5166 s of the synthetic trace, seed 7, at an
+    # eighth of its rate (13 req/s base, 61 in the burst) into replicas of 2 slots: at most ~5
+    # replica processes, which 2 cores can start and serve without the replicas themselves
+    # (Python processes starting at once) stretching the cold start several-fold.
+    "synthetic": RealSlice("synthetic", 7, 4945, 260, 2),
+    # The first 260 s of the LLM chat trace, seed 7: a wake from zero into 2 req/s of requests
+    # that take 0.1-20 s (median 4 s), into replicas of 8 slots, as in the simulator.
+    "llm-chat": RealSlice("llm-chat", 7, 0, 260, SLOTS),
+}
+REAL_SCALE = 0.125  # the synthetic slice's share of the trace's rate
+# The echo replica sleeps each request's own service time (its `delay_ms` parameter), standing
+# in for a GPU forward pass or a generation, so a replica costs little CPU. Capped below the
+# gateway's 30 s timeout, where the real stack would answer 504 and the simulator would not.
+REAL_MAX_SERVICE_S = 20.0
+
+
+def real_requests(cut: RealSlice) -> list[workload.Request]:
+    """The slice's requests, from 0 s, each taking at most REAL_MAX_SERVICE_S."""
+    if cut.workload == "synthetic":
+        rates = workload.synthetic_rates(2.0, cut.seed)[cut.from_s:cut.from_s + cut.seconds]
+        return workload.poisson([r * REAL_SCALE for r in rates], cut.seed)
+    trace = workload.llm(workload.PROFILES[cut.workload], (cut.from_s + cut.seconds) / 3600, cut.seed)
+    return [workload.Request(r.at - cut.from_s, min(r.service_s, REAL_MAX_SERVICE_S))
+            for r in trace if cut.from_s <= r.at < cut.from_s + cut.seconds]
 
 
 def cold_start_s(serve_args: list[str]) -> float:
@@ -188,12 +213,14 @@ def cold_start_s(serve_args: list[str]) -> float:
 
 
 async def drive(stack: DevStack, requests: list[workload.Request], run: Run, seconds: float) -> None:
-    """Open loop: each request at its arrival time; queueing is its latency less the echo's delay."""
-    body = json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]})
+    """Open loop: each request at its arrival time, asking the echo to take its service time; queueing is
+    its latency less that."""
     url = f"{stack.url}/v2/models/{stack.model}/infer"
     start = time.monotonic()
 
     async def one(session: aiohttp.ClientSession, r: workload.Request) -> None:
+        body = json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
+                           "parameters": {"delay_ms": r.service_s * 1000}})
         await asyncio.sleep(max(0.0, start + r.at - time.monotonic()))
         try:
             async with session.post(url, data=body, headers={"content-type": "application/json"},
@@ -219,25 +246,26 @@ async def drive(stack: DevStack, requests: list[workload.Request], run: Run, sec
         await asyncio.gather(sample(), *(one(session, r) for r in requests))
 
 
-def real() -> None:
-    rates = workload.synthetic_rates(2.0, REAL_SEED)[REAL_FROM_S:REAL_FROM_S + REAL_SECONDS]
-    requests = workload.poisson([r * REAL_SCALE for r in rates], REAL_SEED, ECHO_DELAY_MS / 1000)
-    serve_args = ["--model", "echo", "--echo-delay-ms", f"{ECHO_DELAY_MS:g}"]
-    cold = statistics.median(cold_start_s([*serve_args, "--max-concurrency", str(REAL_SLOTS)]) for _ in range(3))
-    replica = Replica(REAL_SLOTS, cold)
-    print(f"real stack: synthetic trace seed {REAL_SEED}, seconds {REAL_FROM_S}..{REAL_FROM_S + REAL_SECONDS} at "
-          f"{REAL_SCALE:g}x rate: {len(requests)} requests; {REAL_SLOTS} slots x {ECHO_DELAY_MS:g} ms echo per "
-          f"replica; measured cold start {cold:.2f} s")
+def real(name: str) -> None:
+    cut = REAL_SLICES[name]
+    requests = real_requests(cut)
+    serve_args = ["--model", "echo"]
+    cold = statistics.median(cold_start_s([*serve_args, "--max-concurrency", str(cut.slots)]) for _ in range(3))
+    replica = Replica(cut.slots, cold)
+    rate = f" at {REAL_SCALE:g}x rate" if name == "synthetic" else ""
+    print(f"real stack: {name} trace seed {cut.seed}, seconds {cut.from_s}..{cut.from_s + cut.seconds}{rate}: "
+          f"{len(requests)} requests; {cut.slots} slots per replica, echo sleeping each request's service time; "
+          f"measured cold start {cold:.2f} s")
     live = Run("real ours", requests=len(requests))
     spec = ScalingSpec(metric="concurrency", min_replicas=0, max_replicas=MAX_REPLICAS, scale_to_zero_after_s=30)
-    spec = spec.model_copy(update={"target": spec.resolved_target(REAL_SLOTS)})
-    with DevStack(spec, serve_args, max_concurrency=REAL_SLOTS, timeout_s=TIMEOUT_S, max_queue=100_000,
+    spec = spec.model_copy(update={"target": spec.resolved_target(cut.slots)})
+    with DevStack(spec, serve_args, max_concurrency=cut.slots, timeout_s=TIMEOUT_S, max_queue=100_000,
                   tick_s=OUR_TICK_S) as stack:
-        asyncio.run(drive(stack, requests, live, REAL_SECONDS))
-    policy, period = ours(REAL_SLOTS)
-    table([Cell("synthetic slice", cold, {
-        "oracle": replay("oracle", requests, REAL_SECONDS, *oracle(requests, REAL_SECONDS, REAL_SLOTS, cold), replica),
-        "sim ours": replay("sim ours", requests, REAL_SECONDS, policy, period, replica),
+        asyncio.run(drive(stack, requests, live, cut.seconds))
+    policy, period = ours(cut.slots)
+    table([Cell(f"{name} slice", cold, {
+        "oracle": replay("oracle", requests, cut.seconds, *oracle(requests, cut.seconds, cut.slots, cold), replica),
+        "sim ours": replay("sim ours", requests, cut.seconds, policy, period, replica),
         "real ours": live})])
 
 
@@ -248,12 +276,12 @@ def main() -> None:
     parser.add_argument("--workloads", default="synthetic,llm-chat,llm-code")
     parser.add_argument("--cold-starts", default="5,30,60", help="Seconds from asked-for to ready.")
     parser.add_argument("--policies", default=",".join(POLICIES), help="Besides the oracle, always run.")
-    parser.add_argument("--real", action="store_true",
-                        help=f"Replay {REAL_SECONDS} s of the synthetic trace against the real local stack "
-                             f"(gateway, autoscaler, echo replicas on 127.0.0.1) and the simulator.")
+    parser.add_argument("--real", nargs="?", const="llm-chat", choices=sorted(REAL_SLICES),
+                        help="Replay a few minutes of a trace (default llm-chat) against the real local stack "
+                             "(gateway, autoscaler, echo replicas on 127.0.0.1) and the simulator.")
     args = parser.parse_args()
     if args.real:
-        real()
+        real(args.real)
     else:
         sim(args)
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra_inference.decide.autoscaling import Decision, Observation, ScalerState, decide, replicas_wanted
+from infra_inference.decide.autoscaling import Decision, Observation, ScalerState, Window, decide, replicas_wanted
+from infra_inference.decide.autoscaling.memory import ColdStarts
 from infra_inference.specs.autoscale import ScalingSpec
 
 
@@ -236,7 +237,8 @@ def replay(p: ScalingSpec, rs: list[tuple[float, float | None, int | None, int, 
     for dt, value, outstanding, current, ready_share, age, backlog_s in rs:
         now += dt
         o = Observation(at=now - age, value=value, outstanding=outstanding, current=current,
-                        ready=int(current * ready_share), backlog_s=backlog_s)
+                        ready=int(current * ready_share), backlog_s=backlog_s,
+                        queued=None if backlog_s is None else backlog_s / 2)  # 2 s of work each
         d, state = decide(p, o, state, now)
         out.append((o, d))
     return out
@@ -367,7 +369,102 @@ def test_noise_that_recurs_never_cancels_a_starting_replica(pattern: list[float]
 def test_non_finite_readings_hold(p: ScalingSpec, values: list[float]) -> None:
     state = ScalerState()
     for t, v in enumerate(values):
-        d, new = decide(p, Observation(float(t), v, v, 3, 3, backlog_s=v), state, float(t))
+        d, new = decide(p, Observation(float(t), v, v, 3, 3, backlog_s=v, queued=v), state, float(t))
         if not math.isfinite(v):
             assert d.desired == min(max(3, p.min_replicas), p.max_replicas) and new == state
         state = new
+
+
+# --- the queue a cold start will add -------------------------------------------------------------
+
+def queued(t: float, value: float, n: float, current: int, ready: int, service_s: float = 2.0) -> Observation:
+    """A reading with `n` requests of `service_s` queued at the gateway."""
+    return Observation(t, value, n + value, current, ready, backlog_s=n * service_s, queued=n)
+
+
+def test_a_growing_queue_buys_at_once_for_the_queue_there_will_be_when_replicas_are_ready() -> None:
+    # A 30 s cold start (learned), a wake: 2 in flight's worth of arrivals (0.2 replicas at a
+    # target of 10), and a queue that grows 10 requests of 2 s a second: 20 s of work a second.
+    # At 101 s the replica asked for at 100 s is ready at 130 s, 29 s on: the queue will then
+    # hold 40 + 20 x 29 = 620 s of work, 620 / 7.5 s / 10 = 8.3 replicas. The queue as it is
+    # (40 s) would buy none beyond the one starting, and the rest would wait a second cold start.
+    p = policy(**ZERO, max_replicas=50)
+    state = ScalerState(cold=ColdStarts(estimate_s=30.0), last_active=0.0)
+    d, state = decide(p, queued(100, 2, 10, current=0, ready=0), state, 100)
+    assert d.desired == 2, d.reason  # nothing ready: the arrivals' 2 s of work a second queue (below)
+    d, state = decide(p, queued(101, 2, 20, current=2, ready=0), state, 101)
+    assert d.desired == 9, d.reason  # ceil(0.2 + min(40 / 75, 2 - 0.2) + 580 / 75) = ceil(8.47)
+    assert "more by the time replicas are ready" in d.reason
+    for t in (102.0, 103.0, 104.0):  # it keeps growing as projected: nothing more is bought
+        d, state = decide(p, queued(t, 2, 20 + 10 * (t - 101), current=9, ready=0), state, t)
+        assert d.desired == 9, d.reason
+
+
+def test_with_nothing_ready_the_queue_gains_all_the_arriving_work_from_the_first_look() -> None:
+    # A wake at a 30 s cold start: arrivals bring 8 s of work a second (8 in flight at a
+    # target of 10: 0.8 replicas) and nothing serves, so by the time a replica bought now is
+    # ready the queue (16 s now) will have gained 8 x 30 = 240 s: (16 + 240) / 7.5 / 10 = 3.4
+    # replicas more, bought at the first look rather than after the panic window has seen
+    # the queue rise.
+    p = policy(**ZERO, max_replicas=50)
+    state = ScalerState(cold=ColdStarts(estimate_s=30.0), last_active=0.0)
+    d, _ = decide(p, queued(100, 8, 8, current=0, ready=0), state, 100)
+    assert d.desired == math.ceil(0.8 + (16 + 240) / 75), d.reason
+    d, _ = decide(p, queued(100, 8, 8, current=1, ready=1), state, 100)  # one ready: no rise seen yet
+    assert d.desired == math.ceil(0.8 + 16 / 75), d.reason
+
+
+def test_a_queue_that_is_not_growing_buys_only_for_itself() -> None:
+    # The same 40 s of work, but steady (or draining): nothing is projected.
+    p = policy(**ZERO, max_replicas=50)
+    for later in (20.0, 10.0):
+        state = ScalerState(cold=ColdStarts(estimate_s=30.0), last_active=0.0)
+        _, state = decide(p, queued(100, 2, 20, current=1, ready=1), state, 100)
+        d, _ = decide(p, queued(101, 2, later, current=1, ready=1), state, 101)
+        assert d.desired == math.ceil(0.2 + later * 2 / 7.5 / 10), d.reason
+        assert "more by the time" not in d.reason
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.floats(0.5, 50), st.sampled_from([5.0, 30.0, 60.0]), st.floats(0.1, 20))
+def test_replicas_that_start_slower_than_measured_are_not_joined_by_more(rate: float, cold: float,
+                                                                          value: float) -> None:
+    # The replicas asked for never become ready (they start slower than the cold start measured,
+    # as Python replicas on 2 shared cores do) while the queue grows every second: once the
+    # measured cold start has passed, the growing queue buys nothing more.
+    p = policy(**ZERO, max_replicas=1000)
+    state, current = ScalerState(cold=ColdStarts(estimate_s=cold), last_active=0.0), 0
+    seen_after = []
+    for t in range(int(3 * cold)):
+        d, state = decide(p, queued(float(t), value, rate * (t + 1), current, 0), state, float(t))
+        if t > cold + p.panic_window_s:
+            seen_after.append(d.desired)
+        current = d.desired
+    assert seen_after == sorted(seen_after, reverse=True), seen_after  # never rises once they are overdue
+
+
+def test_replicas_bought_for_a_queue_in_a_panic_are_not_held_for_the_down_window() -> None:
+    # A burst to 20 replicas' worth on 10 ready panics and buys for its 600 s queue too (600 /
+    # 7.5 s / 10 = 8 more). Once the queue has drained and the panic is over, the down window
+    # (6 cold starts of 30 s) holds the burst's own 20, not the 28 bought for it and its queue.
+    p = policy(**ZERO, max_replicas=100, panic_window_s=6, stable_window_s=60)
+    state, current = ScalerState(cold=ColdStarts(estimate_s=30.0), last_active=0.0), 10
+    for t in range(5):  # the 18 asked for start for 30 s
+        d, state = decide(p, Observation(float(t), 200, 800, current, 10, backlog_s=600, queued=300),
+                          state, float(t))
+        current = d.desired
+    assert current == 28 and d.panicking, d.reason
+    for t in range(5, 100):  # the queue drained; arrivals back to 2 replicas' worth
+        ready = current if t >= 30 else 10
+        d, state = decide(p, Observation(float(t), 20, 20, current, ready, backlog_s=0, queued=0),
+                          state, float(t))
+        current = d.desired
+    assert d.desired == 20 and not d.panicking, d.reason
+
+
+def test_window_rise_per_second() -> None:
+    w = Window().add(100, 10, 6).add(102, 25, 6).add(105, 40, 6)
+    assert w.rise_per_s(105, 6) == 6.0  # (40 - 10) / 5
+    assert w.rise_per_s(107, 6) == 5.0  # 100 s is out: (40 - 25) / 3
+    assert Window().add(0, 40, 6).add(1, 10, 6).rise_per_s(1, 6) == 0.0  # falling: no rise
+    assert Window().add(0, 40, 6).rise_per_s(0, 6) == 0.0

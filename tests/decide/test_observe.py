@@ -43,7 +43,7 @@ def test_concurrency_is_arrival_rate_times_service_time_and_the_queue_is_work() 
     # +200 arrivals in 2 s at 0.1 s each: 10 in flight; 300 queued x 0.1 s: 30 s of work, not 308 in flight.
     _, second = observe_all("concurrency", [sample(10, 100, 90, 9.0), sample(12, 300, 190, 19.0, 300, 8)])
     assert second.value == pytest.approx(10.0) and second.backlog_s == pytest.approx(30.0)
-    assert (second.outstanding, second.queue_only) == (308, False)
+    assert (second.outstanding, second.queue_only, second.queued) == (308, False, 300)
 
 
 def test_service_time_is_request_weighted_and_decayed_not_this_ticks_mean() -> None:
@@ -131,5 +131,5 @@ def test_any_counters_give_a_finite_reading_or_none(rows: list[tuple[float, ...]
         now += dt
         obs, state = observe_gateway("concurrency", GatewaySample(now, served, arrivals, served, served_s, queued,
                                                                   inflight), state, 1, 1, now)
-        for x in (obs.value, obs.outstanding, obs.backlog_s):
+        for x in (obs.value, obs.outstanding, obs.backlog_s, obs.queued):
             assert x is None or (math.isfinite(x) and x >= 0)

@@ -29,3 +29,11 @@ class Window:
         """Mean over the last `span_s` seconds; None when nothing was sampled in it."""
         vs = self.values(now, span_s)
         return sum(vs) / len(vs) if vs else None
+
+    def rise_per_s(self, now: float, span_s: float) -> float:
+        """How fast the value rose over the last `span_s` seconds, from its first sample there to its last; 0 if
+        it fell or there are fewer than two (10 queued at 100 s, 40 at 105 s: 6 a second)."""
+        vs = [(t, v) for t, v in self.samples if now - t < span_s]
+        if len(vs) < 2 or vs[-1][0] <= vs[0][0]:
+            return 0.0
+        return max(0.0, (vs[-1][1] - vs[0][1]) / (vs[-1][0] - vs[0][0]))
