@@ -80,6 +80,9 @@ def test_each_namespace_gets_its_own_node_cache_directory() -> None:
     assert all(not p for (ns, name), p in paths.items() if name not in ("a", "b", "warm-prepull"))
 
 
+CACHE_ROOT = "/var/cache/infra-inference/models"
+
+
 def _cache_of(pod: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The pod's model-cache volume and the names of its init containers."""
     [volume] = [v for v in pod["volumes"] if v["name"] == "model-cache"]
@@ -100,7 +103,7 @@ def test_a_cpu_replica_that_downloads_weights_keeps_them_in_the_node_cache_and_n
     volume, init = _cache_of(pod)
     if node_cache:
         # A second replica on the node (or the restarted first) finds the weights there.
-        assert volume["hostPath"] == {"path": "/var/cache/infra-inference/models/inference", "type": "DirectoryOrCreate"}
+        assert volume["hostPath"] == {"path": f"{CACHE_ROOT}/inference", "type": "DirectoryOrCreate"}
         assert init == ["cache-owner"]
         server = pod["containers"][0]
         env = {e["name"]: e.get("value") for e in server["env"]}
@@ -118,4 +121,4 @@ def test_the_cpu_fallback_of_a_gpu_service_shares_the_node_cache_off_the_pool() 
     fallback = _one(objects, "Deployment", "chat-cpu")["spec"]["template"]["spec"]
     volume, init = _cache_of(fallback)
     assert "nodeSelector" not in fallback  # any node: the fallback is there for when the pool is full
-    assert volume["hostPath"]["path"] == "/var/cache/infra-inference/models/inference" and init == ["cache-owner"]
+    assert volume["hostPath"]["path"] == f"{CACHE_ROOT}/inference" and init == ["cache-owner"]
