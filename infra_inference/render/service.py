@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from urllib.parse import urlsplit
 
 from infra_inference.plan.components import ServicePlan
 from infra_inference.plan.service import Placement, Variant, variants
@@ -14,7 +15,7 @@ from infra_inference.render.common import (
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
 from infra_inference.render.scrape import scraped
-from infra_inference.specs.service import InferenceServiceSpec
+from infra_inference.specs.service import OBJECT_STORE_SCHEMES, InferenceServiceSpec
 from infra_inference.wire.gateway import BackendConfig, GatewayConfig
 from infra_inference.wire.names import (CONFIG_DIR, GATEWAY_ADMIN_PORT, GATEWAY_CONFIG, GATEWAY_PORT, gateway_name,
                                         replicas_service)
@@ -70,6 +71,15 @@ def replica_args(spec: InferenceServiceSpec, v: Variant) -> list[str]:
     return [a.format(model_uri=v.model.uri, model_name=spec.model_name, port=rt.port) for a in rt.args]
 
 
+def downloads_weights(v: Variant) -> bool:
+    """Whether the replica's server fetches the variant's weights from an object store or HTTP origin.
+
+    Our runtime does, into its cache directory, for every format but `python` (whose uri names a
+    class); a local path or file:// is read in place, and another server fetches by its own rules.
+    """
+    return v.runtime.builtin and v.model.format != "python" and urlsplit(v.model.uri).scheme in OBJECT_STORE_SCHEMES
+
+
 def mount_secret(pod: Obj, server: Obj, volume: str, secret: str, path: str) -> None:
     """`secret` as read-only files at `path`: mode 0440 with fsGroup, so the runtime user's group reads them."""
     pod["securityContext"] = {"fsGroup": RUNTIME_UID}
@@ -114,9 +124,13 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
     if on_pool and placement.pool is not None and placement.pool_name is not None:
         extra["nodeSelector"] = node_selector(placement.pool_name)
         extra["tolerations"] = tolerations(placement.pool)
+    if on_pool or downloads_weights(v):
+        # The node's cache: the next replica on this node (a scale-up, a restart, a CPU replica
+        # beside the last one) reads the weights from disk instead of fetching them again.
         extra["initContainers"] = [cache_owner_init(spec.runtime_image)]
         extra["volumes"].append(model_cache_volume(spec.namespace))
     else:
+        # Nothing to fetch: no hostPath, and no root init container to own one.
         extra["volumes"].append({"name": "model-cache", "emptyDir": {"sizeLimit": "20Gi"}})
     if v.model.credentials_secret:
         mount_secret(extra, server, "model-credentials", v.model.credentials_secret, CREDENTIALS_MOUNT)

@@ -5,6 +5,9 @@ tools/image/build.sh made (imported into the node's containerd, pinned by
 digest, imagePullPolicy Never), under the rendered securityContext, and turn
 Ready through their probes; the gateway finds them through EndpointSlices
 with real pod IPs; requests through the gateway's Service are answered.
+Replicas survive deletion and the gateway a rollout under load; the autoscaler
+pod scales from zero; a model fetched from an HTTP origin by the first replica
+is read from the node cache by the second.
 """
 
 from __future__ import annotations
@@ -18,16 +21,21 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from safetensors.numpy import save_file
 from tests.integration.cluster_helpers import wait_until
 from tests.support.controlplane.realnode import POD_SUBNET, RealNode, node_ip, pod_summary, unavailable_reason
 
 from tests.support.controlplane import BinariesUnavailable, ControlPlane, find_binaries
+from tests.support.origin import Origin
 from infra_inference.render import render_stack
+from infra_inference.render.common import MODEL_CACHE_HOST_PATH
 
 pytestmark = pytest.mark.controlplane
 
@@ -75,9 +83,10 @@ def node(runtime_image: dict[str, str]) -> Iterator[RealNode]:
 
 
 def _quickstart_on_cpu(image: dict[str, str], replicas: int | None = None,
-                       autoscale: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """examples/quickstart/spec.yaml with the service on CPU (the echo model) and the image just built:
-    `replicas` fixed, or the quickstart's autoscale policy updated by `autoscale`."""
+                       autoscale: dict[str, Any] | None = None, **service: Any) -> list[dict[str, Any]]:
+    """examples/quickstart/spec.yaml with the service on CPU (the echo model, unless `service` says
+    otherwise) and the image just built: `replicas` fixed, or the quickstart's autoscale policy updated
+    by `autoscale`."""
     doc = yaml.safe_load((REPO / "examples" / "quickstart" / "spec.yaml").read_text())
     registry, _, name = image["ref"].partition("/")
     doc["platform"]["runtime_image"] = {"registry": registry, "image": name, "digest": image["digest"],
@@ -86,6 +95,7 @@ def _quickstart_on_cpu(image: dict[str, str], replicas: int | None = None,
     for key in ("pool", "gpu_fraction"):
         chat.pop(key)
     chat.update(model={"uri": "echo", "format": "python", "name": "chat"}, cpu="250m", memory="256Mi")
+    chat.update(service)
     if replicas is not None:
         del chat["autoscale"]
         chat["replicas"] = replicas
@@ -323,3 +333,94 @@ def test_gateway_rollout_under_load_loses_no_request(node: RealNode, runtime_ima
         finally:
             codes = load.stop()
     _assert_none_lost(codes)
+
+
+MLP_SIDE = 2048  # 2048 x 2048 FP32: 16 MiB a layer
+MLP_LAYERS = 16  # 256 MiB of weights, as benchmarks/cold_start.py: a fetch that shows beside a container start
+
+
+def _mlp(path: Path) -> int:
+    """A safetensors MLP for `safetensors-mlp`; returns its size in bytes."""
+    rng = np.random.default_rng(0)
+    tensors: dict[str, np.ndarray] = {}
+    for i in range(MLP_LAYERS):
+        tensors[f"layers.{i}.weight"] = rng.standard_normal((MLP_SIDE, MLP_SIDE), dtype=np.float32) / MLP_SIDE
+        tensors[f"layers.{i}.bias"] = np.zeros(MLP_SIDE, dtype=np.float32)
+    save_file(tensors, str(path))
+    return path.stat().st_size
+
+
+@contextlib.contextmanager
+def _node_cache_restored(namespace: str) -> Iterator[Path]:
+    """This machine's node cache directory of `namespace` (the replicas' hostPath), put back as it was after
+    the test: the entries its replicas wrote removed, the owner the cache-owner init container changed
+    restored, the directories the kubelet created for it removed."""
+    ns_dir = Path(MODEL_CACHE_HOST_PATH) / namespace
+    created = [d for d in (ns_dir, *ns_dir.parents) if not d.exists()]  # deepest first
+    before = set(ns_dir.iterdir()) if ns_dir.exists() else set()
+    owner = (ns_dir.stat().st_uid, ns_dir.stat().st_gid) if ns_dir.exists() else None
+    try:
+        yield ns_dir
+    finally:
+        if ns_dir.exists():
+            for entry in set(ns_dir.iterdir()) - before:
+                shutil.rmtree(entry, ignore_errors=True)
+            if owner is not None:
+                os.chown(ns_dir, *owner)
+        for d in created:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def _start(cp: ControlPlane, pod: dict[str, Any]) -> dict[str, float]:
+    """A replica's start: pod created -> Ready (the API's timestamps, whole seconds), and the server's
+    own load phases (fetch, read, total) from its /metrics."""
+    ready = next(c["lastTransitionTime"] for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    stamp = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()  # noqa: E731
+    out = {"ready_s": stamp(ready) - stamp(pod["metadata"]["creationTimestamp"])}
+    for line in _get(pod["status"]["podIP"], 8080, "/metrics").splitlines():
+        if line.startswith("infra_inference_model_load_seconds{"):
+            out[line.split('"')[1]] = float(line.split()[-1])
+    return out
+
+
+def test_a_second_replica_loads_the_model_from_the_node_cache_the_first_filled(
+        node: RealNode, runtime_image: dict[str, str], tmp_path: Path) -> None:
+    """A safetensors model from an HTTP origin on this machine (at the node's IP, which pods reach): the
+    first replica's server fetches it into the node cache (the namespace's hostPath, handed to UID 10001
+    by the cache-owner init container); the second replica on the node reads it from there."""
+    cp, ns = node.cp, "inference"
+    (tmp_path / "origin").mkdir()
+    size = _mlp(tmp_path / "origin" / "mlp.safetensors")
+    origin = Origin(tmp_path / "origin", host=node.ip)
+    model = {"uri": f"{origin.url}/mlp.safetensors", "format": "safetensors", "name": "chat"}
+    objs = _quickstart_on_cpu(runtime_image, replicas=1, model=model, cpu="400m", memory="1Gi")
+    try:
+        with _node_cache_restored(ns) as cache, _applied(cp, objs):
+            describe = _describer(cp, ns)
+            replicas = lambda: _pods(cp, ns, "app.kubernetes.io/name=chat")  # noqa: E731
+            wait_until(lambda: _ready_count(cp, ns, "chat") == 1, "the first replica ready", START_S, describe)
+            [first] = replicas()
+            assert origin.gets == 1, origin.paths
+            # The weights are on the node's disk, in the namespace's directory, written by the runtime user.
+            [entry] = [d for d in cache.iterdir() if (d / "mlp.safetensors").exists()]
+            assert (entry / "mlp.safetensors").stat().st_size == size and (entry / ".manifest.json").exists()
+            assert (cache.stat().st_uid, (entry / "mlp.safetensors").stat().st_uid) == (10001, 10001)
+
+            cp.request("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/chat/scale", {"spec": {"replicas": 2}},
+                       content_type="application/merge-patch+json")
+            wait_until(lambda: _ready_count(cp, ns, "chat") == 2, "the second replica ready", START_S, describe)
+            [second] = [p for p in replicas() if p["metadata"]["name"] != first["metadata"]["name"]]
+            assert origin.gets == 1, f"the second replica fetched again: {origin.paths}"
+            # Both serve the same weights.
+            x = {"instances": [[1.0] * MLP_SIDE]}
+            answers = [_post(p["status"]["podIP"], 8080, "/v1/models/chat:predict", x) for p in (first, second)]
+            assert answers[0][0] == 200 and answers[0] == answers[1], [a[0] for a in answers]
+
+            starts = [_start(cp, p) for p in (first, second)]
+            print(f"node cache, {size / 1e6:.0f} MB safetensors MLP from {origin.url}:")
+            for name, s in zip(("first (fetch)", "second (cache)"), starts, strict=True):
+                print(f"  {name}: pod created -> Ready {s['ready_s']:.0f} s; server load: fetch {s['fetch']:.2f} s, "
+                      f"read {s['read']:.2f} s, total {s['total']:.2f} s")
+    finally:
+        origin.close()

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import kubernetes_validate
+import pytest
 
 from infra_inference.render import render_stack
 from tests.test_examples_and_schema import KUBERNETES_MINOR
@@ -77,3 +78,47 @@ def test_each_namespace_gets_its_own_node_cache_directory() -> None:
     assert paths[("team-b", "b")] == {f"{root}/team-b"}
     # Nothing else of a tenant's touches the node's disk.
     assert all(not p for (ns, name), p in paths.items() if name not in ("a", "b", "warm-prepull"))
+
+
+CACHE_ROOT = "/var/cache/infra-inference/models"
+
+
+def _cache_of(pod: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The pod's model-cache volume and the names of its init containers."""
+    [volume] = [v for v in pod["volumes"] if v["name"] == "model-cache"]
+    return volume, [c["name"] for c in pod.get("initContainers", [])]
+
+
+@pytest.mark.parametrize(("model", "runtime", "node_cache"), [
+    ({"uri": "https://h/m.safetensors"}, {}, True),
+    ({"uri": "s3://b/m.safetensors"}, {}, True),
+    ({"uri": "file:///models/m.safetensors"}, {}, False),  # read in place: nothing to keep
+    ({"uri": "my_pkg.models:Echo", "format": "python"}, {}, False),  # a class, not weights
+    ({"uri": "https://h/m.onnx", "format": "onnx"}, {"preset": "triton"}, False),  # Triton fetches by its own rules
+])
+def test_a_cpu_replica_that_downloads_weights_keeps_them_in_the_node_cache_and_no_other_touches_the_disk(
+        model: dict[str, str], runtime: dict[str, str], node_cache: bool) -> None:
+    objects = render_stack({"services": {"chat": {"model": model, "runtime": runtime, "cpu": "1", "memory": "2Gi"}}})
+    pod = _one(objects, "Deployment", "chat")["spec"]["template"]["spec"]
+    volume, init = _cache_of(pod)
+    if node_cache:
+        # A second replica on the node (or the restarted first) finds the weights there.
+        assert volume["hostPath"] == {"path": f"{CACHE_ROOT}/inference", "type": "DirectoryOrCreate"}
+        assert init == ["cache-owner"]
+        server = pod["containers"][0]
+        env = {e["name"]: e.get("value") for e in server["env"]}
+        assert {"name": "model-cache", "mountPath": env["INFRA_INFERENCE_CACHE_DIR"]} in server["volumeMounts"]
+    else:
+        assert "hostPath" not in volume and init == []
+
+
+def test_the_cpu_fallback_of_a_gpu_service_shares_the_node_cache_off_the_pool() -> None:
+    pool = {"cloud": "existing", "cluster": "c", "gpu_type": "l4", "max_nodes": 2,
+            "sharing": {"strategy": "time-slicing", "replicas_per_gpu": 4}}
+    objects = render_stack({"pools": {"gpu": pool}, "services": {"chat": {
+        "pool": "gpu", "gpu_fraction": 0.25, "model": {"uri": "https://h/m.safetensors"}, "cpu_fallback": True,
+        "autoscale": {"max_replicas": 2}}}})
+    fallback = _one(objects, "Deployment", "chat-cpu")["spec"]["template"]["spec"]
+    volume, init = _cache_of(fallback)
+    assert "nodeSelector" not in fallback  # any node: the fallback is there for when the pool is full
+    assert volume["hostPath"]["path"] == f"{CACHE_ROOT}/inference" and init == ["cache-owner"]

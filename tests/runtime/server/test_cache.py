@@ -5,10 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -18,52 +15,24 @@ from safetensors.numpy import save_file
 from infra_inference.runtime.server.loading.cache import fetch_model
 from infra_inference.runtime.server.loading.sources import Credentials
 from tests.runtime.server.support import post, scrape, server_in_thread
-
-
-class _Origin:
-    """A static file server that counts the GETs it answers; with `authorization` set, it requires that header."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.gets = 0
-        self.authorization: str | None = None
-        self.paths: list[str] = []
-        origin = self
-
-        class Handler(SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:
-                origin.gets += 1
-                origin.paths.append(self.path)
-                if origin.authorization and self.headers.get("Authorization") != origin.authorization:
-                    self.send_error(401)
-                    return
-                self.path = self.path.split("?", 1)[0]
-                super().do_GET()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+from tests.support.origin import Origin
 
 
 @pytest.fixture
-def origin(tmp_path: Path) -> Iterator[_Origin]:
+def origin(tmp_path: Path) -> Iterator[Origin]:
     root = tmp_path / "origin"
     root.mkdir()
-    server = _Origin(root)
+    server = Origin(root)
     yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    server.close()
 
 
-def _publish(origin: _Origin, name: str, payload: bytes) -> str:
+def _publish(origin: Origin, name: str, payload: bytes) -> str:
     (origin.root / name).write_bytes(payload)
     return f"{origin.url}/{name}"
 
 
-def test_second_fetch_of_the_same_uri_reads_nothing_remote(origin: _Origin, tmp_path: Path) -> None:
+def test_second_fetch_of_the_same_uri_reads_nothing_remote(origin: Origin, tmp_path: Path) -> None:
     payload = np.random.default_rng(1).bytes(3 * 2**20)
     uri = _publish(origin, "weights.bin", payload)
     first = fetch_model(uri, tmp_path / "cache")
@@ -72,7 +41,7 @@ def test_second_fetch_of_the_same_uri_reads_nothing_remote(origin: _Origin, tmp_
     assert second == first and origin.gets == 1
 
 
-def test_pinned_checksum_mismatch_caches_nothing(origin: _Origin, tmp_path: Path) -> None:
+def test_pinned_checksum_mismatch_caches_nothing(origin: Origin, tmp_path: Path) -> None:
     uri = _publish(origin, "weights.bin", b"actual bytes")
     with pytest.raises(ValueError, match="does not match"):
         fetch_model(f"{uri}#sha256={'0' * 64}", tmp_path / "cache")
@@ -82,7 +51,7 @@ def test_pinned_checksum_mismatch_caches_nothing(origin: _Origin, tmp_path: Path
     assert origin.gets == 2
 
 
-def test_truncated_cache_entry_is_fetched_again(origin: _Origin, tmp_path: Path) -> None:
+def test_truncated_cache_entry_is_fetched_again(origin: Origin, tmp_path: Path) -> None:
     uri = _publish(origin, "weights.bin", b"x" * 1000)
     cached = fetch_model(uri, tmp_path / "cache")
     cached.write_bytes(b"x" * 10)  # e.g. a disk-full copy by some other tool
@@ -90,7 +59,7 @@ def test_truncated_cache_entry_is_fetched_again(origin: _Origin, tmp_path: Path)
     assert origin.gets == 2
 
 
-def test_missing_remote_object_raises_and_caches_nothing(origin: _Origin, tmp_path: Path) -> None:
+def test_missing_remote_object_raises_and_caches_nothing(origin: Origin, tmp_path: Path) -> None:
     with pytest.raises(OSError):
         fetch_model(f"{origin.url}/absent.bin", tmp_path / "cache")
     assert not list((tmp_path / "cache").rglob(".manifest.json"))
@@ -105,7 +74,7 @@ def test_local_paths_are_used_in_place(tmp_path: Path) -> None:
         fetch_model(str(tmp_path / "absent"), tmp_path / "cache")
 
 
-def test_server_restart_serves_from_cache_without_remote_reads(origin: _Origin, tmp_path: Path) -> None:
+def test_server_restart_serves_from_cache_without_remote_reads(origin: Origin, tmp_path: Path) -> None:
     weights = {"layers.0.weight": np.eye(2, dtype=np.float32), "layers.0.bias": np.ones(2, dtype=np.float32)}
     save_file(weights, str(origin.root / "mlp.safetensors"))
     settings = {"model": "safetensors-mlp", "model_uri": f"{origin.url}/mlp.safetensors", "cache_dir": tmp_path / "c"}
@@ -120,7 +89,7 @@ def test_server_restart_serves_from_cache_without_remote_reads(origin: _Origin, 
         assert origin.gets == expected_gets
 
 
-def test_credentials_directory_supplies_the_authorization_header(origin: _Origin, tmp_path: Path) -> None:
+def test_credentials_directory_supplies_the_authorization_header(origin: Origin, tmp_path: Path) -> None:
     uri = _publish(origin, "weights.bin", b"private")
     origin.authorization = "Bearer s3cr3t"
     with pytest.raises(OSError, match="401"):
@@ -131,7 +100,7 @@ def test_credentials_directory_supplies_the_authorization_header(origin: _Origin
     assert fetch_model(uri, tmp_path / "cache", Credentials(creds)).read_bytes() == b"private"
 
 
-def test_uri_credentials_never_reach_the_manifest_logs_or_errors(origin: _Origin, tmp_path: Path,
+def test_uri_credentials_never_reach_the_manifest_logs_or_errors(origin: Origin, tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     uri = _publish(origin, "weights.bin", b"w").replace("http://", "http://alice:hunter2@")
@@ -153,7 +122,7 @@ def _entry_of(cache: Path) -> Path:
     return manifest.parent
 
 
-def test_pinned_hit_is_hashed_again_so_rewritten_weights_and_manifest_do_not_pass(origin: _Origin,
+def test_pinned_hit_is_hashed_again_so_rewritten_weights_and_manifest_do_not_pass(origin: Origin,
                                                                                   tmp_path: Path) -> None:
     payload = b"the real weights" * 1000
     pin = hashlib.sha256(payload).hexdigest()
@@ -171,7 +140,7 @@ def test_pinned_hit_is_hashed_again_so_rewritten_weights_and_manifest_do_not_pas
     assert fetch_model(uri, cache).read_bytes() == payload and origin.gets == 2  # and a clean hit after
 
 
-def test_same_pinned_bytes_behind_another_url_are_one_entry(origin: _Origin, tmp_path: Path) -> None:
+def test_same_pinned_bytes_behind_another_url_are_one_entry(origin: Origin, tmp_path: Path) -> None:
     payload = b"w" * 4096
     pin = hashlib.sha256(payload).hexdigest()
     uri = _publish(origin, "weights.bin", payload)
@@ -180,7 +149,7 @@ def test_same_pinned_bytes_behind_another_url_are_one_entry(origin: _Origin, tmp
     assert first == second and origin.gets == 1
 
 
-def test_partial_files_of_a_crashed_fetch_are_removed(origin: _Origin, tmp_path: Path) -> None:
+def test_partial_files_of_a_crashed_fetch_are_removed(origin: Origin, tmp_path: Path) -> None:
     uri = _publish(origin, "weights.bin", b"w" * 100)
     cache = tmp_path / "cache"
     fetch_model(uri, cache)
@@ -191,7 +160,7 @@ def test_partial_files_of_a_crashed_fetch_are_removed(origin: _Origin, tmp_path:
 
 
 @pytest.mark.parametrize("fragment", ["sha256=abc", "md5=" + "0" * 32, "sha256=" + "g" * 64])
-def test_malformed_pin_is_refused_before_any_fetch(origin: _Origin, tmp_path: Path, fragment: str) -> None:
+def test_malformed_pin_is_refused_before_any_fetch(origin: Origin, tmp_path: Path, fragment: str) -> None:
     uri = _publish(origin, "weights.bin", b"w")
     with pytest.raises(ValueError, match="sha256=<64 hex digits>"):
         fetch_model(f"{uri}#{fragment}", tmp_path / "cache")
@@ -199,7 +168,7 @@ def test_malformed_pin_is_refused_before_any_fetch(origin: _Origin, tmp_path: Pa
 
 
 @pytest.mark.parametrize("path", ["/a/../../etc/passwd", "/m/%2e%2e", "/.manifest.json", "/.lock"])
-def test_object_names_that_leave_or_collide_with_the_entry_are_refused(origin: _Origin, tmp_path: Path,
+def test_object_names_that_leave_or_collide_with_the_entry_are_refused(origin: Origin, tmp_path: Path,
                                                                        path: str) -> None:
     (tmp_path / "cache").mkdir()
     with pytest.raises(ValueError):
