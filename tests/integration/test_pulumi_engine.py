@@ -150,6 +150,9 @@ def diff_digest(preview_json: str) -> dict[str, Any]:
               "diffReasons": sorted(s.get("diffReasons") or []),
               "detailedDiff": s.get("detailedDiff") or {}}
              for s in doc["steps"] if s["op"] != "same"]
+    # The engine lists steps as they run, concurrently: order them by child name (ConfigMap, then the
+    # Deployment it rolls).
+    steps.sort(key=lambda step: step["resource"].rsplit("::", 1)[1])
     # Unchanged resources are not part of the change (their count moves with every new object we render).
     return {"steps": steps, "changeSummary": {op: n for op, n in doc["changeSummary"].items() if op != "same"}}
 
