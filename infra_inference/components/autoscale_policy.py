@@ -5,7 +5,7 @@ from typing import TypedDict
 
 import pulumi
 
-from infra_inference.components import kube
+from infra_inference.components import gate, kube
 from infra_inference.components.inference_service import InferenceService
 from infra_inference.components.inputs import split
 from infra_inference.components.platform import ImageArgs
@@ -85,10 +85,11 @@ class AutoscalePolicy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AutoscalePolicyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         subject = f"AutoscalePolicy {name!r}"
-        plain, _ = split(dict(args), {}, subject)
-        service = plain.pop("service", None)
-        self.plan: PolicyPlan = plan_policy(name, plain, service.plan if service is not None else None, subject)
-        super().__init__(self.pulumi_type, name, {}, opts)
+        with gate.validating():
+            plain, _ = split(dict(args), {}, subject)
+            service = plain.pop("service", None)
+            self.plan: PolicyPlan = plan_policy(name, plain, service.plan if service is not None else None, subject)
+        super().__init__(self.pulumi_type, name, {}, gate.held(opts))
         kube.create(name, autoscale_objects(self.plan), pulumi.ResourceOptions(parent=self))
         self.engine = pulumi.Output.from_input(self.plan.policy.engine)
         self.deployments = pulumi.Output.from_input(list(self.plan.deployments))

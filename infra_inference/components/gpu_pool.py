@@ -5,7 +5,7 @@ from typing import Any, TypedDict
 
 import pulumi
 
-from infra_inference.components import kube
+from infra_inference.components import gate, kube
 from infra_inference.components.clouds import eks, gke
 from infra_inference.components.inputs import split, validated
 from infra_inference.components.references import engine_outputs
@@ -109,9 +109,10 @@ class GpuPool(pulumi.ComponentResource):
             self._set_outputs()
             return
         subject = f"GpuPool {name!r}"
-        plain, deferred = split(dict(args), DEFERRABLE, subject)
-        self.plan: PoolPlan = plan_pool(name, plain, subject)  # raises SpecError before anything exists
-        super().__init__(self.pulumi_type, name, {}, opts)
+        with gate.validating():
+            plain, deferred = split(dict(args), DEFERRABLE, subject)
+            self.plan: PoolPlan = plan_pool(name, plain, subject)  # raises SpecError before anything exists
+        super().__init__(self.pulumi_type, name, {}, gate.held(opts))
         spec = self.plan.spec
         arg = validated(plain, deferred, lambda full: GpuPoolSpec.parse(full, subject=subject))
         child = pulumi.ResourceOptions(parent=self)

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import pulumi
 
-from infra_inference.components import kube
+from infra_inference.components import gate, kube
 from infra_inference.components.gpu_pool import GpuPool
 from infra_inference.components.inputs import split
 from infra_inference.components.platform import ImageArgs
@@ -187,10 +187,11 @@ class InferenceService(pulumi.ComponentResource):
             self._set_outputs(ref)
             return
         subject = f"InferenceService {name!r}"
-        plain, _ = split(dict(args), {}, subject)
-        pool: GpuPool | None = plain.pop("pool", None)
-        self.plan: ServicePlan = plan_service(name, plain, pool.plan if pool else None, subject)
-        super().__init__(self.pulumi_type, name, {}, opts)
+        with gate.validating():
+            plain, _ = split(dict(args), {}, subject)
+            pool: GpuPool | None = plain.pop("pool", None)
+            self.plan: ServicePlan = plan_service(name, plain, pool.plan if pool else None, subject)
+        super().__init__(self.pulumi_type, name, {}, gate.held(opts))
         child = pulumi.ResourceOptions(parent=self)
         kube.create(name, service_objects(self.plan), child, depends_on=[pool] if pool else None)
         policy = plan_service_policy(self.plan)

@@ -5,7 +5,7 @@ from typing import TypedDict
 
 import pulumi
 
-from infra_inference.components import kube
+from infra_inference.components import gate, kube
 from infra_inference.components.inputs import split
 from infra_inference.plan.components import plan_platform
 from infra_inference.render.platform import PRIORITY_CLASS, platform_objects
@@ -71,9 +71,10 @@ class InferencePlatform(pulumi.ComponentResource):
     """Reference of the runtime image (with its digest when pinned)."""
 
     def __init__(self, name: str, args: InferencePlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        plain, _ = split(dict(args), {}, f"InferencePlatform {name!r}")
-        spec = plan_platform(plain, f"InferencePlatform {name!r}")
-        super().__init__(self.pulumi_type, name, {}, opts)
+        with gate.validating():
+            plain, _ = split(dict(args), {}, f"InferencePlatform {name!r}")
+            spec = plan_platform(plain, f"InferencePlatform {name!r}")
+        super().__init__(self.pulumi_type, name, {}, gate.held(opts))
         kube.create(name, platform_objects(spec), pulumi.ResourceOptions(parent=self))
         self.namespace = pulumi.Output.from_input(spec.namespace)
         self.priority_classes = pulumi.Output.from_input(dict(PRIORITY_CLASS))

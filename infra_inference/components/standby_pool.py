@@ -5,7 +5,7 @@ from typing import TypedDict
 
 import pulumi
 
-from infra_inference.components import kube
+from infra_inference.components import gate, kube
 from infra_inference.components.gpu_pool import GpuPool
 from infra_inference.components.inference_service import InferenceService
 from infra_inference.components.inputs import split
@@ -47,13 +47,14 @@ class StandbyPool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StandbyPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         subject = f"StandbyPool {name!r}"
-        plain, _ = split(dict(args), {}, subject)
-        pool = plain.pop("pool", None)
-        if not isinstance(pool, GpuPool):
-            raise SpecError([SpecProblem("pool", "required: the GpuPool to keep warm")], subject=subject)
-        services: list[InferenceService] = plain.pop("services", None) or []
-        self.plan: StandbyPlan = plan_standby(name, plain, pool.plan, [s.plan for s in services], subject)
-        super().__init__(self.pulumi_type, name, {}, opts)
+        with gate.validating():
+            plain, _ = split(dict(args), {}, subject)
+            pool = plain.pop("pool", None)
+            if not isinstance(pool, GpuPool):
+                raise SpecError([SpecProblem("pool", "required: the GpuPool to keep warm")], subject=subject)
+            services: list[InferenceService] = plain.pop("services", None) or []
+            self.plan: StandbyPlan = plan_standby(name, plain, pool.plan, [s.plan for s in services], subject)
+        super().__init__(self.pulumi_type, name, {}, gate.held(opts))
         kube.create(name, standby_objects(self.plan), pulumi.ResourceOptions(parent=self), depends_on=[pool])
         self.instances = pulumi.Output.from_input(self.plan.instances)
         self.slots_per_instance = pulumi.Output.from_input(self.plan.slots_per_instance)

@@ -6,7 +6,8 @@ import math
 
 from infra_inference.plan.components import PolicyPlan
 from infra_inference.render.common import (
-    Obj, by_name, config_json, container, labels, meta, obj, pod_spec, role_and_binding, scratch_volume,
+    Obj, by_name, config_checksum, config_json, container, labels, meta, obj, pod_spec, role_and_binding,
+    scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.scrape import scraped
@@ -38,6 +39,17 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
         "replica_ports": replica_ports or {}, "replica_metrics_ports": replica_metrics_ports or {},
         "replica_metrics_path": replica_metrics_path, "gateway_url": gateway_url,
         **({"fallback": fallback} if fallback is not None else {})})
+    config_map = obj("v1", "ConfigMap", meta(name, namespace, lbls), data={POLICY_CONFIG: config_json(config)})
+    pod = pod_spec(
+        [container("autoscaler", image or ImageSpec(),
+                   args=["autoscaler", "--config", f"{CONFIG_DIR}/{POLICY_CONFIG}"], cpu="100m", memory="128Mi",
+                   ports=[{"name": "metrics", "containerPort": config.metrics_port}],
+                   volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                 {"name": "tmp", "mountPath": "/tmp"}])],
+        serviceAccountName=name, automountServiceAccountToken=True,
+        priorityClassName=PRIORITY_CLASS["online"],
+        volumes=[{"name": "config", "configMap": {"name": name}}, scratch_volume()],
+    )
     return [
         obj("v1", "ServiceAccount", meta(name, namespace, lbls), automountServiceAccountToken=True),
         *role_and_binding(name, namespace, lbls, [
@@ -47,22 +59,14 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
              "verbs": ["get"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
         ]),
-        obj("v1", "ConfigMap", meta(name, namespace, lbls), data={POLICY_CONFIG: config_json(config)}),
+        config_map,
         obj("apps/v1", "Deployment", meta(name, namespace, lbls), spec={
             # One decider per service: two would fight over the scale subresource.
             "replicas": 1,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": by_name(name)},
-            "template": scraped({"metadata": {"labels": lbls}, "spec": pod_spec(
-                [container("autoscaler", image or ImageSpec(),
-                           args=["autoscaler", "--config", f"{CONFIG_DIR}/{POLICY_CONFIG}"], cpu="100m", memory="128Mi",
-                           ports=[{"name": "metrics", "containerPort": config.metrics_port}],
-                           volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                                         {"name": "tmp", "mountPath": "/tmp"}])],
-                serviceAccountName=name, automountServiceAccountToken=True,
-                priorityClassName=PRIORITY_CLASS["online"],
-                volumes=[{"name": "config", "configMap": {"name": name}}, scratch_volume()],
-            )}, config.metrics_port),
+            "template": scraped({"metadata": {"labels": lbls, "annotations": config_checksum(config_map)},
+                                 "spec": pod}, config.metrics_port),
         }),
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_SERVICE = "infra-inference.dev/service"
 LABEL_VARIANT = "infra-inference.dev/variant"
 LABEL_REVISION = "infra-inference.dev/revision"
+ANNOTATION_CONFIG_SHA256 = "infra-inference.dev/config-sha256"
 
 # The runtime image's non-root user (docker/Dockerfile.*); the pause image's is 65535.
 RUNTIME_UID = 10001
@@ -146,3 +148,15 @@ def role_and_binding(name: str, namespace: str, lbls: dict[str, str], rules: lis
 def config_json(config: BaseModel) -> str:
     """A runtime config file (wire/) as its ConfigMap holds it: the fields render/ set, sorted."""
     return json.dumps(config.model_dump(mode="json", exclude_unset=True), indent=2, sort_keys=True)
+
+
+def config_checksum(config_map: Obj) -> dict[str, str]:
+    """Pod-template annotations that roll a workload when its ConfigMap's data changes.
+
+    The gateway and the autoscaler read their config file once, at start: the
+    kubelet rewriting the mounted file (within a minute of an update) changes
+    nothing in a running process. A new checksum is a new pod template, so the
+    Deployment rolls pods that read the new file (the `checksum/config` pattern).
+    """
+    data = json.dumps(config_map["data"], sort_keys=True).encode()
+    return {ANNOTATION_CONFIG_SHA256: hashlib.sha256(data).hexdigest()}

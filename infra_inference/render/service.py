@@ -9,8 +9,8 @@ from infra_inference.plan.components import ServicePlan
 from infra_inference.plan.service import Placement, Variant, variants
 from infra_inference.render.common import (
     LABEL_REVISION, LABEL_SERVICE, LABEL_VARIANT, MODEL_CACHE_MOUNT, RUNTIME_UID, Obj, by_name, cache_owner_init,
-    config_json, container, env_list, labels, meta, model_cache_volume, obj, pod_spec, resources, role_and_binding,
-    scratch_volume,
+    config_checksum, config_json, container, env_list, labels, meta, model_cache_volume, obj, pod_spec, resources,
+    role_and_binding, scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
@@ -208,17 +208,18 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
                    lifecycle={"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
                    volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                  {"name": "tmp", "mountPath": "/tmp"}])
+    config = obj("v1", "ConfigMap", meta(name, ns, lbls), data={GATEWAY_CONFIG: config_json(gateway_config(spec, vs))})
     return [
         obj("v1", "ServiceAccount", meta(name, ns, lbls), automountServiceAccountToken=True),
         # Discovery: the gateway watches its replicas' EndpointSlices, nothing else.
         *role_and_binding(name, ns, lbls, [
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}]),
-        obj("v1", "ConfigMap", meta(name, ns, lbls), data={GATEWAY_CONFIG: config_json(gateway_config(spec, vs))}),
+        config,
         obj("apps/v1", "Deployment", meta(name, ns, lbls), spec={
             "replicas": GATEWAY_REPLICAS,
             "selector": {"matchLabels": select},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": scraped({"metadata": {"labels": lbls}, "spec": pod_spec(
+            "template": scraped({"metadata": {"labels": lbls, "annotations": config_checksum(config)}, "spec": pod_spec(
                 [gw], serviceAccountName=name, automountServiceAccountToken=True,
                 priorityClassName=PRIORITY_CLASS[spec.effective_priority],
                 terminationGracePeriodSeconds=drain_grace_s(spec.runtime.timeout_s),

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 import infra_inference as ii
-from tests.support.mocks import Run, run_program
+from infra_inference.components.gate import Withheld
+from tests.support.mocks import Recorder, Run, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SHARED = {"strategy": "time-slicing", "replicas_per_gpu": 4}
@@ -54,10 +55,28 @@ def test_fraction_on_unshared_pool_raises_spec_error_naming_gpu_fraction_before_
         ii.InferenceService("chat", {"pool": pool, "gpu_fraction": 0.25, "model": {"uri": "file:///m"}})
         created.append("service")
 
-    with pytest.raises(ii.SpecError) as err:
-        run_program(program)
-    assert "gpu_fraction" in err.value.paths
+    engine = Recorder()
+    with pytest.raises(Withheld) as err:
+        run_program(program, engine)
+    assert isinstance(err.value.failure, ii.SpecError) and err.value.failure.paths == ["gpu_fraction"]
+    assert "gpu_fraction: 0.25 of a GPU" in str(err.value)  # what the program's run reports
     assert created == ["pool"]
+    # The pool was declared fine, but nothing of it reached the engine: `up --skip-preview` creates nothing.
+    assert engine.resources == []
+
+
+def test_a_spec_error_the_program_catches_holds_nothing_back() -> None:
+    def program() -> None:
+        pool = ii.GpuPool("gpu", pool_args(sharing={"strategy": "none"}))
+        try:
+            ii.InferenceService("chat", {"pool": pool, "gpu_fraction": 0.25, "model": {"uri": "file:///m"}})
+        except ii.SpecError:  # a program may fall back to another variant
+            ii.InferenceService("chat", {"pool": pool, "gpus": 1, "model": {"uri": "file:///m"}})
+
+    run = run_program(program)
+    assert run.one(DEPLOYMENT, "chat-deployment").inputs["spec"]["template"]["spec"]["containers"][0]["resources"][
+        "limits"]["nvidia.com/gpu"] == "1"
+    assert run.of_type("kubernetes:apps/v1:DaemonSet")  # the pool's device plugin
 
 
 def test_standby_placeholders_sit_below_everything_and_hold_the_slots_asked() -> None:
@@ -98,9 +117,9 @@ def test_standby_above_pool_capacity_is_rejected() -> None:
         pool = ii.GpuPool("gpu", pool_args(max_nodes=1))
         ii.StandbyPool("warm", {"pool": pool, "instances": 2})
 
-    with pytest.raises(ii.SpecError) as err:
+    with pytest.raises(Withheld) as err:  # the pool declared before it is held back with it
         run_program(program)
-    assert err.value.paths == ["instances"]
+    assert err.value.failure.paths == ["instances"]
 
 
 def test_scale_to_zero_with_gpu_utilization_names_scale_to_zero_after_s() -> None:
@@ -193,8 +212,9 @@ def test_changing_one_field_changes_one_child_and_keeps_every_name() -> None:
     before, after = ({(r.type, r.name): r.inputs for r in run.resources} for run in (program(8), program(16)))
     assert before.keys() == after.keys()
     changed = {key[1] for key, inputs in before.items() if after[key] != inputs}
-    # The replica pods read max_concurrency; the gateway config holds it per backend.
-    assert changed == {"chat-deployment", "chat-gateway-configmap"}
+    # The replica pods read max_concurrency; the gateway config holds it per backend, and the
+    # gateway's pod template carries that config's checksum, so its pods restart to read it.
+    assert changed == {"chat-deployment", "chat-gateway-configmap", "chat-gateway-deployment"}
 
 
 def test_gke_pool_builds_a_node_pool_with_sharing_and_streaming() -> None:

@@ -24,6 +24,7 @@ from kubernetes import client
 from pulumi import automation as auto
 
 from tests.support.controlplane import ControlPlane, gpu_pool_nodes
+from infra_inference.render.common import ANNOTATION_CONFIG_SHA256, LABEL_NAME, config_checksum
 from infra_inference.render.stack import render_stack
 from infra_inference.specs.pool import POOL_LABEL
 from tests.integration.cluster_helpers import wait_until
@@ -149,6 +150,9 @@ def diff_digest(preview_json: str) -> dict[str, Any]:
               "diffReasons": sorted(s.get("diffReasons") or []),
               "detailedDiff": s.get("detailedDiff") or {}}
              for s in doc["steps"] if s["op"] != "same"]
+    # The engine lists steps as they run, concurrently: order them by child name (ConfigMap, then the
+    # Deployment it rolls).
+    steps.sort(key=lambda step: step["resource"].rsplit("::", 1)[1])
     # Unchanged resources are not part of the change (their count moves with every new object we render).
     return {"steps": steps, "changeSummary": {op: n for op, n in doc["changeSummary"].items() if op != "same"}}
 
@@ -181,13 +185,15 @@ def lifecycle(stack: auto.Stack, api: client.ApiClient) -> None:
         got = apps.read_namespaced_deployment(o["metadata"]["name"], o["metadata"]["namespace"])
         assert got.spec.template.spec.priority_class_name == o["spec"]["template"]["spec"].get("priorityClassName")
 
-    # One field changed in the program: the two objects it reaches are updated, nothing replaced or created.
-    # (max_replicas bounds the autoscaler's policy and sizes the gateway's queue: max_queue x max_replicas.)
+    # One field changed in the program: the objects it reaches are updated, nothing replaced or created.
+    # max_replicas bounds the autoscaler's policy and sizes the gateway's queue (max_queue x max_replicas);
+    # each of the two Deployments carries its config's checksum on its pod template, so it rolls.
     stack.workspace.program = quickstart(lambda src: src.replace('"max_replicas": 8', '"max_replicas": 6'))
     changed = Steps()
     diff = stack.preview(on_event=changed, diff=True, json=True)
     assert {urn.rsplit("::", 1)[1]: op for urn, op in changed.ops().items()} == {
-        "chat-autoscaler-configmap": "update", "chat-gateway-configmap": "update"}
+        "chat-autoscaler-configmap": "update", "chat-gateway-configmap": "update",
+        "chat-autoscaler-deployment": "update", "chat-gateway-deployment": "update"}
     if os.environ.get("INFRA_INFERENCE_UPDATE_GOLDEN"):  # after a deliberate change of what a diff shows
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(diff_digest(diff.stdout), indent=2) + "\n")
@@ -195,9 +201,17 @@ def lifecycle(stack: auto.Stack, api: client.ApiClient) -> None:
 
     up = stack.up(on_event=Steps())
     assert up.summary.result == "succeeded", up.stderr
-    assert up.summary.resource_changes == {"update": 2, "same": up.summary.resource_changes["same"]}
+    assert up.summary.resource_changes == {"update": 4, "same": up.summary.resource_changes["same"]}
     policy = client.CoreV1Api(api).read_namespaced_config_map("chat-autoscaler", NAMESPACE)
     assert json.loads(policy.data["policy.json"])["max_replicas"] == 6
+    # The running pods were replaced by ones that started with the new config (the engine waited for
+    # the rollouts): every gateway and autoscaler pod carries the new config's checksum.
+    for name in ("chat-autoscaler", "chat-gateway"):
+        config = client.CoreV1Api(api).read_namespaced_config_map(name, NAMESPACE)
+        wanted = config_checksum({"data": config.data})[ANNOTATION_CONFIG_SHA256]
+        pods = client.CoreV1Api(api).list_namespaced_pod(NAMESPACE, label_selector=f"{LABEL_NAME}={name}").items
+        live = [p for p in pods if p.metadata.deletion_timestamp is None]
+        assert live and {p.metadata.annotations[ANNOTATION_CONFIG_SHA256] for p in live} == {wanted}, name
 
     # destroy: nothing of ours is left (the namespace itself goes too).
     destroyed = stack.destroy()
@@ -208,21 +222,26 @@ def lifecycle(stack: auto.Stack, api: client.ApiClient) -> None:
         label_selector="app.kubernetes.io/part-of=infra-inference,app.kubernetes.io/component=priority").items
 
 
-def test_spec_error_fails_the_preview_naming_the_field_and_creates_nothing(
+def test_spec_error_fails_preview_and_up_naming_the_field_and_creates_nothing(
         tools: Path, env: dict[str, str], tmp_path: Path, api: client.ApiClient) -> None:
-    # 0.3 of an L4 is not a whole number of the pool's quarter-GPU slots.
+    # 0.3 of an L4 is not a whole number of the pool's quarter-GPU slots. The service is declared
+    # after the platform and the pool, which are valid.
     stack = python_stack(tools, env, tmp_path / "bad", quickstart(
         lambda src: src.replace('"gpu_fraction": 0.25', '"gpu_fraction": 0.3')))
     with pytest.raises(auto.errors.CommandError) as failed:
         stack.preview()
     assert "gpu_fraction" in str(failed.value)
-    # `pulumi up` previews first and stops here. (`up --skip-preview`, which the Automation API's
-    # up() runs, would create the platform's and pool's objects declared above the bad service
-    # before the program raises: the engine applies a program's resources as they are registered.)
+    # The Automation API's up() runs `pulumi up --skip-preview`: no preview stops it first, and the
+    # engine applies each resource as its registration arrives. The components' gate held the
+    # platform's and the pool's registrations until the program had run, then failed them.
+    with pytest.raises(auto.errors.CommandError) as failed:
+        stack.up()
+    assert "gpu_fraction: 0.3 of a GPU" in str(failed.value)
     recorded = stack.export_stack().deployment.get("resources") or []
-    assert not [r["urn"] for r in recorded if r["type"].startswith(K8S)]
-    assert not client.CoreV1Api(api).list_config_map_for_all_namespaces(
-        label_selector="app.kubernetes.io/part-of=infra-inference").items
+    assert [r["type"] for r in recorded] in ([], ["pulumi:pulumi:Stack"])  # not one of ours
+    ours = "app.kubernetes.io/part-of=infra-inference"
+    assert not client.CoreV1Api(api).list_config_map_for_all_namespaces(label_selector=ours).items
+    assert not client.SchedulingV1Api(api).list_priority_class(label_selector=ours).items
 
 
 def test_yaml_program_declares_pool_and_service_through_the_provider(

@@ -72,3 +72,18 @@ def test_latency_can_target_time_to_first_token() -> None:
                                             "latency_of": "first-token"})
     query = objects["ScaledObject", "chat-autoscaler"]["spec"]["triggers"][0]["metadata"]["query"]
     assert "infra_inference_time_to_first_token_seconds_bucket" in query
+
+
+def test_a_config_change_rolls_exactly_the_pods_that_read_that_config() -> None:
+    # The gateway and autoscaler read their ConfigMap's file once, at start; max_replicas reaches both
+    # (the gateway's queue is max_queue x max_replicas), so both must get new pods, and nothing else changes.
+    before, after = _objects({}, {"max_replicas": 4}), _objects({}, {"max_replicas": 6})
+    changed = sorted(key for key in after if after[key] != before[key])
+    assert changed == [("ConfigMap", "chat-autoscaler"), ("ConfigMap", "chat-gateway"),
+                       ("Deployment", "chat-autoscaler"), ("Deployment", "chat-gateway")]
+    for name in ("chat-autoscaler", "chat-gateway"):
+        old, new = before["Deployment", name], after["Deployment", name]
+        assert old["spec"]["template"]["metadata"]["annotations"] != new["spec"]["template"]["metadata"]["annotations"]
+        for d in (old, new):  # the pod template's checksum is the whole change
+            del d["spec"]["template"]["metadata"]["annotations"]
+        assert old == new

@@ -58,17 +58,18 @@ class Run:
         return out
 
 
-def run_program(program: Callable[[], dict[str, Any] | None]) -> Run:
+def run_program(program: Callable[[], dict[str, Any] | None], mocks: Recorder | None = None) -> Run:
     """Run `program` under fresh mocks; return its resources and resolved outputs.
 
-    Exceptions raised while the program runs (including inside applies) propagate.
+    Exceptions raised while the program runs (including inside applies) propagate;
+    pass `mocks` to see what reached the engine anyway.
     """
     # Pulumi's mocks run on the thread's current event loop; an earlier asyncio.run() in the
     # same process closes it and unsets it, so give every program a fresh one.
     loop = asyncio.new_event_loop()
     loop.set_exception_handler(_quiet_about_raised_errors)
     asyncio.set_event_loop(loop)
-    mocks = Recorder()
+    mocks = mocks or Recorder()
     pulumi.runtime.set_mocks(mocks, project="test", stack="test", preview=False)
     parents: dict[str, str] = {}
     original = pulumi.Resource.__init__
