@@ -45,7 +45,8 @@ def logged_at(stack: DevStack, message: str) -> dict[int, float]:
 
 
 def queued(stack: DevStack) -> float:
-    found = re.search(r'infra_inference_queue_depth\{deployment="dev",variant="main"\} (\S+)', stack.gateway_metrics())
+    # Other labels (the `service` every process of ours exports) may come before or after.
+    found = re.search(r'infra_inference_queue_depth\{[^}]*deployment="dev"[^}]*\} (\S+)', stack.gateway_metrics())
     return float(found[1]) if found else 0.0
 
 
