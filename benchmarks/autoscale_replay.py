@@ -41,12 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
 
+from infra_inference.runtime.autoscaler.loop import POKE_COOLDOWN_S  # noqa: E402
 from infra_inference.runtime.dev import DevStack  # noqa: E402
 from infra_inference.runtime.metrics import prom  # noqa: E402
 from infra_inference.runtime.transport.ports import free_port  # noqa: E402
 from infra_inference.simulate import workload  # noqa: E402
 from infra_inference.simulate.policies import decider, hpa_style, kpa_style, oracle  # noqa: E402
-from infra_inference.simulate.replay import TIMEOUT_S, Policy, Replica, Run, replay  # noqa: E402
+from infra_inference.simulate.replay import TIMEOUT_S, Policy, Replica, Run, Wake, replay  # noqa: E402
 from infra_inference.specs.autoscale import ScalingSpec  # noqa: E402
 from infra_inference.wire.policy import AutoscalerConfig  # noqa: E402
 
@@ -91,6 +92,16 @@ POLICIES: dict[str, Callable[[], tuple[Policy, float]]] = {
 }
 
 
+# How each policy is woken from zero: ours as the runtime's autoscaler is, by the gateway's activator at the
+# first request that queues with no replica ready (and every POKE_COOLDOWN_S while that lasts); KPA-style
+# as Knative's activator pokes its autoscaler, while the revision is at zero; the HPA cannot be at zero.
+WAKES: dict[str, Wake] = {
+    "ours": Wake(POKE_COOLDOWN_S),
+    "ours-before": Wake(POKE_COOLDOWN_S),
+    "kpa-style": Wake(POKE_COOLDOWN_S, at_zero_only=True),
+}
+
+
 def cell(name: str, cold_start_s: float, hours: float, seeds: list[int], policies: list[str]) -> Cell:
     pooled: dict[str, Run] = {}
     replica = Replica(SLOTS, cold_start_s)
@@ -101,7 +112,7 @@ def cell(name: str, cold_start_s: float, hours: float, seeds: list[int], policie
                   **{p: POLICIES[p] for p in policies}}
         for policy_name, make in makers.items():
             policy, period = make()
-            r = replay(policy_name, requests, duration, policy, period, replica)
+            r = replay(policy_name, requests, duration, policy, period, replica, wake=WAKES.get(policy_name))
             total = pooled.setdefault(policy_name, Run(policy_name))
             for f in ("requests", "within_slo", "failed", "replica_seconds", "scale_ups", "cancelled"):
                 setattr(total, f, getattr(total, f) + getattr(r, f))
@@ -265,7 +276,7 @@ def real(name: str) -> None:
     policy, period = ours(cut.slots)
     table([Cell(f"{name} slice", cold, {
         "oracle": replay("oracle", requests, cut.seconds, *oracle(requests, cut.seconds, cut.slots, cold), replica),
-        "sim ours": replay("sim ours", requests, cut.seconds, policy, period, replica),
+        "sim ours": replay("sim ours", requests, cut.seconds, policy, period, replica, wake=WAKES["ours"]),
         "real ours": live})])
 
 

@@ -96,5 +96,5 @@ def budget_problems(service: InferenceServiceSpec, budget: ColdStartBudget) -> t
         warnings.append(SpecProblem("autoscale.scale_to_zero_after_s", f"{policy.scale_to_zero_after_s:g}s is "
                                     f"shorter than the cold start, {budget.describe()}: an idle gap that short "
                                     f"costs a whole cold start to save less; the native autoscaler idles at "
-                                    f"least 4 measured cold starts anyway"))
+                                    f"least 12 measured cold starts anyway"))
     return errors, warnings

@@ -5,7 +5,9 @@ and serves each request for the request's own seconds; a replica asked for
 is ready `cold_start_s` later. Every `period_s` the policy sees what the
 runtime's collector would scrape (`GatewaySample`: the gateway's cumulative
 counters and gauges) and answers with the replicas to ask for; a fall
-cancels replicas still starting first. Cost is replica-seconds asked for
+cancels replicas still starting first. With a `Wake`, a request that
+queues with no replica ready asks the policy at once, as the gateway's
+activator wakes the runtime's autoscaler. Cost is replica-seconds asked for
 (a starting replica is paid for), plus any warm standby held throughout.
 
 Events (arrivals, completions, replicas becoming ready) are processed in
@@ -55,6 +57,26 @@ class View:
 Policy = Callable[[View], int]
 
 
+@dataclass(frozen=True)
+class Wake:
+    """The gateway's activator: a request that queues with no replica ready wakes the autoscaler at once.
+
+    The runtime's autoscaler long-polls the gateway (`/activator/wait`),
+    which answers when a request queues behind a backend with no ready
+    replica, and at once while requests wait so; after each poke it stops
+    listening for `cooldown_s`. So a wake from zero is decided at the first
+    request's arrival, not at the next tick, and while the first replicas
+    start with requests waiting, every `cooldown_s` (each tick restarting
+    the wait for the next regular one). Without it, a wake at a 1 s tick
+    looks up to a second late, with several requests already outstanding.
+    Knative's activator pokes its autoscaler only while the revision is at
+    zero (`at_zero_only`): once replicas are asked for, it waits for ticks.
+    """
+
+    cooldown_s: float
+    at_zero_only: bool = False
+
+
 @dataclass
 class Run:
     """What a replay measured."""
@@ -73,8 +95,8 @@ class Run:
 
 
 def replay(name: str, requests: Sequence[Request], duration_s: float, policy: Policy, period_s: float,
-           replica: Replica, timeout_s: float = TIMEOUT_S) -> Run:
-    """Replay `requests` for `duration_s` under `policy`, ticking every `period_s`."""
+           replica: Replica, timeout_s: float = TIMEOUT_S, wake: Wake | None = None) -> Run:
+    """Replay `requests` for `duration_s` under `policy`, ticking every `period_s` (and at `wake`'s pokes)."""
     run = Run(name)
     queue: deque[Request] = deque()
     inflight: list[tuple[float, float]] = []  # (finishes at, service seconds)
@@ -83,7 +105,8 @@ def replay(name: str, requests: Sequence[Request], duration_s: float, policy: Po
     arrivals = served = 0
     served_s = busy_s = 0.0
     last = 0.0
-    tick = 0.0
+    next_tick, previous = 0.0, 0.0  # the next regular tick; the last tick of any kind
+    listens_at = 0.0  # when the activator's long-poll is listening again after a poke
 
     def dispatch(t: float) -> None:
         while queue and len(inflight) < ready * replica.slots:
@@ -95,13 +118,20 @@ def replay(name: str, requests: Sequence[Request], duration_s: float, policy: Po
                 run.within_slo += 1
             heapq.heappush(inflight, (t + r.service_s, r.service_s))
 
-    while tick < duration_s:
+    def poke_at() -> float:
+        """When the activator pokes next, given nothing changes: now if requests wait with no replica ready."""
+        if wake is None or not queue or ready or (wake.at_zero_only and current):
+            return math.inf
+        return max(listens_at, last)
+
+    while next_tick < duration_s:
         while True:
             t_arrive = requests[i].at if i < len(requests) else math.inf
             t_finish = inflight[0][0] if inflight else math.inf
             t_ready = starting[0] if starting else math.inf
             t = min(t_arrive, t_finish, t_ready)
-            if t > tick:
+            tick = min(next_tick, poke_at())
+            if t > tick:  # events at the tick's own time come first (a burst's simultaneous arrivals)
                 break
             busy_s += (t - last) * (min(1.0, len(inflight) / (ready * replica.slots)) if ready else 0.0)
             last = t
@@ -119,12 +149,15 @@ def replay(name: str, requests: Sequence[Request], duration_s: float, policy: Po
             dispatch(t)
         busy_s += (tick - last) * (min(1.0, len(inflight) / (ready * replica.slots)) if ready else 0.0)
         last = tick
+        if wake is not None and poke_at() <= tick:  # a poke (a regular tick at the same moment is the same tick)
+            listens_at = tick + wake.cooldown_s
+        run.replica_seconds += (current + replica.standby) * (tick - previous)
         while queue and tick - queue[0].at > timeout_s:
             queue.popleft()
             run.failed += 1
         sample = GatewaySample(tick, float(served), float(arrivals), float(served), served_s, float(len(queue)),
                                float(len(inflight)))
-        desired = policy(View(tick, sample, current, ready, busy_s / period_s))
+        desired = policy(View(tick, sample, current, ready, busy_s / (tick - previous) if tick > previous else 0.0))
         busy_s = 0.0
         if desired > current:
             starting.extend([tick + replica.cold_start_s] * (desired - current))
@@ -137,8 +170,8 @@ def replay(name: str, requests: Sequence[Request], duration_s: float, policy: Po
                 drop -= 1
             ready -= drop
         current = desired
-        run.replica_seconds += (current + replica.standby) * period_s
-        tick += period_s
+        previous, next_tick = tick, tick + period_s  # the loop's wait restarts at every tick, poked or not
+    run.replica_seconds += (current + replica.standby) * (duration_s - previous)
     run.failed += len(queue)
     run.requests = i  # arrivals after the last tick met no decision: counted neither way
     return run

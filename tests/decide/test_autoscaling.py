@@ -296,14 +296,14 @@ def actuated(p: ScalingSpec, values: list[float], cold_start_s: float, backlog_s
     return out
 
 
-def test_the_decider_learns_the_cold_start_and_idles_four_of_them_before_zero() -> None:
+def test_the_decider_learns_the_cold_start_and_idles_twelve_of_them_before_zero() -> None:
     # A 30 s cold start, then idle: 30 s of scale_to_zero_after_s would wake every 30 s gap
-    # through a whole cold start; it waits 4 x 30 = 120 s instead.
+    # through a whole cold start; it waits 12 x 30 = 360 s instead.
     p = policy(target=5, **ZERO)
-    steps = actuated(p, [10.0] * 60 + [0.0] * 200, cold_start_s=30)
+    steps = actuated(p, [10.0] * 60 + [0.0] * 450, cold_start_s=30)
     zero_at = next(t for t, (_, _, d) in enumerate(steps) if t > 60 and d.desired == 0)
-    assert 59 + 118 <= zero_at <= 59 + 125, steps[zero_at][2].reason
-    assert "4 cold starts of 3" in steps[zero_at][2].reason
+    assert 59 + 358 <= zero_at <= 59 + 365, steps[zero_at][2].reason
+    assert "12 cold starts of 3" in steps[zero_at][2].reason
 
 
 def test_a_service_that_usually_idles_briefly_keeps_one_replica_through_its_gaps() -> None:

@@ -46,6 +46,20 @@ def test_concurrency_is_arrival_rate_times_service_time_and_the_queue_is_work() 
     assert (second.outstanding, second.queue_only, second.queued) == (308, False, 300)
 
 
+def test_a_poke_just_after_a_tick_measures_the_rate_over_the_last_second() -> None:
+    # Ticks at 10 and 11 (4 arrivals a second at 1 s each), then the activator's poke at 11.03 with one more:
+    # over 10 -> 11.03 that is 5 / 1.03 s, not 1 / 0.03 s = 33 in flight; the service time still counts
+    # each request once.
+    obs = observe_all("concurrency", [sample(10, 100, 96, 96.0), sample(11, 104, 100, 100.0),
+                                      sample(11.03, 105, 100, 100.0, queued=1)])
+    assert obs[2].value == pytest.approx(5 / 1.03)
+    # Then at 11.53 (another poke): over 10 -> 11.53 still; at 12.1, over 11.03 -> 12.1.
+    more = observe_all("concurrency", [sample(10, 100, 96, 96.0), sample(11, 104, 100, 100.0),
+                                       sample(11.03, 105, 100, 100.0), sample(11.53, 106, 100, 100.0),
+                                       sample(12.1, 110, 104, 104.0)])
+    assert more[3].value == pytest.approx(6 / 1.53) and more[4].value == pytest.approx(5 / 1.07)
+
+
 def test_service_time_is_request_weighted_and_decayed_not_this_ticks_mean() -> None:
     # 12 requests of 0.5 s, then a tick where 3 of 20 s finish: the tick's mean says 20 s, the
     # requests say (6 + 60) / 15 = 4.4 s (less a little decay over the 1 s between).

@@ -9,7 +9,7 @@ import pytest
 
 from infra_inference.simulate import workload
 from infra_inference.simulate.policies import decider, hpa_style, kpa_style, oracle
-from infra_inference.simulate.replay import Replica, View, replay
+from infra_inference.simulate.replay import Replica, View, Wake, replay
 from infra_inference.simulate.workload import Request
 from infra_inference.specs.autoscale import ScalingSpec
 
@@ -64,6 +64,49 @@ def test_the_policy_sees_the_gateways_counters() -> None:
     # At t=2: 3 arrived; 0.2 -> 0.7 served; 0.7 -> 3.7 in flight; the one at 1.5 queued.
     s = seen[2].sample
     assert (s.arrivals, s.served, s.served_s, s.inflight, s.queued) == (3, 1, 0.5, 1, 1)
+
+
+def test_the_activator_wakes_the_policy_at_the_first_request_waiting_for_a_replica() -> None:
+    # Nothing ready: the request at 0.3 s asks the policy at once, then every 0.5 s (the long-poll's
+    # cooldown) while it waits for the replica starting since 0.3 s (ready at 3.3 s), then each second
+    # after the last tick. Without the wake the first look is the 1 s tick.
+    def watch(seen: list[float]):  # noqa: ANN202
+        def policy(view: View) -> int:
+            seen.append(view.now)
+            return 1 if view.sample.queued + view.sample.inflight else view.current
+        return policy
+
+    woken: list[float] = []
+    run = replay("w", [Request(0.3, 1.0)], 5, watch(woken), 1.0, Replica(1, 3.0), wake=Wake(0.5))
+    assert woken == pytest.approx([0, 0.3, 0.8, 1.3, 1.8, 2.3, 2.8, 3.8, 4.8])
+    assert (run.within_slo, run.replica_seconds) == (0, pytest.approx(5 - 0.3))  # paid from the wake on
+    ticked: list[float] = []
+    run = replay("t", [Request(0.3, 1.0)], 5, watch(ticked), 1.0, Replica(1, 3.0))
+    assert ticked == [0, 1, 2, 3, 4]
+    assert run.replica_seconds == pytest.approx(5 - 1)
+
+
+def test_a_burst_arriving_at_once_is_seen_whole_by_the_wake() -> None:
+    seen: list[tuple[float, float]] = []
+
+    def watch(view: View) -> int:
+        seen.append((view.now, view.sample.queued))
+        return view.current
+
+    replay("b", [Request(0.3, 1.0)] * 4 + [Request(0.6, 1.0)], 1.5, watch, 1.0, Replica(1, 3.0), wake=Wake(0.5))
+    assert seen == [(0, 0), (0.3, 4), (0.8, 5)]  # 0.6 came while the long-poll was not listening
+
+
+def test_knatives_activator_pokes_only_at_zero() -> None:
+    # Knative pokes its autoscaler while the revision is at zero: the wake at 0.3 s, then ticks alone.
+    seen: list[float] = []
+
+    def watch(view: View) -> int:
+        seen.append(view.now)
+        return 1 if view.sample.queued + view.sample.inflight else view.current
+
+    replay("k", [Request(0.3, 1.0)], 3, watch, 1.0, Replica(1, 3.0), wake=Wake(0.5, at_zero_only=True))
+    assert seen == pytest.approx([0, 0.3, 1.3, 2.3])
 
 
 def test_the_oracle_asks_a_cold_start_early_and_meets_the_slo() -> None:

@@ -16,7 +16,9 @@ from infra_inference.runtime.dev.view import Sampler
 from infra_inference.specs.autoscale import ScalingSpec
 
 VIEW_PERIOD_S = 0.5
-DEMO_SETTLE_TIMEOUT_S = 60.0
+# The decider idles 12 learned cold starts before zero: 12 x 1 s on an idle laptop, 12 x 5-8 s where
+# replicas start slowly on a loaded machine.
+DEMO_SETTLE_TIMEOUT_S = 120.0
 
 
 def dev(
