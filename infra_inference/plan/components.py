@@ -17,7 +17,7 @@ from infra_inference.decide.coldstart import budget_problems, estimate
 from infra_inference.decide.packing import service_problems, slots_per_replica, standby_instances, standby_problems
 from infra_inference.errors import SpecError, SpecProblem
 from infra_inference.plan.service import Placement, service_admin_url, variants
-from infra_inference.specs.autoscale import AutoscalePolicySpec, ScalingSpec
+from infra_inference.specs.autoscale import GATEWAY_METRICS, AutoscalePolicySpec, ScalingSpec
 from infra_inference.specs.image import ImageSpec
 from infra_inference.specs.platform import PlatformSpec
 from infra_inference.specs.pool import GpuPoolSpec
@@ -169,6 +169,11 @@ def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None,
                                     f"sizes; give the policy as the service's inline autoscale instead"))
     elif service is not None and spec.metric == "gpu-utilization" and not service.spec.uses_gpu:
         problems.append(SpecProblem("metric", "gpu-utilization on a CPU-only service; use cpu-utilization"))
+    elif service is None and spec.engine == "keda" and spec.metric in GATEWAY_METRICS:
+        problems.append(SpecProblem("metric", f"{spec.metric!r} is measured by an InferenceService's gateway, and "
+                                    f"deployment {spec.deployment!r} has none, so KEDA's query would select no "
+                                    f"series; use gpu-utilization, cpu-utilization or custom (a query, or a "
+                                    f"replica_metric the Deployment's pods export), or give service instead"))
     if problems:
         raise SpecError(problems, subject=subject)
     policy = ScalingSpec.model_validate(spec.model_dump(exclude={"deployment", "namespace", "runtime_image"}))

@@ -19,6 +19,9 @@ Engine = Literal["native", "hpa", "keda"]
 # (throughput). Utilization and latency are measured on replicas, so with none
 # they read nothing and the service could never wake up.
 SCALE_TO_ZERO_METRICS = ("concurrency", "throughput")
+# What the gateway measures (requests in flight and queued, arrivals, latency): a Deployment scaled without
+# an InferenceService in front has no gateway, so engine keda would query series nothing exports.
+GATEWAY_METRICS = ("concurrency", "throughput", "latency")
 
 # Defaults when `target` is omitted: 70 % utilization leaves headroom for a
 # burst while a new replica starts (the KPA and HPA defaults sit there too).

@@ -129,6 +129,13 @@ def test_scale_to_zero_with_gpu_utilization_names_scale_to_zero_after_s() -> Non
     assert "scale_to_zero_after_s" in err.value.paths
 
 
+def test_keda_on_a_gateway_metric_without_a_service_names_metric() -> None:
+    with pytest.raises(ii.SpecError) as err:
+        run_program(lambda: ii.AutoscalePolicy("p", {"deployment": "d", "metric": "throughput", "target": 10,
+                                                     "engine": "keda"}) and None)
+    assert err.value.paths == ["metric"]
+
+
 def test_hpa_engine_on_cpu_utilization_carries_the_windows_in_behavior() -> None:
     run = run_program(lambda: ii.AutoscalePolicy("api", {
         "deployment": "api", "metric": "cpu-utilization", "target": 60, "engine": "hpa",

@@ -109,6 +109,19 @@ def test_standalone_policy_needs_exactly_one_target() -> None:
     assert paths_of(lambda: plan_policy("p", {"metric": "concurrency"}, None)) == ["deployment"]
 
 
+@pytest.mark.parametrize("metric", ["concurrency", "throughput", "latency"])
+def test_keda_on_a_gateway_metric_needs_a_gateway(metric: str) -> None:
+    """A bare Deployment has no gateway: KEDA's query would select series nothing exports."""
+    args = {"deployment": "legacy", "engine": "keda", "metric": metric, "target": 5}
+    with pytest.raises(SpecError) as err:
+        plan_policy("p", args, None)
+    assert err.value.paths == ["metric"]
+    assert "gpu-utilization, cpu-utilization or custom" in str(err.value)
+    # The same metric with a gateway in front, and a replica-side metric without one, are fine.
+    plan_policy("p", {k: v for k, v in args.items() if k != "deployment"}, plan_service("s", {"model": MODEL}, None))
+    plan_policy("p", {**args, "metric": "custom", "custom": {"replica_metric": "vllm:num_requests_waiting"}}, None)
+
+
 @given(replicas=st.integers(2, 48), gpus=st.integers(1, 8), k=st.integers(1, 48))
 def test_fraction_k_over_n_takes_exactly_k_slots_or_is_rejected(replicas: int, gpus: int, k: int) -> None:
     pool = GpuPoolSpec.parse({**POOL, "gpus_per_node": gpus,

@@ -131,6 +131,11 @@ def test_platform_standby_and_policy_rules_are_the_same_problems() -> None:
     assert problems == expected(lambda: plan_policy("legacy", policy, None))
     assert {p.path for p in problems} == {"target", "min_replicas"}
 
+    keda = {"deployment": "legacy", "metric": "concurrency", "engine": "keda"}
+    _, problems = plan("infra_inference_autoscale_policy", {"name": "legacy", **keda})
+    assert problems == expected(lambda: plan_policy("legacy", keda, None))
+    assert [p.path for p in problems] == ["metric"]
+
 
 def test_standby_default_size_follows_the_services_given() -> None:
     ref = pool_ref(POOL)
