@@ -49,6 +49,9 @@ class InferencePlatformArgs(TypedDict, total=False):
     install_pod_monitor: bool
     """Prometheus Operator PodMonitors for every service's gateways, replicas and autoscaler (and the DCGM
     exporter); needs the PodMonitor CRD. Default false: the pods' prometheus.io/* annotations remain."""
+    prometheus_namespaces: list[str]
+    """Namespaces a Prometheus runs in: each tenant's NetworkPolicy admits them to its pods' metrics ports
+    only. Default ["monitoring"] (kube-prometheus-stack's usual); [] admits none."""
     tenants: list[TenantArgs]
     """Teams with a namespace, a GPU quota and a default-deny NetworkPolicy."""
     runtime_image: ImageArgs

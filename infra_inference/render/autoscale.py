@@ -10,7 +10,7 @@ from infra_inference.render.common import (
     scratch_volume,
 )
 from infra_inference.render.platform import PRIORITY_CLASS
-from infra_inference.render.scrape import scraped
+from infra_inference.render.scrape import METRICS_PORT, scraped
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.image import ImageSpec
 from infra_inference.wire import metrics
@@ -43,7 +43,7 @@ def native(name: str, namespace: str, deployments: list[str], policy: ScalingSpe
     pod = pod_spec(
         [container("autoscaler", image or ImageSpec(),
                    args=["autoscaler", "--config", f"{CONFIG_DIR}/{POLICY_CONFIG}"], cpu="100m", memory="128Mi",
-                   ports=[{"name": "metrics", "containerPort": config.metrics_port}],
+                   ports=[{"name": METRICS_PORT, "containerPort": config.metrics_port}],
                    volumeMounts=[{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                  {"name": "tmp", "mountPath": "/tmp"}])],
         serviceAccountName=name, automountServiceAccountToken=True,

@@ -6,7 +6,7 @@ from importlib import resources
 
 from infra_inference.render.common import Obj, labels, meta, obj
 from infra_inference.render.nvidia import dcgm_exporter, device_plugin
-from infra_inference.render.scrape import pod_monitors
+from infra_inference.render.scrape import pod_monitors, prometheus_ingress
 from infra_inference.specs.platform import PlatformSpec, TenantSpec
 
 # Online inference outranks batch, which outranks training; a pod without a
@@ -39,7 +39,7 @@ def priority_classes() -> list[Obj]:
     ]
 
 
-def tenant(t: TenantSpec, platform_namespace: str) -> list[Obj]:
+def tenant(t: TenantSpec, platform_namespace: str, prometheus_namespaces: list[str]) -> list[Obj]:
     lbls = labels(t.name, "tenant")
     hard: dict[str, str] = {f"requests.{r}": str(n) for r, n in t.resource_quota.items()}
     if t.cpu_quota:
@@ -62,6 +62,7 @@ def tenant(t: TenantSpec, platform_namespace: str) -> list[Obj]:
             ]}],
             "egress": egress_rules(),
         }),
+        *([prometheus_ingress(t.name, prometheus_namespaces)] if prometheus_namespaces else []),
     ]
 
 
@@ -104,7 +105,7 @@ def platform_objects(spec: PlatformSpec) -> list[Obj]:
     out = [obj("v1", "Namespace", meta(ns, None, {**labels(ns, "platform"), "kubernetes.io/metadata.name": ns}))]
     out += priority_classes()
     for t in spec.tenants:
-        out += tenant(t, ns)
+        out += tenant(t, ns, spec.prometheus_namespaces)
     if spec.install_device_plugin:
         out += device_plugin("nvidia-device-plugin", config=None, node_selector=None)
     if spec.install_dcgm_exporter:

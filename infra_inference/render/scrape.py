@@ -16,6 +16,15 @@ from infra_inference.wire.scrape import scrape_annotations
 POD_MONITOR = "infra-inference"
 # The components whose pods serve our /metrics (render/service.py, render/autoscale.py).
 SCRAPED_COMPONENTS = ["gateway", "replica", "autoscaler"]
+# The container port names of the ports their /metrics is on, which a tenant's NetworkPolicy admits
+# Prometheus to by name (a replica's port number is each service's own): the gateway's admin port (its
+# service port proxies to the replicas), a replica's or the autoscaler's separate metrics port, and a
+# replica's serving port when it serves /metrics there too (vLLM's 8000).
+GATEWAY_METRICS_PORT = "admin"
+METRICS_PORT = "metrics"
+SERVING_METRICS_PORT = "http-metrics"
+METRICS_PORT_NAMES = [GATEWAY_METRICS_PORT, METRICS_PORT, SERVING_METRICS_PORT]
+PROMETHEUS_INGRESS = "allow-prometheus"
 # Relabelling from the pod's annotations, as the prometheus-community chart's `kubernetes-pods` job does:
 # scrape only annotated pods, at the annotated path, on the annotated port of the pod's IP (v4 or v6).
 _META = "__meta_kubernetes_pod_annotation_prometheus_io"
@@ -34,10 +43,31 @@ _ANNOTATION_RELABELINGS: list[Obj] = [
 ]
 
 
+_SCRAPED_PODS: Obj = {"matchLabels": {LABEL_PART_OF: PART_OF},
+                      "matchExpressions": [{"key": LABEL_COMPONENT, "operator": "In", "values": SCRAPED_COMPONENTS}]}
+
+
 def scraped(template: Obj, port: int, path: str = "/metrics") -> Obj:
     """`template` (a pod template) annotated with where its metrics are; other annotations are kept."""
     template["metadata"].setdefault("annotations", {}).update(scrape_annotations(port, path))
     return template
+
+
+def prometheus_ingress(namespace: str, prometheus_namespaces: list[str]) -> Obj:
+    """Admits Prometheus' namespaces to `namespace`'s metrics ports, and to nothing else of its pods.
+
+    NetworkPolicies add up: the tenant's default-deny keeps every other port closed to them.
+    """
+    lbls = labels(PROMETHEUS_INGRESS, "tenant")
+    return obj("networking.k8s.io/v1", "NetworkPolicy", meta(PROMETHEUS_INGRESS, namespace, lbls), spec={
+        "podSelector": _SCRAPED_PODS,
+        "policyTypes": ["Ingress"],
+        "ingress": [{
+            "from": [{"namespaceSelector": {"matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": prometheus_namespaces}]}}],
+            "ports": [{"protocol": "TCP", "port": name} for name in METRICS_PORT_NAMES],
+        }],
+    })
 
 
 def pod_monitors(namespace: str, dcgm_exporter: bool) -> list[Obj]:
@@ -45,9 +75,7 @@ def pod_monitors(namespace: str, dcgm_exporter: bool) -> list[Obj]:
     lbls = labels(POD_MONITOR, "monitoring")
     out = [obj("monitoring.coreos.com/v1", "PodMonitor", meta(POD_MONITOR, namespace, lbls), spec={
         "namespaceSelector": {"any": True},
-        "selector": {"matchLabels": {LABEL_PART_OF: PART_OF},
-                     "matchExpressions": [{"key": LABEL_COMPONENT, "operator": "In",
-                                           "values": SCRAPED_COMPONENTS}]},
+        "selector": _SCRAPED_PODS,
         "podMetricsEndpoints": [{"relabelings": _ANNOTATION_RELABELINGS}],
     })]
     if dcgm_exporter:

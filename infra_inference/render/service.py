@@ -14,7 +14,7 @@ from infra_inference.render.common import (
 )
 from infra_inference.render.platform import PRIORITY_CLASS
 from infra_inference.render.pool import node_selector, tolerations
-from infra_inference.render.scrape import scraped
+from infra_inference.render.scrape import GATEWAY_METRICS_PORT, METRICS_PORT, SERVING_METRICS_PORT, scraped
 from infra_inference.specs.service import OBJECT_STORE_SCHEMES, InferenceServiceSpec
 from infra_inference.wire.gateway import BackendConfig, GatewayConfig
 from infra_inference.wire.names import (CONFIG_DIR, GATEWAY_ADMIN_PORT, GATEWAY_CONFIG, GATEWAY_PORT, gateway_name,
@@ -95,9 +95,10 @@ def replica_pod(spec: InferenceServiceSpec, v: Variant, placement: Placement, lb
     rt = v.runtime
     on_pool = v.gpu and placement.pool is not None
     extended = {placement.pool.gpu_resource: placement.slots} if on_pool and placement.pool else None
-    ports = [{"name": "http", "containerPort": rt.port}]
     if rt.scrape_port != rt.port:
-        ports.append({"name": "metrics", "containerPort": rt.scrape_port})
+        ports = [{"name": "http", "containerPort": rt.port}, {"name": METRICS_PORT, "containerPort": rt.scrape_port}]
+    else:
+        ports = [{"name": SERVING_METRICS_PORT, "containerPort": rt.port}]
     server = container(
         # Our image brings its pull policy; an image of the service's own pulls IfNotPresent unless told.
         "server", rt.image or spec.runtime_image, args=replica_args(spec, v),
@@ -199,7 +200,7 @@ def gateway_objects(spec: InferenceServiceSpec, vs: list[Variant]) -> list[Obj]:
     select = by_name(name)
     gw = container("gateway", spec.runtime_image, args=["gateway", "--config", f"{CONFIG_DIR}/{GATEWAY_CONFIG}"],
                    cpu="500m", memory="256Mi", ports=[{"name": "http", "containerPort": GATEWAY_PORT},
-                                                      {"name": "admin", "containerPort": GATEWAY_ADMIN_PORT}],
+                                                      {"name": GATEWAY_METRICS_PORT, "containerPort": GATEWAY_ADMIN_PORT}],
                    readinessProbe=_http_probe("/readyz", GATEWAY_ADMIN_PORT, periodSeconds=2),
                    livenessProbe=_http_probe("/healthz", GATEWAY_ADMIN_PORT, periodSeconds=10),
                    # As for replicas: kube-proxy keeps sending new connections to a deleted gateway

@@ -71,6 +71,12 @@ class PlatformSpec(Spec):
         False, description="Prometheus Operator PodMonitors (the CRD must exist) that scrape every service's "
                            "gateways, replicas and autoscaler in every namespace, and the DCGM exporter when "
                            "installed. Without them, the pods' prometheus.io/* annotations say where to scrape.")
+    prometheus_namespaces: list[DnsLabel] = Field(
+        default_factory=lambda: ["monitoring"],
+        description="Namespaces a Prometheus runs in (kube-prometheus-stack's is usually `monitoring`): each "
+                    "tenant's NetworkPolicy admits them to its gateways', replicas' and autoscalers' metrics "
+                    "ports, and no other port. [] admits none (a Prometheus in the platform namespace needs "
+                    "no rule: it reaches tenants already).")
     tenants: list[TenantSpec] = Field(default_factory=list, description="Teams with their own quota.")
     runtime_image: ImageSpec = Field(
         default_factory=ImageSpec, description="Our runtime image for the whole stack: `infra-inference render` "
@@ -82,4 +88,8 @@ class PlatformSpec(Spec):
                for i, n in enumerate(names) if n in names[:i]]
         out += [SpecProblem(f"tenants[{i}].name", f"{n!r} is the platform namespace; pick another tenant name")
                 for i, n in enumerate(names) if n == self.namespace]
+        # A tenant's own pods would reach every other tenant's metrics ports (queue depths, model names).
+        out += [SpecProblem(f"prometheus_namespaces[{i}]", f"{n!r} is a tenant; run Prometheus in a namespace of "
+                            f"its own (or the platform namespace)") for i, n in enumerate(self.prometheus_namespaces)
+                if n in names]
         return out

@@ -27,7 +27,7 @@ def test_the_vllm_preset_renders_its_image_port_probes_and_arguments() -> None:
     server = _server(objects)
     assert server["image"] == PRESETS["vllm"].image
     assert server["args"] == ["--model", "hf://Qwen/Qwen2.5-0.5B", "--served-model-name", "qwen", "--port", "8000"]
-    assert server["ports"] == [{"name": "http", "containerPort": 8000}]
+    assert server["ports"] == [{"name": "http-metrics", "containerPort": 8000}]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert server[probe]["httpGet"] == {"path": "/health", "port": 8000}
     assert not [e for e in server.get("env", []) if e["name"].startswith("INFRA_INFERENCE_")]
