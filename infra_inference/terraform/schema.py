@@ -120,6 +120,8 @@ def _hcl(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, list):
+        return "[" + ", ".join(_hcl(v) for v in value) + "]"
     return str(value)
 
 

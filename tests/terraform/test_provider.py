@@ -137,6 +137,14 @@ def test_platform_standby_and_policy_rules_are_the_same_problems() -> None:
     assert [p.path for p in problems] == ["metric"]
 
 
+def test_platform_prometheus_namespaces_unset_is_monitoring_and_empty_is_no_rule() -> None:
+    tenants = [{"name": "t", "gpu_quota": 1}]
+    rule = "networking.k8s.io/v1/NetworkPolicy/t/allow-prometheus"
+    for value, rendered in ((None, True), ([], False), (["observability"], True)):
+        state, problems = plan("infra_inference_platform", {"tenants": tenants, "prometheus_namespaces": value})
+        assert state is not None and (rule in state["objects"]) is rendered, (value, problems)
+
+
 def test_standby_default_size_follows_the_services_given() -> None:
     ref = pool_ref(POOL)
     service, _ = plan("infra_inference_service", {"name": "s", "model": MODEL, "pool": ref, "gpu_fraction": 0.5,
