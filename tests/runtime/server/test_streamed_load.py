@@ -105,7 +105,7 @@ def _mlp_file(tmp_path: Path) -> tuple[bytes, dict[str, np.ndarray]]:
 
 
 def _entry_files(cache_dir: Path) -> list[str]:
-    return sorted(p.name for p in cache_dir.rglob("*") if p.is_file() and p.name != ".lock")
+    return sorted(p.name for p in cache_dir.rglob("*") if p.is_file() and p.name not in (".lock", ".users"))
 
 
 def _settings(uri: str, cache_dir: Path, **overrides: Any) -> ServerSettings:
