@@ -10,9 +10,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from infra_inference.runtime.server.loading.cache import ModelTooLargeForCache, fetch_model, open_model
+from tests.runtime.server.support import ServerProcess, request, wait_until
 from tests.runtime.server.test_streamed_load import _Origin as HoldingOrigin
 from tests.support.origin import Origin
 
@@ -151,3 +154,36 @@ def test_two_replicas_committing_at_once_keep_the_cache_under_its_bound(origin: 
         assert [p.wait(timeout=60) for p in procs] == [0, 0]
         assert _cached_bytes(cache) <= _BOUND
         assert _cached_names(cache) == {names[2 + 2 * round_], names[3 + 2 * round_]}
+
+
+def test_a_serving_replica_pins_its_model_until_it_exits(origin: Origin, tmp_path: Path) -> None:
+    # `infra-inference serve` as a process: its model is the oldest entry, but it is served, so the
+    # bound takes the other one; once the replica exits, its model is the one to go.
+    weights = {"layers.0.weight": np.eye(512, dtype=np.float32), "layers.0.bias": np.zeros(512, dtype=np.float32)}
+    save_file(weights, str(origin.root / "mlp.safetensors"))  # 1 MiB
+    b, c = _publish(origin, "b.bin", "c.bin")
+    cache = tmp_path / "cache"
+    server = ServerProcess("--model", "safetensors-mlp", "--model-uri", f"{origin.url}/mlp.safetensors",
+                           "--cache-dir", str(cache), "--model-cache-max-bytes", str(_BOUND))
+    try:
+        wait_until(lambda: request(server.port, "GET", "/readyz").status == 200)
+        fetch_model(b, cache, max_bytes=_BOUND)
+        fetch_model(c, cache, max_bytes=_BOUND)
+        assert _cached_names(cache) == {"mlp.safetensors", "c.bin"}
+        server.terminate()
+        assert server.wait() == 0
+    finally:
+        server.kill()
+    fetch_model(b, cache, max_bytes=_BOUND)
+    assert _cached_names(cache) == {"b.bin", "c.bin"}
+
+
+def test_a_replica_whose_model_is_larger_than_the_bound_fails_to_start_naming_the_setting(origin: Origin,
+                                                                                         tmp_path: Path) -> None:
+    (a,) = _publish(origin, "a.bin")
+    serve = subprocess.run([sys.executable, "-c", "from infra_inference.cli import main; main()", "serve",
+                            "--host", "127.0.0.1", "--port", "0", "--model", "safetensors-mlp", "--model-uri", a,
+                            "--cache-dir", str(tmp_path / "cache"), "--model-cache-max-bytes", "1000"],
+                           capture_output=True, text=True, timeout=60)
+    assert serve.returncode != 0
+    assert "model_cache_max_bytes=1000); raise model_cache_max_bytes" in serve.stderr
