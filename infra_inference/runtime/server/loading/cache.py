@@ -188,10 +188,11 @@ def open_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials
     target = entry / name
     entry.mkdir(parents=True, exist_ok=True)
     lock: IO[str] | None = _lock(entry / ".lock")
-    # Taken under the entry's lock, which an evictor holds too: an entry is never evicted between
-    # this check and its first user's pin.
-    use: IO[str] | None = _lock(entry / USERS, fcntl.LOCK_SH)
+    use: IO[str] | None = None
     try:
+        # Taken under the entry's lock, which an evictor holds too: an entry is never evicted between
+        # this check and its first user's pin.
+        use = _lock(entry / USERS, fcntl.LOCK_SH)
         # Under the lock no one else writes here: any partial file is a crashed fetch's.
         for leftover in entry.glob(".partial-*"):
             leftover.unlink(missing_ok=True)
@@ -237,7 +238,7 @@ class ModelTooLargeForCache(OSError):
 
 
 def _lock(path: Path, mode: int = fcntl.LOCK_EX) -> IO[str]:
-    """A lock on ``path`` (exclusive by default), held until `_unlock` (by any thread: flock belongs to the open file)."""
+    """A lock on ``path`` (exclusive by default) until `_unlock`, by any thread: flock belongs to the open file."""
     handle = open(path, "a")  # noqa: SIM115 (released by _unlock, possibly on another thread)
     try:
         fcntl.flock(handle, mode)
