@@ -16,8 +16,7 @@ from safetensors.numpy import save_file
 
 from infra_inference.runtime.server.loading.cache import ModelTooLargeForCache, fetch_model, open_model
 from tests.runtime.server.support import ServerProcess, request, wait_until
-from tests.runtime.server.test_streamed_load import _Origin as HoldingOrigin
-from tests.support.origin import Origin
+from tests.support.origin import HoldingOrigin, Origin
 
 _MIB = 2**20
 # Three 1 MiB models do not fit under 2.5 MiB; two do (the lock files and manifests are ~100 bytes each).
@@ -29,6 +28,13 @@ def origin(tmp_path: Path) -> Iterator[Origin]:
     root = tmp_path / "origin"
     root.mkdir()
     server = Origin(root)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def holding() -> Iterator[HoldingOrigin]:
+    server = HoldingOrigin()
     yield server
     server.close()
 
@@ -91,8 +97,9 @@ def test_an_entry_another_replica_process_serves_is_never_evicted(origin: Origin
     assert _cached_names(cache) == {"b.bin", "c.bin"}
 
 
-def test_a_partial_download_of_another_writer_is_never_evicted(origin: Origin, tmp_path: Path) -> None:
-    slow = HoldingOrigin()
+def test_a_partial_download_of_another_writer_is_never_evicted(origin: Origin, holding: HoldingOrigin,
+                                                               tmp_path: Path) -> None:
+    slow = holding
     slow.payload = b"s" * _MIB
     slow.hold_at = _MIB // 2
     cache = tmp_path / "cache"
@@ -108,7 +115,6 @@ def test_a_partial_download_of_another_writer_is_never_evicted(origin: Origin, t
         assert list(cache.rglob(".partial-*"))  # the writer's partial file did not
         slow.release.set()
         assert downloading.cached().read_bytes() == slow.payload
-    slow.httpd.shutdown()
 
 
 def test_a_model_larger_than_the_whole_bound_is_refused_naming_the_setting(origin: Origin, tmp_path: Path) -> None:
@@ -118,14 +124,14 @@ def test_a_model_larger_than_the_whole_bound_is_refused_naming_the_setting(origi
     assert _cached_bytes(tmp_path / "cache") == 0  # not a byte written before the refusal
 
 
-def test_a_model_of_unknown_size_is_refused_once_its_bytes_pass_the_bound(tmp_path: Path) -> None:
-    chunked = HoldingOrigin()
+def test_a_model_of_unknown_size_is_refused_once_its_bytes_pass_the_bound(holding: HoldingOrigin,
+                                                                        tmp_path: Path) -> None:
+    chunked = holding
     chunked.payload = b"c" * 4 * _MIB
     chunked.chunked = True  # no Content-Length: the bound is checked as the bytes land
     with pytest.raises(OSError, match="model_cache_max_bytes"):
         fetch_model(chunked.url, tmp_path / "cache", max_bytes=_MIB)
     assert _cached_bytes(tmp_path / "cache") == 0
-    chunked.httpd.shutdown()
 
 
 _WARMER = """
