@@ -53,6 +53,7 @@ def replica_env(spec: InferenceServiceSpec, v: Variant) -> dict[str, str]:
         model_uri="" if v.model.format == "python" else v.model.uri,
         model_name=spec.model_name, service=spec.name, port=rt.port, max_concurrency=rt.max_concurrency,
         max_queue=rt.max_queue, timeout_s=rt.timeout_s, cache_dir=MODEL_CACHE_MOUNT,
+        model_cache_max_bytes=rt.model_cache_max_bytes,
         model_credentials_dir=CREDENTIALS_MOUNT if v.model.credentials_secret else None,
         max_batch_size=rt.batching.max_batch_size if rt.batching else None,
         max_wait_ms=rt.batching.max_wait_ms if rt.batching else None,

@@ -26,6 +26,7 @@ class ReplicaEnv(BaseModel):
     max_queue: int = Field(ge=0)
     timeout_s: float = Field(gt=0)
     cache_dir: str = Field(description="The node-local model cache, as mounted.")
+    model_cache_max_bytes: int | None = Field(None, ge=1, description="The cache's bound; None: unbounded.")
     model_credentials_dir: str | None = Field(None, description="The model's credentials Secret, as mounted.")
     max_batch_size: int | None = Field(None, ge=1)
     max_wait_ms: float | None = Field(None, ge=0)

@@ -122,3 +122,13 @@ def test_the_cpu_fallback_of_a_gpu_service_shares_the_node_cache_off_the_pool() 
     volume, init = _cache_of(fallback)
     assert "nodeSelector" not in fallback  # any node: the fallback is there for when the pool is full
     assert volume["hostPath"]["path"] == f"{CACHE_ROOT}/inference" and init == ["cache-owner"]
+
+
+@pytest.mark.parametrize(("runtime", "bound"), [({}, 50 * 2**30), ({"model_cache_max_bytes": 2**30}, 2**30)])
+def test_a_replica_that_fills_the_node_cache_is_given_its_bound(runtime: dict[str, int], bound: int) -> None:
+    # Without a bound every new model and version stays on the node's disk until it fills (issue 15).
+    objects = render_stack({"services": {"chat": {"model": {"uri": "https://h/m.safetensors"}, "runtime": runtime,
+                                                  "cpu": "1", "memory": "2Gi"}}})
+    server = _one(objects, "Deployment", "chat")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert env["INFRA_INFERENCE_MODEL_CACHE_MAX_BYTES"] == str(bound)

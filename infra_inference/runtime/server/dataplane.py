@@ -16,7 +16,7 @@ from typing import Any
 
 from infra_inference.runtime.server.errors import BadRequest, Draining, ModelNotFound
 from infra_inference.runtime.server.gpu_memory_cap import cap_gpu_memory
-from infra_inference.runtime.server.loading.cache import open_model
+from infra_inference.runtime.server.loading.cache import ModelSource, open_model
 from infra_inference.runtime.server.loading.sources import Credentials
 from infra_inference.runtime.server.metrics import ServerMetrics
 from infra_inference.runtime.server.model import InferRequest, InvalidInput, Model, ModelContext, Tensors, resolve_model
@@ -38,6 +38,8 @@ class DataPlane:
         self.model_name = settings.served_name
         self._factory = resolve_model(settings.model)
         self._model: Model | None = None
+        # Its node-cache entry, pinned while this replica serves: never evicted under a live replica.
+        self._weights: ModelSource | None = None
         # Sync predict() runs here; one thread per slot, since a batch never holds fewer than one.
         self._executor = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="predict")
         self.scheduler = Scheduler(
@@ -69,7 +71,8 @@ class DataPlane:
         if self.settings.model_uri:
             source = await asyncio.to_thread(open_model, self.settings.model_uri, self.settings.cache_dir,
                                              Credentials(self.settings.model_credentials_dir),
-                                             stall_timeout_s=self.settings.model_stall_timeout_s)
+                                             stall_timeout_s=self.settings.model_stall_timeout_s,
+                                             max_bytes=self.settings.model_cache_max_bytes)
         opened_s = time.perf_counter() - start
         try:
             weights = None
@@ -84,6 +87,10 @@ class DataPlane:
             await asyncio.to_thread(model.load)
             if weights is not None:
                 await asyncio.to_thread(weights.wait_finished)  # never serve bytes a check would reject
+        except BaseException:
+            if source is not None:
+                source.unpin()
+            raise
         finally:
             if source is not None:
                 source.close()  # the commit to the cache continues; an unfinished download stops
@@ -94,6 +101,7 @@ class DataPlane:
         self.metrics.set_load_phases(phases)
         self._run_predict = self._bind_predict(model)
         self._model = model
+        self._weights = source
         log.info("model %s loaded in %.2fs (%s)", self.model_name, phases["total"], phases)
 
     def _bind_predict(self, model: Model) -> Predict:
@@ -201,5 +209,7 @@ class DataPlane:
             raise ModelNotFound(f"model {name!r} is not served here; this server serves {self.model_name!r}")
 
     def close(self) -> None:
-        """Release the predict threads (after the last request)."""
+        """Release the predict threads (after the last request) and the cache entry's pin."""
         self._executor.shutdown(wait=False, cancel_futures=False)
+        if self._weights is not None:
+            self._weights.unpin()

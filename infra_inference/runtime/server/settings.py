@@ -65,6 +65,16 @@ class ServerSettings(BaseSettings):
         Path("/var/cache/infra-inference"),
         description="Node-local cache for fetched models; a second start from the same URI reads nothing remote.",
     )
+    model_cache_max_bytes: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Bound on everything under cache_dir (partial downloads included): before a download and "
+            "before its commit the least recently used entries no replica on the node serves are evicted. "
+            "A model larger than the bound fails to start with an error naming this setting. "
+            "Unset: unbounded."
+        ),
+    )
     device: str = Field("auto", description="'auto' (GPU when present), 'cpu' or 'cuda[:N]'.")
     gpu_memory_fraction: float = Field(
         1.0,

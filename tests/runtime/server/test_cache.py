@@ -45,7 +45,7 @@ def test_pinned_checksum_mismatch_caches_nothing(origin: Origin, tmp_path: Path)
     uri = _publish(origin, "weights.bin", b"actual bytes")
     with pytest.raises(ValueError, match="does not match"):
         fetch_model(f"{uri}#sha256={'0' * 64}", tmp_path / "cache")
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.name != ".lock"]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.name not in (".lock", ".users")]
     good = hashlib.sha256(b"actual bytes").hexdigest()
     assert fetch_model(f"{uri}#sha256={good}", tmp_path / "cache").read_bytes() == b"actual bytes"
     assert origin.gets == 2

@@ -7,7 +7,6 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,69 +20,16 @@ from infra_inference.runtime.server.loading import cache, safetensors
 from infra_inference.runtime.server.loading.cache import fetch_model, open_model
 from infra_inference.runtime.server.model import InferRequest
 from tests.runtime.server.support import wait_until
+from tests.support.origin import HoldingOrigin
 
 _KIB = 1024
 
 
-class _Origin:
-    """Serves one payload; with `hold_at` it sends that many bytes and waits for `release`, with `die_at` it
-    sends that many bytes and closes, with `chunked` it sends no Content-Length (chunked transfer encoding)."""
-
-    def __init__(self) -> None:
-        self.payload = b""
-        self.hold_at: int | None = None
-        self.die_at: int | None = None
-        self.chunked = False
-        self.release = threading.Event()
-        self.gets = 0
-        origin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                origin.gets += 1
-                body = origin.payload
-                self.send_response(200)
-                if origin.chunked:
-                    self.send_header("Transfer-Encoding", "chunked")
-                else:
-                    self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                cut = origin.die_at if origin.die_at is not None else origin.hold_at
-                self._send(body[:cut] if cut is not None else body)
-                if origin.die_at is not None:
-                    self.close_connection = True  # mid-body: the client sees the connection end early
-                    return
-                if cut is not None:
-                    origin.release.wait(timeout=30)
-                    self._send(body[cut:])
-                if origin.chunked:
-                    self.wfile.write(b"0\r\n\r\n")
-
-            def _send(self, data: bytes) -> None:
-                if origin.chunked and data:
-                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                elif data:
-                    self.wfile.write(data)
-                self.wfile.flush()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/mlp.safetensors"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def origin() -> Iterator[_Origin]:
-    server = _Origin()
+def origin() -> Iterator[HoldingOrigin]:
+    server = HoldingOrigin()
     yield server
-    server.release.set()
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    server.close()
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +51,7 @@ def _mlp_file(tmp_path: Path) -> tuple[bytes, dict[str, np.ndarray]]:
 
 
 def _entry_files(cache_dir: Path) -> list[str]:
-    return sorted(p.name for p in cache_dir.rglob("*") if p.is_file() and p.name != ".lock")
+    return sorted(p.name for p in cache_dir.rglob("*") if p.is_file() and p.name not in (".lock", ".users"))
 
 
 def _settings(uri: str, cache_dir: Path, **overrides: Any) -> ServerSettings:
@@ -135,7 +81,7 @@ def _load_and_infer(settings: ServerSettings, inputs: dict[str, np.ndarray]) -> 
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_tensors_are_read_while_the_rest_is_still_downloading(origin: _Origin, tmp_path: Path,
+def test_tensors_are_read_while_the_rest_is_still_downloading(origin: HoldingOrigin, tmp_path: Path,
                                                               chunked: bool) -> None:
     origin.payload, expected = _mlp_file(tmp_path)
     origin.chunked = chunked
@@ -166,7 +112,7 @@ def test_tensors_are_read_while_the_rest_is_still_downloading(origin: _Origin, t
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_origin_closing_mid_body_fails_the_load_and_caches_nothing(origin: _Origin, tmp_path: Path,
+def test_origin_closing_mid_body_fails_the_load_and_caches_nothing(origin: HoldingOrigin, tmp_path: Path,
                                                                    chunked: bool) -> None:
     origin.payload, _ = _mlp_file(tmp_path)
     origin.chunked = chunked
@@ -182,7 +128,7 @@ def test_origin_closing_mid_body_fails_the_load_and_caches_nothing(origin: _Orig
     wait_until(lambda: _entry_files(cache_dir) == [".manifest.json", "mlp.safetensors"])
 
 
-def test_stalled_origin_fails_the_load_after_the_stall_timeout(origin: _Origin, tmp_path: Path) -> None:
+def test_stalled_origin_fails_the_load_after_the_stall_timeout(origin: HoldingOrigin, tmp_path: Path) -> None:
     origin.payload, _ = _mlp_file(tmp_path)
     origin.hold_at = len(origin.payload) // 2  # and never released
     started = time.monotonic()
@@ -192,7 +138,7 @@ def test_stalled_origin_fails_the_load_after_the_stall_timeout(origin: _Origin, 
     assert _entry_files(tmp_path / "cache") == []
 
 
-def test_the_model_is_not_served_before_the_download_is_verified(origin: _Origin, tmp_path: Path) -> None:
+def test_the_model_is_not_served_before_the_download_is_verified(origin: HoldingOrigin, tmp_path: Path) -> None:
     weights, _ = _mlp_file(tmp_path)
     # Bytes after the last tensor, sent without a Content-Length: every tensor can load before they land.
     origin.payload = weights + bytes(4 * _KIB)
@@ -222,7 +168,7 @@ def test_the_model_is_not_served_before_the_download_is_verified(origin: _Origin
     assert _load(_settings(f"{origin.url}#sha256={pin}", tmp_path / "cache")).loaded()
 
 
-def test_a_load_that_fails_early_stops_the_download_and_caches_nothing(origin: _Origin, tmp_path: Path) -> None:
+def test_a_load_that_fails_early_stops_the_download_and_caches_nothing(origin: HoldingOrigin, tmp_path: Path) -> None:
     header = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 99]}}'  # offsets do not fit the shape
     origin.payload = len(header).to_bytes(8, "little") + header + bytes(64 * _KIB)
     origin.hold_at = 8 + len(header)
@@ -236,7 +182,7 @@ def test_a_load_that_fails_early_stops_the_download_and_caches_nothing(origin: _
 
 
 @pytest.mark.parametrize("stream_weights", [True, False])
-def test_streamed_and_downloaded_first_loads_answer_alike(origin: _Origin, tmp_path: Path,
+def test_streamed_and_downloaded_first_loads_answer_alike(origin: HoldingOrigin, tmp_path: Path,
                                                           stream_weights: bool) -> None:
     origin.payload, _ = _mlp_file(tmp_path)
     out = _load_and_infer(_settings(origin.url, tmp_path / "cache", stream_weights=stream_weights),
@@ -245,7 +191,7 @@ def test_streamed_and_downloaded_first_loads_answer_alike(origin: _Origin, tmp_p
     np.testing.assert_array_equal(out["output"], np.full((1, 64), 5.0, dtype=np.float32))
 
 
-def test_a_model_that_does_not_stream_is_built_on_the_complete_file(origin: _Origin, tmp_path: Path) -> None:
+def test_a_model_that_does_not_stream_is_built_on_the_complete_file(origin: HoldingOrigin, tmp_path: Path) -> None:
     origin.payload = b"w" * (100 * _KIB)
     settings = ServerSettings(model="tests.runtime.server.user_model:FileSize", model_uri=origin.url,
                               cache_dir=tmp_path / "cache")

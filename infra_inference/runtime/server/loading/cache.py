@@ -23,6 +23,23 @@ own mistakes cannot get past either.
 
 Local paths and ``file://`` URIs are returned as they are: they are already
 node-local, and copying would only double the read.
+
+The cache is bounded (`max_bytes`, the server's ``model_cache_max_bytes``):
+before a download starts (its size known from the origin) and again before
+it commits, the least recently used complete entries are evicted until every
+file under the cache root, partial downloads included, fits. An entry is
+evictable only when its ``.lock`` (held by a writer from the check to the
+commit) and its ``.users`` (held shared by every replica on the node that
+serves it, for the replica's life) can both be taken at once without
+waiting; so neither another writer's partial file nor a served model is ever
+removed. A model larger than the whole bound is refused with an error that
+names the setting: its download would fill the disk past the bound before
+any eviction could help. When the entries that cannot be evicted (served by
+live replicas here) leave no room, the new entry is committed all the same
+and a warning logged: the overshoot is only what this node's replicas serve,
+and it goes at the next eviction once they stop. Evictions (and the commit that follows
+them) run under one ``.evict.lock`` for the cache root, so two replicas
+committing at once count each other's bytes.
 """
 
 from __future__ import annotations
@@ -50,10 +67,13 @@ log = logging.getLogger(__name__)
 
 _CHUNK_BYTES = 8 * 2**20
 MANIFEST = ".manifest.json"
+USERS = ".users"
+_EVICT_LOCK = ".evict.lock"
 DEFAULT_STALL_TIMEOUT_S = 60.0
 
 
-def fetch_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials()) -> Path:
+def fetch_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials(), *,
+                max_bytes: int | None = None) -> Path:
     """Return a local path holding the model at ``uri``, downloading it on a cache miss.
 
     Args:
@@ -62,6 +82,7 @@ def fetch_model(uri: str, cache_dir: Path, credentials: Credentials = Credential
             not match it is discarded.
         cache_dir: The node-local cache root.
         credentials: The source's credentials, when not the default chain.
+        max_bytes: The cache root's bound (see the module docstring); None: unbounded.
 
     Returns:
         The local file, complete and (with a pin) verified.
@@ -71,7 +92,7 @@ def fetch_model(uri: str, cache_dir: Path, credentials: Credentials = Credential
         ValueError: Checksum mismatch, or an unsupported scheme.
         OSError: The download failed (nothing is cached then).
     """
-    with open_model(uri, cache_dir, credentials) as model:
+    with open_model(uri, cache_dir, credentials, max_bytes=max_bytes) as model:
         return model.cached()
 
 
@@ -80,15 +101,19 @@ class ModelSource:
 
     While it downloads, `weights` is the file as it fills, for a loader that
     reads tensors as they land; `path` is where the complete file will be.
+    A cache entry stays pinned (never evicted) until `unpin`: a server keeps
+    it pinned while it serves the model, so a restart on this node reads it
+    from disk.
 
     Attributes:
         path: The complete file: exists now, or once `cached` returns.
         weights: The bytes as they land, while downloading; None when complete from the start.
     """
 
-    def __init__(self, path: Path, download: _Download | None = None) -> None:
+    def __init__(self, path: Path, download: _Download | None = None, use: IO[str] | None = None) -> None:
         self.path = path
         self._download = download
+        self._use = use
         self.weights = download.file if download is not None else None
 
     @property
@@ -112,15 +137,24 @@ class ModelSource:
             self._download.cancel()
             self._download.file.close()
 
+    def unpin(self) -> None:
+        """Let the cache entry be evicted again (a process that exits unpins too: the kernel drops its locks)."""
+        if self._use is not None:
+            self._use.close()
+            self._use = None
+
     def __enter__(self) -> ModelSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+        if self._download is not None:
+            self._download.wait_committed_quietly()  # the entry counts as used until its commit
+        self.unpin()
 
 
 def open_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials(), *,
-               stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> ModelSource:
+               stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, max_bytes: int | None = None) -> ModelSource:
     """The model at ``uri`` on this node: a hit or a local path at once, else a download started in the background.
 
     The download writes the cache entry's temporary file and commits it (fsync,
@@ -133,8 +167,10 @@ def open_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials
         cache_dir: The node-local cache root.
         credentials: The source's credentials, when not the default chain.
         stall_timeout_s: An http(s) origin that sends nothing for this long fails the download.
+        max_bytes: The cache root's bound (see the module docstring); None: unbounded.
 
     Raises:
+        ModelTooLargeForCache: The model is larger than ``max_bytes``.
         FileNotFoundError, ValueError, OSError: As for `fetch_model`, for what is known before the body
             (the object is missing, the origin refuses); errors in the body come from `cached` and
             from the `weights`' waits.
@@ -152,19 +188,28 @@ def open_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials
     target = entry / name
     entry.mkdir(parents=True, exist_ok=True)
     lock: IO[str] | None = _lock(entry / ".lock")
+    use: IO[str] | None = None
     try:
+        # Taken under the entry's lock, which an evictor holds too: an entry is never evicted between
+        # this check and its first user's pin.
+        use = _lock(entry / USERS, fcntl.LOCK_SH)
         # Under the lock no one else writes here: any partial file is a crashed fetch's.
         for leftover in entry.glob(".partial-*"):
             leftover.unlink(missing_ok=True)
         if _is_cached(entry, target, expected):
             log.info("model cache hit for %s: %s", redact(source), target)
-            return ModelSource(target)
-        download = _Download(source, entry, target, expected, credentials, stall_timeout_s, lock)
+            _mark_used(entry)
+            model, use = ModelSource(target, use=use), None
+            return model
+        download = _Download(source, entry, target, expected, credentials, stall_timeout_s, lock, max_bytes)
         lock = None  # the download's thread releases it after the commit
-        return ModelSource(target, download)
+        model, use = ModelSource(target, download, use), None
+        return model
     finally:
         if lock is not None:
             _unlock(lock)
+        if use is not None:
+            use.close()
 
 
 def _pin(fragment: str, source: str) -> str | None:
@@ -188,11 +233,15 @@ def _file_name(path: str, source: str) -> str:
     return name
 
 
-def _lock(path: Path) -> IO[str]:
-    """The entry's exclusive lock, held until `_unlock` (by any thread: flock belongs to the open file)."""
+class ModelTooLargeForCache(OSError):
+    """The model alone is larger than the node cache's whole bound."""
+
+
+def _lock(path: Path, mode: int = fcntl.LOCK_EX) -> IO[str]:
+    """A lock on ``path`` (exclusive by default) until `_unlock`, by any thread: flock belongs to the open file."""
     handle = open(path, "a")  # noqa: SIM115 (released by _unlock, possibly on another thread)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, mode)
     except BaseException:
         handle.close()
         raise
@@ -240,9 +289,10 @@ class _Download:
     """
 
     def __init__(self, source: str, entry: Path, target: Path, expected: str | None, credentials: Credentials,
-                 stall_timeout_s: float, lock: IO[str]) -> None:
+                 stall_timeout_s: float, lock: IO[str], max_bytes: int | None) -> None:
         self._source, self._entry, self._target, self._expected = source, entry, target, expected
         self._lock = lock
+        self._max_bytes = max_bytes
         self._cancelled = threading.Event()
         self._committed = threading.Event()
         self._error: BaseException | None = None
@@ -251,6 +301,9 @@ class _Download:
         self._stream, self._size = open_remote(source, credentials, timeout_s=stall_timeout_s)
         self._partial = ""
         try:
+            if max_bytes is not None and self._size is not None:
+                self._refuse_beyond(self._size)
+                _make_room(entry.parent, self._size, max_bytes)
             fd, self._partial = tempfile.mkstemp(dir=entry, prefix=".partial-")
             self._out = os.fdopen(fd, "wb")
             self.file = FillingFile(Path(self._partial), self._size, redact(source))
@@ -265,6 +318,10 @@ class _Download:
 
     def cancel(self) -> None:
         self._cancelled.set()
+
+    def wait_committed_quietly(self) -> None:
+        """Wait for the commit (or its failure: the caller has seen that through `file` or `cached`)."""
+        self._committed.wait()
 
     def wait_committed(self) -> None:
         self._committed.wait()
@@ -313,15 +370,40 @@ class _Download:
     def _landed(self, written: int) -> None:
         if self._cancelled.is_set():
             raise OSError("cancelled: the loader stopped")
+        if self._max_bytes is not None and self._size is None:
+            self._refuse_beyond(written)  # no Content-Length: the bound is checked as the bytes land
         self.file.landed(written)
+
+    def _refuse_beyond(self, size: int) -> None:
+        assert self._max_bytes is not None
+        if size > self._max_bytes:
+            raise ModelTooLargeForCache(
+                f"{redact(self._source)}: the model is at least {size} bytes, more than the node's whole model "
+                f"cache (model_cache_max_bytes={self._max_bytes}); raise model_cache_max_bytes (the spec's "
+                f"runtime.model_cache_max_bytes) above the model's size, on a node disk that holds it")
 
     def _commit(self, digest: str) -> None:
         with open(self._partial, "rb") as written:
             os.fsync(written.fileno())
+        if self._max_bytes is None:
+            self._publish(digest)
+            return
+        with _Held(self._entry.parent / _EVICT_LOCK):
+            # The partial file is under the root already, so nothing more is needed than fitting.
+            if not _make_room(self._entry.parent, 0, self._max_bytes, locked=True):
+                # Committed all the same: a loader that waits for the commit needs the file, and the
+                # excess is only entries that live replicas here serve (each under the bound); the
+                # next eviction takes them once those replicas stop.
+                log.warning("model cache: the entries in use on this node keep it above model_cache_max_bytes="
+                            "%d after committing %s", self._max_bytes, self._target)
+            self._publish(digest)
+
+    def _publish(self, digest: str) -> None:
         os.replace(self._partial, self._target)
         # The manifest is a file on the node's disk: the URI's credentials stay out of it.
         _write_atomically(self._entry / MANIFEST,
                           {"uri": redact(self._source), "size": self.file.landed_bytes, "sha256": digest})
+        _mark_used(self._entry)
 
 
 def _copy(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", size: int | None, label: str,
@@ -353,6 +435,89 @@ def _pump(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", landed: Ca
         landed(written)
         advance(len(chunk))
     return written
+
+
+class _Held:
+    """An exclusive flock held for a ``with`` block."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __enter__(self) -> None:
+        self._handle = _lock(self._path)
+
+    def __exit__(self, *exc: object) -> None:
+        _unlock(self._handle)
+
+
+def _make_room(root: Path, incoming_bytes: int, max_bytes: int, *, locked: bool = False) -> bool:
+    """Evict least recently used idle complete entries until the root's files plus ``incoming_bytes`` fit.
+
+    Returns whether they fit. Every file counts, partial downloads included: they are on the disk
+    too. E.g. a 100 GiB bound holding 70 + 20 GiB with 30 GiB incoming: the older of the two goes
+    (or both, when the older is the 20), if no replica serves it.
+    """
+    if not locked:
+        with _Held(root / _EVICT_LOCK):
+            return _make_room(root, incoming_bytes, max_bytes, locked=True)
+    entries = [p for p in root.iterdir() if p.is_dir()]
+    sizes = {entry: _bytes_under(entry) for entry in entries}
+    used = sum(sizes.values()) + incoming_bytes
+    for entry in sorted(entries, key=_last_use_ns):
+        if used <= max_bytes:
+            break
+        if _evict(entry):
+            log.info("model cache: evicted %s (%d bytes) to stay under %d bytes", entry, sizes[entry], max_bytes)
+            used -= sizes[entry]
+    return used <= max_bytes
+
+
+def _bytes_under(entry: Path) -> int:
+    total = 0
+    for f in entry.iterdir():
+        try:
+            total += f.stat().st_size
+        except FileNotFoundError:  # a partial file renamed or removed meanwhile
+            pass
+    return total
+
+
+def _mark_used(entry: Path) -> None:
+    """The manifest's mtime is the entry's last use, for eviction: set from the clock in ns, since the
+    kernel stamps files at its tick (~4 ms), and a hit that soon after a commit would tie with it."""
+    now = time.time_ns()
+    os.utime(entry / MANIFEST, ns=(now, now))
+
+
+def _last_use_ns(entry: Path) -> float:
+    try:
+        return (entry / MANIFEST).stat().st_mtime_ns
+    except FileNotFoundError:
+        return float("inf")  # incomplete: never a candidate, whatever its age (see _evict)
+
+
+def _evict(entry: Path) -> bool:
+    """Remove a complete entry's files if no writer holds it and no replica serves it; whether it did."""
+    handles = []
+    try:
+        for name in (".lock", USERS):
+            handle = open(entry / name, "a")  # noqa: SIM115 (closed below)
+            handles.append(handle)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        if not (entry / MANIFEST).exists():
+            return False  # a crashed fetch's leftovers: its next fetch removes them
+        # The manifest first: an entry without one is a miss, never a truncated hit.
+        (entry / MANIFEST).unlink()
+        for f in entry.iterdir():
+            if f.name not in (".lock", USERS):  # the lock files stay: a waiter may hold them open
+                f.unlink(missing_ok=True)
+        return True
+    finally:
+        for handle in handles:
+            handle.close()
 
 
 def _write_atomically(path: Path, doc: dict[str, object]) -> None:

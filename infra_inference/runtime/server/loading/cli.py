@@ -12,6 +12,8 @@ def fetch(
     uris: Annotated[list[str], typer.Argument(help="Model URIs: path, file://, http(s)://, s3://, gs://.")],
     cache_dir: Annotated[Path, typer.Option("--cache-dir", help="Node-local model cache.")] = Path(
         "/var/cache/infra-inference/models"),
+    max_bytes: Annotated[int | None, typer.Option(
+        "--max-bytes", help="The cache's bound (model_cache_max_bytes); least recently used idle entries go.")] = None,
 ) -> None:
     """Fetch models into the cache; a model already cached is not read again."""
     from infra_inference.runtime.server.loading.cache import fetch_model
@@ -20,7 +22,7 @@ def fetch(
     failed = 0
     for uri in uris:
         try:
-            typer.echo(f"{redact(uri)} -> {fetch_model(uri, cache_dir)}")
+            typer.echo(f"{redact(uri)} -> {fetch_model(uri, cache_dir, max_bytes=max_bytes)}")
         except (OSError, ValueError) as err:
             failed += 1
             typer.echo(f"{redact(uri)}: {err}", err=True)
