@@ -69,7 +69,7 @@ class RuntimeArgs(TypedDict, total=False):
     """Per-request timeout. Default 30."""
     model_cache_max_bytes: int
     """Bound on the namespace's node-local model cache (our runtime); least recently used idle models are
-    evicted. Default 50 GiB."""
+    evicted. Default 53687091200 (50 GiB)."""
     env: dict[str, str]
     """Extra environment variables, in the pod spec in clear: nothing secret."""
     secret_env: dict[str, SecretKeyArgs]
