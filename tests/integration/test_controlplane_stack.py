@@ -186,9 +186,12 @@ def test_autoscaler_service_account_scales_its_deployment_and_nothing_else(contr
         sa_apps, sa_core = client.AppsV1Api(as_sa), client.CoreV1Api(as_sa)
         scale(sa_apps, "chat", ns, 3)
         wait_until(lambda: stack.apps.read_namespaced_deployment("chat", ns).status.ready_replicas == 3, "3 ready replicas", describe=stack.describe(ns))
-        # What its discovery reads: the replicas' EndpointSlices (3 ready addresses), not the pods.
-        slices = client.DiscoveryV1Api(as_sa).list_namespaced_endpoint_slice(ns, label_selector="kubernetes.io/service-name=chat-replicas")
-        assert sum(len(s.endpoints or []) for s in slices.items) == 3
+        # What its discovery reads: the replicas' EndpointSlices (3 ready addresses), not the pods. The
+        # EndpointSlice controller catches up with the Deployment's ready count a moment later, so poll.
+        sa_discovery = client.DiscoveryV1Api(as_sa)
+        addresses = lambda: sum(len(s.endpoints or []) for s in sa_discovery.list_namespaced_endpoint_slice(  # noqa: E731
+            ns, label_selector="kubernetes.io/service-name=chat-replicas").items)
+        wait_until(lambda: addresses() == 3, "3 addresses in the replicas' EndpointSlices", describe=stack.describe(ns))
         scale(sa_apps, "chat", ns, 1)
         wait_until(lambda: len(stack.pods(ns, "chat")) == 1, "scaled down to 1 replica", describe=stack.describe(ns))
 
