@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,6 @@ from infra_inference.runtime.server.loading.cache import fetch_model
 from infra_inference.runtime.server.loading.sources import Credentials
 from tests.runtime.server.support import post, scrape, server_in_thread
 from tests.support.origin import Origin
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Iterator[Origin]:
-    root = tmp_path / "origin"
-    root.mkdir()
-    server = Origin(root)
-    yield server
-    server.close()
 
 
 def _publish(origin: Origin, name: str, payload: bytes) -> str:

@@ -24,15 +24,6 @@ _BOUND = 5 * _MIB // 2
 
 
 @pytest.fixture
-def origin(tmp_path: Path) -> Iterator[Origin]:
-    root = tmp_path / "origin"
-    root.mkdir()
-    server = Origin(root)
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def holding() -> Iterator[HoldingOrigin]:
     server = HoldingOrigin()
     yield server
