@@ -307,15 +307,55 @@ def test_the_decider_learns_the_cold_start_and_idles_twelve_of_them_before_zero(
 
 
 def test_a_service_that_usually_idles_briefly_keeps_one_replica_through_its_gaps() -> None:
-    # Gaps of 90 s, 3 of them: the fourth idles 90 s with one replica, not zero after 30 s.
+    # Gaps of 90 s, 3 of them, after work one replica serves: the fourth idles 90 s with one
+    # replica, not zero after 30 s.
     p = policy(target=5, **ZERO)
-    values = ([10.0] * 20 + [0.0] * 90) * 4
+    values = ([4.0] * 20 + [0.0] * 90) * 4
     steps = actuated(p, values, cold_start_s=1)
     last_gap = [d for _, _, d in steps[3 * 110 + 20:3 * 110 + 110]]
     assert min(d.desired for d in last_gap) == 1
     assert "usual idle gap" in last_gap[-1].reason, last_gap[-1].reason
     first_gap = [d.desired for _, _, d in steps[20:105]]
     assert min(first_gap) == 0  # no history yet: scale_to_zero_after_s
+
+
+def test_an_on_off_service_keeps_what_its_wakes_ask_for_at_once_through_its_usual_gaps() -> None:
+    # ON 20 s at 18 in flight (4 replicas at a target of 5), then 90 s idle, four times. After
+    # three wakes that each asked for 4 at once, the fourth gap keeps 4 warm (not 1), so the next
+    # wake's first requests meet 4 ready replicas rather than 1 and a cold start.
+    p = policy(target=5, **ZERO)
+    values = ([18.0] * 20 + [0.0] * 90) * 4 + [18.0] * 5
+    steps = actuated(p, values, cold_start_s=1)
+    fourth_gap = [d for _, _, d in steps[3 * 110 + 20:3 * 110 + 110]]
+    assert min(d.desired for d in fourth_gap) == 4, [d.reason for d in fourth_gap]
+    assert "4, what wakes here usually ask for at once," in fourth_gap[-1].reason
+    current, ready, _ = steps[4 * 110]
+    assert (current, ready) == (4, 4)  # the fifth wake finds them ready
+    second_gap = [d.desired for _, _, d in steps[110 + 20:110 + 110]]
+    assert min(second_gap) <= 1  # one wake seen: not yet a history
+
+
+def test_the_replicas_kept_warm_follow_the_wakes_not_themselves() -> None:
+    # Wakes that asked for 4 keep 4 warm; then the service's wakes shrink to 1 replica's worth.
+    # What a wake records is what it asked for, not the 4 the floor kept, so the kept level
+    # falls back to 1 once most recent wakes asked for 1 (a level must not feed itself).
+    p = policy(target=5, **ZERO)
+    values = ([18.0] * 20 + [0.0] * 90) * 4 + ([3.0] * 20 + [0.0] * 90) * 12
+    steps = actuated(p, values, cold_start_s=1)
+    last_gap = [d.desired for _, _, d in steps[-80:]]
+    assert min(last_gap) == 1, steps[-1][2].reason
+
+
+def test_what_wakes_ask_for_is_kept_only_until_the_idle_grace_ends() -> None:
+    # Four wakes of 4 replicas after 150 s gaps, then an idle night: the 4 are kept after the
+    # burst's panic (60 s) has ended, and go to zero once idle as long as the usual gap, never later.
+    p = policy(target=5, **ZERO)
+    values = ([18.0] * 20 + [0.0] * 150) * 4 + [18.0] * 20 + [0.0] * 400
+    steps = actuated(p, values, cold_start_s=1)
+    night = [d for _, _, d in steps[4 * 170 + 20:]]
+    assert night[100].desired == 4, night[100].reason
+    zero = next(i for i, d in enumerate(night) if d.desired == 0)
+    assert 150 <= zero <= 155, night[zero].reason
 
 
 def test_a_wake_buys_for_the_queue_in_one_step_and_no_more_while_they_start() -> None:

@@ -10,7 +10,8 @@ a ReplicaSet deletes not-ready pods first.
 
 Idle gaps are the stretches with nothing arriving or outstanding; the last
 GAPS_KEPT of them say how long this service usually idles before work
-returns.
+returns, and the wakes after them how many replicas it asks for at once
+when it does.
 """
 
 from __future__ import annotations
@@ -69,7 +70,46 @@ class Gaps:
 
     def quantile(self, q: float) -> float | None:
         """The q-quantile of the gaps kept (nearest rank); None with fewer than 3."""
-        if len(self.seconds) < 3:
-            return None
-        ordered = sorted(self.seconds)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return _quantile(self.seconds, q)
+
+
+@dataclass(frozen=True)
+class Wakes:
+    """The most replicas each of the last GAPS_KEPT wakes asked for in its first seconds, and the wake open now.
+
+    A wake opens when work returns after an idle gap and records the highest
+    recommendation it sees for `span_s`: work back at 100 s asking 2, 4, 3
+    by 110 s (span 10 s) records 4.
+    """
+
+    levels: tuple[int, ...] = ()
+    open_since: float | None = None
+    open_max: int = 0
+
+    def started(self, now: float) -> Wakes:
+        """A wake at `now` (one still open is recorded as it stands)."""
+        return Wakes(self._closed().levels, now, 0)
+
+    def saw(self, now: float, recommended: int, span_s: float) -> Wakes:
+        """A recommendation at `now`: counted while the open wake is under `span_s` old; after, it is recorded."""
+        if self.open_since is None:
+            return self
+        if now - self.open_since > span_s:
+            return self._closed()
+        return replace(self, open_max=max(self.open_max, recommended))
+
+    def _closed(self) -> Wakes:
+        if self.open_since is None:
+            return self
+        return Wakes((*self.levels, self.open_max)[-GAPS_KEPT:])
+
+    def quantile(self, q: float) -> int | None:
+        """The q-quantile of the recorded wakes (nearest rank); None with fewer than 3."""
+        return _quantile(self.levels, q)
+
+
+def _quantile(values: tuple[float, ...] | tuple[int, ...], q: float) -> float | None:
+    if len(values) < 3:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
