@@ -106,6 +106,33 @@ def test_panic_jumps_to_the_panic_window_estimate() -> None:
     assert decisions[-1].desired == 10
 
 
+def stepped(values_and_arrivals: list[tuple[float, float]], ready: int = 2) -> list[Decision]:
+    """One reading a second (value, arrivals it was measured over), replicas held at `ready`."""
+    p, state, out = policy(target=10, max_replicas=100), ScalerState(), []
+    for t, (value, arrivals) in enumerate(values_and_arrivals):
+        d, state = decide(p, Observation(float(t), value, value, ready, ready, arrivals=arrivals), state, float(t))
+        out.append(d)
+    return out
+
+
+def test_a_step_up_seen_twice_is_the_demand_at_once_not_a_window_mean_later() -> None:
+    # 60 s at 20 in flight from 200 arrivals a second, then 5x: 1,000 a second reading 100.
+    # The panic window's mean is (4 x 20 + 100) / 5 = 36 at the first reading of the new level,
+    # 52 at the second; the readings, less 3 standard errors (100 x (1 - 3 / sqrt(1000)) = 90.5),
+    # are far over it, so from the second reading the demand is 100: 10 replicas at once.
+    ds = stepped([(20.0, 200.0)] * 60 + [(100.0, 1000.0)] * 3)
+    assert ds[60].desired < 10, ds[60].reason  # once may be a clump of arrivals
+    assert ds[61].panicking and ds[61].desired == 10, ds[61].reason
+    assert ds[61].panic_replicas == 10
+
+
+def test_few_arrivals_reading_high_are_noise_not_a_step() -> None:
+    # Long requests: 4 arrivals in a second read 60 in flight (15 s each) over a mean of 20.
+    # 60 x (1 - 3 / 2) < 0: no evidence of a new level, however many seconds in a row.
+    ds = stepped([(20.0, 2.0)] * 60 + [(60.0, 4.0)] * 3)
+    assert all(d.panic_replicas is not None and d.panic_replicas < 6 for d in ds[60:]), [d.reason for d in ds[60:]]
+
+
 def test_panic_never_scales_down_and_ends_a_stable_window_after_the_burst() -> None:
     p = policy(stable_window_s=20, panic_window_s=2)
     steps = [(0.0, 100.0), (1.0, 100.0)] + [(float(t), 0.0) for t in range(2, 40)]

@@ -53,6 +53,7 @@ def test_a_poke_just_after_a_tick_measures_the_rate_over_the_last_second() -> No
     obs = observe_all("concurrency", [sample(10, 100, 96, 96.0), sample(11, 104, 100, 100.0),
                                       sample(11.03, 105, 100, 100.0, queued=1)])
     assert obs[2].value == pytest.approx(5 / 1.03)
+    assert obs[2].arrivals == 5  # the count the rate stands on: its noise is the decider's to weigh
     # Then at 11.53 (another poke): over 10 -> 11.53 still; at 12.1, over 11.03 -> 12.1.
     more = observe_all("concurrency", [sample(10, 100, 96, 96.0), sample(11, 104, 100, 100.0),
                                        sample(11.03, 105, 100, 100.0), sample(11.53, 106, 100, 100.0),

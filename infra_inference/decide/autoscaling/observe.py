@@ -199,7 +199,8 @@ def _concurrency(sample: GatewaySample, delta: GatewaySample | None, service: Se
     value, backlog = plausible(concurrency), plausible(backlog_s)
     if value is None or backlog is None:  # counters each plausible, their ratio not (1e15 / 1e-300)
         return Observation(sample.at, None, outstanding, current, ready)
-    return Observation(sample.at, value, outstanding, current, ready, backlog, queued=sample.queued)
+    return Observation(sample.at, value, outstanding, current, ready, backlog, queued=sample.queued,
+                       arrivals=delta.arrivals)
 
 
 def quantile(q: float, cumulative: Mapping[float, float]) -> float | None:
