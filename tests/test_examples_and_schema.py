@@ -90,11 +90,12 @@ def test_multi_tenant_example_creates_quotas_and_a_batch_job() -> None:
     assert pod["containers"][0]["resources"]["requests"]["nvidia.com/mig-1g.10gb"] == "1"
 
 
-def test_fetch_command_named_by_the_warm_up_daemonset_fills_the_cache(tmp_path: Path) -> None:
+def warm_up(tmp_path: Path, model_bytes: int, **standby: object) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run the warm-up DaemonSet's fetch command, as rendered, against a model on a local HTTP origin."""
     import http.server
     import threading
 
-    (tmp_path / "model.bin").write_bytes(b"weights" * 100)
+    (tmp_path / "model.bin").write_bytes(b"w" * model_bytes)
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -102,12 +103,26 @@ def test_fetch_command_named_by_the_warm_up_daemonset_fills_the_cache(tmp_path: 
         uri = f"http://127.0.0.1:{server.server_address[1]}/model.bin"
         cache = tmp_path / "cache"
         doc = yaml.safe_load((EXAMPLES_DIR / "quickstart" / "spec.yaml").read_text())
-        doc["standby"]["warm"]["warm_models"] = [uri]
+        doc["standby"]["warm"].update(warm_models=[uri], **standby)
         [ds] = [o for o in render_stack(doc) if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "warm-prepull"]
         [warm] = [c for c in ds["spec"]["template"]["spec"]["initContainers"] if c["name"] == "warm-models"]
         args = [a if a != warm["args"][2] else str(cache) for a in warm["args"]]  # the node path -> tmp
-        subprocess.run([sys.executable, "-m", "infra_inference", *args], check=True, capture_output=True)
-        cached = [p for p in cache.rglob("model.bin")]
-        assert len(cached) == 1 and cached[0].read_bytes() == b"weights" * 100
+        return subprocess.run([sys.executable, "-m", "infra_inference", *args], capture_output=True, text=True), cache
     finally:
         server.shutdown()
+
+
+def test_fetch_command_named_by_the_warm_up_daemonset_fills_the_cache(tmp_path: Path) -> None:
+    done, cache = warm_up(tmp_path, 700)
+    assert done.returncode == 0, done.stderr
+    cached = [p for p in cache.rglob("model.bin")]
+    assert len(cached) == 1 and cached[0].read_bytes() == b"w" * 700
+
+
+def test_the_warm_up_keeps_the_cache_under_the_standby_pools_bound(tmp_path: Path) -> None:
+    # A 2 MiB model into a cache bounded at 1 MiB: the warm-up fails naming the setting and leaves
+    # nothing behind, as a replica with that bound would, rather than filling the node's disk.
+    done, cache = warm_up(tmp_path, 2 * 2**20, model_cache_max_bytes=2**20)
+    assert done.returncode == 1
+    assert "model_cache_max_bytes" in done.stderr, done.stderr
+    assert not list(cache.rglob("model.bin"))

@@ -28,6 +28,9 @@ class StandbyPoolArgs(TypedDict, total=False):
     """Images pulled onto every pool node ahead of need."""
     warm_models: list[str]
     """Model URIs fetched into every pool node's model cache."""
+    model_cache_max_bytes: int
+    """Bound on the namespace's node-local model cache while warm_models are fetched; set it as the
+    namespace's services set runtime.model_cache_max_bytes. Default 53687091200 (50 GiB)."""
     namespace: str
     """Namespace of the placeholders. Default inference."""
     runtime_image: ImageArgs

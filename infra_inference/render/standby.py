@@ -39,8 +39,9 @@ def balloons(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, insta
 
 
 def prepull(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, images: list[str],
-            models: list[str], runtime_image: ImageSpec) -> Obj:
-    """A DaemonSet whose init containers pull `images` and fetch `models` into the node cache.
+            models: list[str], runtime_image: ImageSpec, cache_max_bytes: int) -> Obj:
+    """A DaemonSet whose init containers pull `images` and fetch `models` into the node cache, kept under
+    `cache_max_bytes` as the replicas keep it.
 
     Each image's init container runs `sh -c true`, so pulled images must have a
     shell (ours, vLLM and Triton do). Models land in the node cache directory
@@ -54,7 +55,8 @@ def prepull(name: str, namespace: str, pool_name: str, pool: GpuPoolSpec, images
     volumes: list[Obj] = [scratch_volume()]
     if models:
         fetch = container("warm-models", runtime_image,
-                          args=["fetch", "--cache-dir", MODEL_CACHE_MOUNT, *models], cpu="500m", memory="1Gi",
+                          args=["fetch", "--cache-dir", MODEL_CACHE_MOUNT, "--max-bytes", str(cache_max_bytes), *models],
+                          cpu="500m", memory="1Gi",
                           volumeMounts=[{"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT},
                                         {"name": "tmp", "mountPath": "/tmp"}])
         init += [cache_owner_init(runtime_image), fetch]
@@ -74,5 +76,5 @@ def standby_objects(plan: StandbyPlan) -> list[Obj]:
     out = [balloons(f"{name}-balloons", namespace, pool_name, pool, plan.instances, plan.slots_per_instance)]
     if plan.spec.prepull_images or plan.spec.warm_models:
         out.append(prepull(f"{name}-prepull", namespace, pool_name, pool, plan.spec.prepull_images,
-                           plan.spec.warm_models, plan.spec.runtime_image))
+                           plan.spec.warm_models, plan.spec.runtime_image, plan.spec.model_cache_max_bytes))
     return out

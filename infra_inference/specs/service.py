@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from infra_inference.errors import SpecProblem
 from infra_inference.specs.autoscale import ScalingSpec
 from infra_inference.specs.base import Spec
+from infra_inference.specs.cache import MODEL_CACHE_MAX_BYTES, MODEL_CACHE_MIN_BYTES
 from infra_inference.specs.image import DEFAULT_REGISTRY, ImageSpec, PullPolicy
 from infra_inference.specs.names import DnsLabel, EnvName, ObjectName
 from infra_inference.specs.quantity import Quantity
@@ -71,10 +72,8 @@ class RuntimeSpec(Spec):
     max_queue: int = Field(64, ge=0, le=100_000, description="Requests waiting per replica; beyond, 429.")
     batching: BatchingSpec | None = Field(None, description="Dynamic batching; off when absent.")
     timeout_s: float = Field(30, gt=0, le=3600, description="Per-request timeout (504 after it).")
-    # 50 GiB: on a 100 GB node boot disk (GKE's default) it leaves ~40 GB for images (a CUDA runtime
-    # image is ~10 GB) and the OS; a namespace whose models need more raises it on bigger disks.
     model_cache_max_bytes: int = Field(
-        50 * 2**30, ge=2**20, description="Bound on the namespace's node-local model cache (our runtime): the "
+        MODEL_CACHE_MAX_BYTES, ge=MODEL_CACHE_MIN_BYTES, description="Bound on the namespace's node-local model cache (our runtime): the "
                                           "least recently used models no replica on the node serves are evicted "
                                           "to stay under it; a model larger than it fails to start.")
     env: dict[EnvName, str] = Field(default_factory=dict, description="Extra environment variables, written into "

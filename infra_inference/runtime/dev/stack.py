@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,24 @@ class DevStack:
 
     def autoscaler_metrics(self) -> str:
         return _get(self.metrics_port, "/metrics") or ""
+
+    def replica_starts_s(self) -> list[float]:
+        """Seconds from spawning each replica to its being ready, from the local actuator's log, in order.
+
+        A replica's real cold start in this stack: under load from the gateway
+        and the other replicas it can be several times a bare start's.
+        """
+        spawned, ready = self._logged_at("starting replica of dev on port"), self._logged_at("replica on port")
+        return [ready[port] - spawned[port] for port in sorted(ready, key=ready.__getitem__) if port in spawned]
+
+    def _logged_at(self, message: str) -> dict[int, float]:
+        """{port: wall-clock seconds} of the local actuator's log lines ``<message> <port>...``."""
+        out = {}
+        for line in self.autoscaler_log.read_text().splitlines():
+            found = re.search(message + r" (\d+)", line)
+            if found:
+                out[int(found[1])] = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        return out
 
     def decisions(self) -> list[dict[str, Any]]:
         """The autoscaler's logged decisions, oldest first."""

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import time
-from datetime import datetime
 from pathlib import Path
 
 from infra_inference.decide.autoscaling.decider import KEEP_WARM_COLD_STARTS
@@ -32,16 +31,6 @@ def replica_pids(stack: DevStack) -> list[int]:
     autoscaler = stack._procs[1].pid
     children = Path(f"/proc/{autoscaler}/task/{autoscaler}/children").read_text().split()
     return [int(c) for c in children]
-
-
-def logged_at(stack: DevStack, message: str) -> dict[int, float]:
-    """{port: when} for the local actuator's log lines ``<message> <port>...`` (wall-clock seconds)."""
-    out = {}
-    for line in stack.autoscaler_log.read_text().splitlines():
-        found = re.search(message + r" (\d+)", line)
-        if found:
-            out[int(found[1])] = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-    return out
 
 
 def queued(stack: DevStack) -> float:
@@ -82,8 +71,7 @@ def test_from_zero_every_request_answered_then_back_to_zero_after_the_grace_peri
         # The first answer waits one cold start, and at most 1 s more (poke, tick, discovery, dispatch).
         # The cold start is this run's own, spawn to ready, from the local actuator's log: one measured
         # apart, before, differs from it by seconds while a build loads the machine (8.8 s against 10).
-        spawned, ready = logged_at(stack, "starting replica of dev on port"), logged_at(stack, "replica on port")
-        cold_starts_s = [ready[port] - spawned[port] for port in ready]
+        cold_starts_s = stack.replica_starts_s()
         cold_start_s = min(cold_starts_s)
         assert result.first_sent is not None and result.first_answer_s is not None
         first_answer_at = time.time() - (time.monotonic() - result.first_sent - result.first_answer_s)
