@@ -256,14 +256,15 @@ def _panic_demand(policy: ScalingSpec, obs: Observation, state: ScalerState, now
     (Poisson): 400 arrivals a second reading 10 replicas' worth are
     10 x (1 - 3 / 20) = 8.5 at least, so over a window mean of 2.8 that is a
     new level, while 4 arrivals reading 14 are at least 14 x (1 - 3 / 2) < 0,
-    noise. Two such readings in a row and the mean of a window that still
-    holds the old level is stale: the latest reading is the demand.
+    noise. Two such readings in a row (within the panic window) and the mean
+    of a window that still holds the old level is stale: the latest reading
+    is the demand.
     """
     panic = state.demand.mean(now, policy.panic_window_s) or 0.0
     lower = wanted * (1.0 - STEP_Z / math.sqrt(obs.arrivals)) if obs.arrivals else 0.0
-    steps = state.steps.add(now, 1.0 if lower > panic else 0.0, STEP_TICKS * 1.25)
+    steps = state.steps.add(now, 1.0 if lower > panic else 0.0, policy.panic_window_s)
     state = replace(state, steps=steps)
-    recent = steps.values(now, STEP_TICKS * 1.25)[-STEP_TICKS:]
+    recent = steps.values(now, policy.panic_window_s)[-STEP_TICKS:]
     if len(recent) == STEP_TICKS and all(recent):
         return max(panic, wanted), state
     return panic, state

@@ -17,6 +17,7 @@ when it does.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 # Enough gaps for a quantile that one odd gap does not move, few enough to follow a change in
 # use within an hour of a small service's ~25 gaps.
@@ -108,7 +109,10 @@ class Wakes:
         return _quantile(self.levels, q)
 
 
-def _quantile(values: tuple[float, ...] | tuple[int, ...], q: float) -> float | None:
+Count = TypeVar("Count", int, float)
+
+
+def _quantile(values: tuple[Count, ...], q: float) -> Count | None:
     if len(values) < 3:
         return None
     ordered = sorted(values)
