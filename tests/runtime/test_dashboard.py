@@ -19,13 +19,15 @@ from infra_inference.runtime.autoscaler.collect import HttpSource
 from infra_inference.runtime.autoscaler.loop import Autoscaler
 from infra_inference.runtime.server.gpu_metrics import GpuCollector
 from infra_inference.specs.autoscale import ScalingSpec
+from infra_inference.wire import scrape
 from tests.runtime.autoscaler.test_autoscaler import FakeActuator
 from tests.runtime.gateway.support import backend, config, gateway_in_thread
 from tests.runtime.server.support import request, server_in_thread
 
 DASHBOARD = json.loads((resources.files("infra_inference.render") / "dashboards" / "infra-inference.json").read_text())
-# Labels Prometheus adds when it scrapes (from the target), not the exporters.
-TARGET_LABELS = {"namespace", "pod", "job", "instance", "le"}
+# Labels the exporters do not set: the scrape contract's target labels (wire/scrape.py), Prometheus'
+# own `job` and `instance`, and a histogram bucket's `le`.
+TARGET_LABELS = {*scrape.TARGET_LABELS, "job", "instance", "le"}
 
 
 def queries() -> list[str]:
