@@ -276,7 +276,8 @@ def real(name: str) -> None:
     # The simulator twice: with the bare start measured before (the benchmark's input), and with the
     # cold start replicas had in this stack (spawn to ready, median), which load from the gateway and
     # the other replicas can make several times longer.
-    in_stack = statistics.median(stack.replica_starts_s() or [cold])
+    starts = stack.replica_starts_s()
+    in_stack = statistics.median(starts or [cold])
     policy, period = ours(cut.slots)
     runs = {"oracle": replay("oracle", requests, cut.seconds, *oracle(requests, cut.seconds, cut.slots, cold), replica),
             "sim ours": replay("sim ours", requests, cut.seconds, policy, period, replica, wake=WAKES["ours"])}
@@ -286,7 +287,7 @@ def real(name: str) -> None:
         wake=WAKES["ours"])
     runs["real ours"] = live
     print(f"replicas' cold starts in the stack (spawn to ready): "
-          f"{', '.join(f'{s:.2f}' for s in stack.replica_starts_s())} s")
+          f"{', '.join(f'{s:.2f}' for s in starts)} s")
     table([Cell(f"{name} slice", cold, runs)])
 
 

@@ -92,7 +92,6 @@ WAKE_QUANTILE = 0.25
 # of two: the code trace at 5 s 1.45 -> 1.98x the oracle (its clumps of arrivals last a second);
 # 4 standard errors instead of 3: the same.
 STEP_Z = 3.0
-STEP_TICKS = 2
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,7 @@ class ScalerState:
     cold: ColdStarts = ColdStarts()
     gaps: Gaps = Gaps()
     wakes: Wakes = Wakes()
-    steps: Window = Window()
+    stepped_at: float | None = None
 
 
 def decide(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float,
@@ -250,7 +249,7 @@ def decide(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float
 
 def _panic_demand(policy: ScalingSpec, obs: Observation, state: ScalerState, now: float,
                   wanted: float) -> tuple[float, ScalerState]:
-    """The panic window's mean, or this reading once the level has stepped up (`STEP_Z`, `STEP_TICKS`).
+    """The panic window's mean, or this reading once the level has stepped up (`STEP_Z`).
 
     A reading over n arrivals is off by about 1 / sqrt(n) of itself
     (Poisson): 400 arrivals a second reading 10 replicas' worth are
@@ -262,10 +261,11 @@ def _panic_demand(policy: ScalingSpec, obs: Observation, state: ScalerState, now
     """
     panic = state.demand.mean(now, policy.panic_window_s) or 0.0
     lower = wanted * (1.0 - STEP_Z / math.sqrt(obs.arrivals)) if obs.arrivals else 0.0
-    steps = state.steps.add(now, 1.0 if lower > panic else 0.0, policy.panic_window_s)
-    state = replace(state, steps=steps)
-    recent = steps.values(now, policy.panic_window_s)[-STEP_TICKS:]
-    if len(recent) == STEP_TICKS and all(recent):
+    if lower <= panic:
+        return panic, state if state.stepped_at is None else replace(state, stepped_at=None)
+    before = state.stepped_at
+    state = replace(state, stepped_at=now)
+    if before is not None and now - before < policy.panic_window_s:
         return max(panic, wanted), state
     return panic, state
 
