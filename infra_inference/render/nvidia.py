@@ -15,6 +15,7 @@ from typing import Any
 import yaml  # pure: serialises the plugin's config file
 
 from infra_inference.render.common import Obj, by_name, labels, meta, obj, resources
+from infra_inference.render.scrape import DCGM_EXPORTER, METRICS_PORT
 from infra_inference.specs.pool import GPU_RESOURCE, GPU_TAINT, POOL_LABEL, GpuPoolSpec
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
@@ -146,7 +147,7 @@ def mps_control_daemon(name: str, *, node_selector: dict[str, str], tolerations:
 
 
 def dcgm_exporter(namespace: str) -> list[Obj]:
-    name = "dcgm-exporter"
+    name = DCGM_EXPORTER
     lbls = labels(name, "gpu-metrics")
     port = 9400
     ds = obj("apps/v1", "DaemonSet", meta(name, namespace, lbls), spec={
@@ -162,7 +163,7 @@ def dcgm_exporter(namespace: str) -> list[Obj]:
                 # Label each GPU's series with the pod using it (`namespace`, `pod`), from the kubelet's
                 # pod-resources API: without it, a query for a service's pods selects nothing.
                 "env": [{"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"}],
-                "ports": [{"name": "metrics", "containerPort": port}],
+                "ports": [{"name": METRICS_PORT, "containerPort": port}],
                 "resources": resources("100m", "256Mi"),
                 "securityContext": _root_but_locked_down(),
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
@@ -174,6 +175,6 @@ def dcgm_exporter(namespace: str) -> list[Obj]:
     })
     svc = obj("v1", "Service", meta(name, namespace, lbls), spec={
         "selector": by_name(name),
-        "ports": [{"name": "metrics", "port": port, "targetPort": port}],
+        "ports": [{"name": METRICS_PORT, "port": port, "targetPort": port}],
     })
     return [ds, svc]

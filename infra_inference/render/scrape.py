@@ -24,6 +24,8 @@ GATEWAY_METRICS_PORT = "admin"
 METRICS_PORT = "metrics"
 SERVING_METRICS_PORT = "http-metrics"
 METRICS_PORT_NAMES = [GATEWAY_METRICS_PORT, METRICS_PORT, SERVING_METRICS_PORT]
+# The DCGM exporter DaemonSet (render/nvidia.py); its PodMonitor below selects its pods by this name.
+DCGM_EXPORTER = "dcgm-exporter"
 PROMETHEUS_INGRESS = "allow-prometheus"
 # Relabelling from the pod's annotations, as the prometheus-community chart's `kubernetes-pods` job does:
 # scrape only annotated pods, at the annotated path, on the annotated port of the pod's IP (v4 or v6).
@@ -79,11 +81,11 @@ def pod_monitors(namespace: str, dcgm_exporter: bool) -> list[Obj]:
         "podMetricsEndpoints": [{"relabelings": _ANNOTATION_RELABELINGS}],
     })]
     if dcgm_exporter:
-        name = "dcgm-exporter"
+        name = DCGM_EXPORTER
         # DCGM labels each GPU's series with the pod using it (`namespace`, `pod`): those must win over
         # the exporter pod's own, which is what honorLabels does. Ours keep Prometheus' (a replica
         # running a tenant's image must not choose the namespace its series are filed under).
         out.append(obj("monitoring.coreos.com/v1", "PodMonitor", meta(name, namespace, labels(name, "monitoring")),
                        spec={"selector": {"matchLabels": by_name(name)},
-                             "podMetricsEndpoints": [{"port": "metrics", "honorLabels": True}]}))
+                             "podMetricsEndpoints": [{"port": METRICS_PORT, "honorLabels": True}]}))
     return out

@@ -111,7 +111,8 @@ class DevStack:
         A replica's real cold start in this stack: under load from the gateway
         and the other replicas it can be several times a bare start's.
         """
-        spawned, ready = self._logged_at("starting replica of dev on port"), self._logged_at("replica on port")
+        spawned = self._logged_at(f"starting replica of {DEPLOYMENT} on port")
+        ready = self._logged_at("replica on port")
         return [ready[port] - spawned[port] for port in sorted(ready, key=ready.__getitem__) if port in spawned]
 
     def _logged_at(self, message: str) -> dict[int, float]:

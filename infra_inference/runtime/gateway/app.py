@@ -217,9 +217,12 @@ class GatewayApp:
         """Activator: a request waits for a backend with no replica; wake the autoscaler's long-poll now."""
         self.end_long_polls()
 
-    def start_drain(self) -> None:
-        """Readiness turns 503 (the gateway still answers everything else until it stops)."""
+    def start_drain(self) -> bool:
+        """Readiness turns 503 (the gateway still answers everything else until it stops); False if it had."""
+        if self.draining:
+            return False
         self.draining = True
+        return True
 
     def end_long_polls(self) -> None:
         """Answer every activator long-poll now (a poke, or the gateway shutting down)."""

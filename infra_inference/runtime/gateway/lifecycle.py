@@ -101,9 +101,8 @@ class GatewayServer:
             loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
-        if self.app.draining:
+        if not self.app.start_drain():
             return
-        self.app.start_drain()
         self._connections.closing = True
         assert self._loop is not None and self._stop is not None
         self._loop.call_later(self.config.drain_grace_s, self._stop.set)

@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra_inference.runtime.server.loading.sources import STALL_TIMEOUT_S
 from infra_inference.runtime.transport.http1 import Limits
 from infra_inference.wire.names import DEFAULT_PORT, ENV_PREFIX
 
@@ -50,7 +51,7 @@ class ServerSettings(BaseSettings):
                     "'gcs_service_account.json' for gs.",
     )
     model_stall_timeout_s: float = Field(
-        60.0,
+        STALL_TIMEOUT_S,
         gt=0.0,
         description="An http(s) model origin that sends nothing for this long fails the download (and the start).",
     )

@@ -54,13 +54,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
-from infra_inference.runtime.server.loading.filling import FillingFile
-from infra_inference.runtime.server.loading.sources import Credentials, open_remote
+from infra_inference.runtime.server.loading.filling import FillingFile, reraise
+from infra_inference.runtime.server.loading.sources import STALL_TIMEOUT_S, Credentials, open_remote
 from infra_inference.specs.uris import redact
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,6 @@ _CHUNK_BYTES = 8 * 2**20
 MANIFEST = ".manifest.json"
 USERS = ".users"
 _EVICT_LOCK = ".evict.lock"
-DEFAULT_STALL_TIMEOUT_S = 60.0
 
 
 def fetch_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials(), *,
@@ -154,7 +154,7 @@ class ModelSource:
 
 
 def open_model(uri: str, cache_dir: Path, credentials: Credentials = Credentials(), *,
-               stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, max_bytes: int | None = None) -> ModelSource:
+               stall_timeout_s: float = STALL_TIMEOUT_S, max_bytes: int | None = None) -> ModelSource:
     """The model at ``uri`` on this node: a hit or a local path at once, else a download started in the background.
 
     The download writes the cache entry's temporary file and commits it (fsync,
@@ -303,7 +303,8 @@ class _Download:
         try:
             if max_bytes is not None and self._size is not None:
                 self._refuse_beyond(self._size)
-                _make_room(entry.parent, self._size, max_bytes)
+                with _locked(entry.parent / _EVICT_LOCK):
+                    _make_room(entry.parent, self._size, max_bytes)
             fd, self._partial = tempfile.mkstemp(dir=entry, prefix=".partial-")
             self._out = os.fdopen(fd, "wb")
             self.file = FillingFile(Path(self._partial), self._size, redact(source))
@@ -326,8 +327,7 @@ class _Download:
     def wait_committed(self) -> None:
         self._committed.wait()
         if self._error is not None:
-            kind = ValueError if isinstance(self._error, ValueError) else OSError
-            raise kind(str(self._error)) from self._error
+            reraise(self._error)
 
     def _run(self, started: float) -> None:
         try:
@@ -388,9 +388,9 @@ class _Download:
         if self._max_bytes is None:
             self._publish(digest)
             return
-        with _Held(self._entry.parent / _EVICT_LOCK):
+        with _locked(self._entry.parent / _EVICT_LOCK):
             # The partial file is under the root already, so nothing more is needed than fitting.
-            if not _make_room(self._entry.parent, 0, self._max_bytes, locked=True):
+            if not _make_room(self._entry.parent, 0, self._max_bytes):
                 # Committed all the same: a loader that waits for the commit needs the file, and the
                 # excess is only entries that live replicas here serve (each under the bound); the
                 # next eviction takes them once those replicas stop.
@@ -437,29 +437,25 @@ def _pump(stream: IO[bytes], out: IO[bytes], digest: "hashlib._Hash", landed: Ca
     return written
 
 
-class _Held:
-    """An exclusive flock held for a ``with`` block."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    def __enter__(self) -> None:
-        self._handle = _lock(self._path)
-
-    def __exit__(self, *exc: object) -> None:
-        _unlock(self._handle)
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` for a ``with`` block."""
+    handle = _lock(path)
+    try:
+        yield
+    finally:
+        _unlock(handle)
 
 
-def _make_room(root: Path, incoming_bytes: int, max_bytes: int, *, locked: bool = False) -> bool:
+def _make_room(root: Path, incoming_bytes: int, max_bytes: int) -> bool:
     """Evict least recently used idle complete entries until the root's files plus ``incoming_bytes`` fit.
+
+    The caller holds the root's eviction lock (`_EVICT_LOCK`).
 
     Returns whether they fit. Every file counts, partial downloads included: they are on the disk
     too. E.g. a 100 GiB bound holding 70 + 20 GiB with 30 GiB incoming: the older of the two goes
     (or both, when the older is the 20), if no replica serves it.
     """
-    if not locked:
-        with _Held(root / _EVICT_LOCK):
-            return _make_room(root, incoming_bytes, max_bytes, locked=True)
     entries = [p for p in root.iterdir() if p.is_dir()]
     sizes = {entry: _bytes_under(entry) for entry in entries}
     used = sum(sizes.values()) + incoming_bytes
@@ -501,10 +497,8 @@ def _evict(entry: Path) -> bool:
     handles = []
     try:
         for name in (".lock", USERS):
-            handle = open(entry / name, "a")  # noqa: SIM115 (closed below)
-            handles.append(handle)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                handles.append(_lock(entry / name, fcntl.LOCK_EX | fcntl.LOCK_NB))
             except BlockingIOError:
                 return False
         if not (entry / MANIFEST).exists():
@@ -517,7 +511,7 @@ def _evict(entry: Path) -> bool:
         return True
     finally:
         for handle in handles:
-            handle.close()
+            _unlock(handle)
 
 
 def _write_atomically(path: Path, doc: dict[str, object]) -> None:

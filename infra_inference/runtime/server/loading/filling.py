@@ -103,13 +103,8 @@ class FillingFile:
             self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
-        error = self._error
-        if error is None:
-            return
-        # A fresh exception per waiter (several reader threads wait at once), of the writer's kind;
-        # the writer's message already names the source.
-        kind = ValueError if isinstance(error, ValueError) else OSError
-        raise kind(str(error)) from error
+        if self._error is not None:
+            reraise(self._error)
 
     def close(self) -> None:
         """Close the reader's descriptor (the writer's file is its own)."""
@@ -123,3 +118,11 @@ class FillingFile:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.close()
+
+
+def reraise(error: BaseException) -> None:
+    """Raise a writer thread's failure in a waiting thread: a fresh exception per waiter (several
+    wait at once), ValueError for bad data and OSError for the rest; the writer's message already
+    names the source."""
+    kind = ValueError if isinstance(error, ValueError) else OSError
+    raise kind(str(error)) from error

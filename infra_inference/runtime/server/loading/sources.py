@@ -21,7 +21,9 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from infra_inference.specs.uris import redact
 
-_TIMEOUT_S = 60.0
+# Seconds an origin may send nothing (connect, or between reads) before the fetch fails: the default of
+# the server's model_stall_timeout_s.
+STALL_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def _http_request(parts: SplitResult, credentials: Credentials, **kw: Any) -> ur
 
 
 def open_remote(uri: str, credentials: Credentials = Credentials(),
-                timeout_s: float = _TIMEOUT_S) -> tuple[IO[bytes], int | None]:
+                timeout_s: float = STALL_TIMEOUT_S) -> tuple[IO[bytes], int | None]:
     """Open a remote object for streaming.
 
     Args:
@@ -179,7 +181,7 @@ def write_object(uri: str, data: bytes, credentials: Credentials = Credentials()
             credentials.gcs_client().bucket(parts.netloc).blob(key).upload_from_string(data)
         elif parts.scheme in ("http", "https"):
             request = _http_request(parts, credentials, data=data, method="PUT")
-            urllib.request.urlopen(request, timeout=_TIMEOUT_S).close()  # noqa: S310 (scheme checked above)
+            urllib.request.urlopen(request, timeout=STALL_TIMEOUT_S).close()  # noqa: S310 (scheme checked above)
         else:
             raise ValueError(f"{redact(uri)}: unsupported scheme {parts.scheme!r}")
     except ValueError:
