@@ -13,8 +13,10 @@ class EchoModel:
 
     A batch of ``n`` requests takes ``echo_delay_ms + n * echo_delay_per_item_ms``
     (the ``a + b * n`` cost of a GPU forward pass), and at least the largest
-    ``delay_ms`` request parameter in the batch, which is capped at the server's
-    ``timeout_s`` (a longer one could only end in a 504). The wait is an ``asyncio``
+    ``delay_ms`` request parameter in the batch, which is capped at twice the
+    server's ``timeout_s``: a longer one could only end in a 504 (the deadline
+    answers it and recalls the sleep), and a cap at the timeout itself would end
+    the sleep at the deadline's instant, racing its timer for a 200. The wait is an ``asyncio``
     sleep, so like a GPU kernel it holds a concurrency slot but not the CPU.
     With both costs at 0 it answers inline: the server's own overhead, measured.
     """
@@ -22,7 +24,7 @@ class EchoModel:
     def __init__(self, context: ModelContext) -> None:
         self._base_s = context.settings.echo_delay_ms / 1000.0
         self._per_item_s = context.settings.echo_delay_per_item_ms / 1000.0
-        self._max_asked_ms = context.settings.timeout_s * 1000.0
+        self._max_asked_ms = 2 * context.settings.timeout_s * 1000.0
 
     def load(self) -> None:
         pass
