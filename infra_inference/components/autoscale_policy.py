@@ -22,9 +22,11 @@ class CustomMetricArgs(TypedDict, total=False):
 
 class AutoscalePolicyArgs(TypedDict, total=False):
     service: InferenceService
-    """The InferenceService to scale (one of service or deployment)."""
+    """The InferenceService to scale (one of service or deployment). Standalone policies only, as are deployment,
+    namespace and runtime_image: an InferenceService's inline autoscale takes them from the service."""
     deployment: str
-    """Name of an existing Deployment to scale (one of service or deployment)."""
+    """Name of an existing Deployment to scale (one of service or deployment); with engine native, metric custom
+    with custom.query only (the native autoscaler reads the gateway and replicas of an InferenceService)."""
     namespace: str
     """Namespace of `deployment`. Default inference."""
     metric: str

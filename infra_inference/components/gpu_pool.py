@@ -96,7 +96,8 @@ class GpuPool(pulumi.ComponentResource):
     max_slots: pulumi.Output[int]
     """Slots at max_nodes."""
     spec: pulumi.Output[dict[str, Any]]
-    """The validated arguments with defaults filled in (cluster, node_role_arn and subnet_ids left out)."""
+    """The validated arguments with defaults filled in (cluster, node_role_arn, subnet_ids and node_service_account,
+    which may be Outputs, left out)."""
 
     def __init__(self, name: str, args: GpuPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         if opts is not None and opts.urn is not None:

@@ -169,7 +169,18 @@ def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None,
                                     f"sizes; give the policy as the service's inline autoscale instead"))
     elif service is not None and spec.metric == "gpu-utilization" and not service.spec.uses_gpu:
         problems.append(SpecProblem("metric", "gpu-utilization on a CPU-only service; use cpu-utilization"))
-    elif service is None and spec.engine == "keda" and spec.metric in GATEWAY_METRICS:
+    elif service is not None:
+        problems += spec.slot_problems(service.spec.runtime.max_concurrency, "")
+    elif spec.engine == "native" and not (spec.metric == "custom" and spec.custom is not None
+                                          and spec.custom.query is not None):
+        # The native autoscaler reads a service's gateway and finds its ready replicas through the
+        # `<deployment>-replicas` Service an InferenceService renders; an existing Deployment has neither,
+        # so every other metric would read nothing and the policy would hold forever.
+        problems.append(SpecProblem("engine", f"the native autoscaler reads an InferenceService's gateway and "
+                                    f"replicas, and deployment {spec.deployment!r} is not one, so {spec.metric!r} "
+                                    f"would never read a value; use engine hpa or keda, a custom query "
+                                    f"(custom.query), or give service instead"))
+    elif spec.engine == "keda" and spec.metric in GATEWAY_METRICS:
         problems.append(SpecProblem("metric", f"{spec.metric!r} is measured by an InferenceService's gateway, and "
                                     f"deployment {spec.deployment!r} has none, so KEDA's query would select no "
                                     f"series; use gpu-utilization, cpu-utilization or custom (a query, or a "

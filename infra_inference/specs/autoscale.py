@@ -106,9 +106,15 @@ class ScalingSpec(Spec):
                                    "wait idle before going to zero)"))
         if self.metric in ("throughput", "latency", "custom") and self.target is None:
             out.append(SpecProblem("target", f"required for metric {self.metric!r}"))
-        if self.metric in ("gpu-utilization", "cpu-utilization") and self.target is not None \
-                and self.target > 100:
-            out.append(SpecProblem("target", f"{self.target} % is above 100 %; utilization cannot reach it"))
+        if self.metric in ("gpu-utilization", "cpu-utilization") and self.target is not None:
+            if self.target > 100:
+                out.append(SpecProblem("target", f"{self.target} % is above 100 %; utilization cannot reach it"))
+            elif self.target < 1:
+                out.append(SpecProblem("target", f"is a percent: {self.target:g} % would scale on an idle "
+                                       f"replica; for {self.target:.0%} write {self.target * 100:g}"))
+        if self.metric == "latency" and self.target is not None and self.target < 1:
+            out.append(SpecProblem("target", f"is milliseconds of p95: {self.target:g} ms is less than a gateway "
+                                   f"hop; for {self.target:g} s write {self.target * 1000:g}"))
         if self.metric == "custom" and self.custom is None:
             out.append(SpecProblem("custom", "metric 'custom' needs custom: {query: ...} or {replica_metric: ...}"))
         if self.latency_of != "request" and self.metric != "latency":
@@ -129,6 +135,15 @@ class ScalingSpec(Spec):
             return self.scale_down_window_s
         return 0.0 if self.engine == "native" else HPA_SCALE_DOWN_WINDOW_S
 
+    def slot_problems(self, max_concurrency: int, at: str) -> list[SpecProblem]:
+        """A concurrency target over the replica's slots: each replica would queue the excess before a scale-up."""
+        if self.metric != "concurrency" or self.target is None or self.target <= max_concurrency:
+            return []
+        return [SpecProblem(f"{at}target" if at else "target",
+                            f"{self.target:g} requests in flight per replica is over runtime.max_concurrency "
+                            f"{max_concurrency}: every replica would queue {self.target - max_concurrency:g} before "
+                            f"a scale-up; use at most {max_concurrency} (default 70 % of it)")]
+
     def resolved_target(self, max_concurrency: int | None) -> float:
         """`target`, or the metric's default (e.g. 0.7 x 8 slots = 5.6 requests in flight)."""
         if self.target is not None:
@@ -136,6 +151,11 @@ class ScalingSpec(Spec):
         if self.metric == "concurrency":
             return CONCURRENCY_TARGET_SHARE * (max_concurrency or 1)
         return DEFAULT_UTILIZATION_TARGET
+
+
+# What a standalone AutoscalePolicy takes beyond the knobs: what to scale (`service` is a component reference,
+# not a spec field) and where. An InferenceService's inline `autoscale` takes these from the service.
+STANDALONE_ONLY = ("service", "deployment", "namespace", "runtime_image")
 
 
 class AutoscalePolicySpec(ScalingSpec):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
@@ -16,4 +16,11 @@ def _check(value: str) -> str:
     return value
 
 
-Quantity = Annotated[str, AfterValidator(_check)]
+def _from_number(value: object) -> object:
+    """`cpu: 2` or `cpu: 0.5` in YAML is a number; Kubernetes reads it as the quantity "2", and so do we."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return value
+
+
+Quantity = Annotated[str, BeforeValidator(_from_number), AfterValidator(_check)]

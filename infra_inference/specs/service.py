@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from infra_inference.errors import SpecProblem
-from infra_inference.specs.autoscale import ScalingSpec
+from infra_inference.specs.autoscale import STANDALONE_ONLY, ScalingSpec
 from infra_inference.specs.base import Spec
 from infra_inference.specs.cache import MODEL_CACHE_MAX_BYTES, MODEL_CACHE_MIN_BYTES
 from infra_inference.specs.image import DEFAULT_REGISTRY, ImageSpec, PullPolicy
 from infra_inference.specs.names import DnsLabel, EnvName, ObjectName
 from infra_inference.specs.quantity import Quantity
 from infra_inference.specs.runtimes import PRESETS, PresetName, Protocol
-from infra_inference.specs.uris import PlainUri
+from infra_inference.specs.uris import PlainUri, unreadable_scheme
 
 ModelFormat = Literal["safetensors", "torch", "onnx", "sklearn", "python"]
 Priority = Literal["online", "batch"]
@@ -140,15 +140,21 @@ class RuntimeSpec(Spec):
         return out
 
 
-def _format_problems(model: ModelSpec, runtime: RuntimeSpec, path: str) -> list[SpecProblem]:
-    if runtime.builtin and model.format not in BUILTIN_FORMATS:
-        return [SpecProblem(path, f"the built-in runtime serves {' and '.join(BUILTIN_FORMATS)}, not "
-                            f"{model.format!r}; set runtime.image to a server for it (e.g. Triton for onnx)")]
+def _served_problems(model: ModelSpec, runtime: RuntimeSpec, at: str) -> list[SpecProblem]:
+    """What `runtime` cannot serve of `model` (at `at`: "model", "canary.model", ...): its format, or, for the
+    built-in runtime, a URI it has no source for (another image may read `hf://` itself)."""
+    out = []
     preset = PRESETS.get(runtime.preset or "")
-    if preset is not None and model.format not in preset.formats:
-        return [SpecProblem(path, f"the {runtime.preset} preset serves {', '.join(preset.formats)}, not "
-                            f"{model.format!r}")]
-    return []
+    if runtime.builtin and model.format not in BUILTIN_FORMATS:
+        out.append(SpecProblem(f"{at}.format", f"the built-in runtime serves {' and '.join(BUILTIN_FORMATS)}, not "
+                               f"{model.format!r}; set runtime.image to a server for it (e.g. Triton for onnx)"))
+    elif preset is not None and model.format not in preset.formats:
+        out.append(SpecProblem(f"{at}.format", f"the {runtime.preset} preset serves {', '.join(preset.formats)}, "
+                               f"not {model.format!r}"))
+    unreadable = unreadable_scheme(model.uri) if runtime.builtin else None
+    if unreadable:
+        out.append(SpecProblem(f"{at}.uri", unreadable))
+    return out
 
 
 class CanarySpec(Spec):
@@ -229,6 +235,17 @@ class InferenceServiceSpec(Spec):
                                      description="Our runtime image: gateway, autoscaler, cache helper, and "
                                                  "replicas without a runtime.image.")
 
+    @field_validator("autoscale", mode="before")
+    @classmethod
+    def _no_standalone_fields(cls, value: Any) -> Any:
+        """A standalone policy's keys (Pulumi's schema offers AutoscalePolicy's args here): say so, not "spelling"."""
+        given = [k for k in STANDALONE_ONLY if isinstance(value, dict) and k in value]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only a standalone AutoscalePolicy takes "
+                             f"{'this' if len(given) == 1 else 'these'}; an inline autoscale scales this service, "
+                             f"in its namespace, with its runtime_image: remove {'it' if len(given) == 1 else 'them'}")
+        return value
+
     def cross_checks(self) -> list[SpecProblem]:
         out: list[SpecProblem] = []
         if self.gpu_fraction is not None and self.gpus is not None:
@@ -243,17 +260,19 @@ class InferenceServiceSpec(Spec):
                 out.append(SpecProblem("variants", f"weights sum to {total:g}, not 100"))
             if len(self.variants) < 2:
                 out.append(SpecProblem("variants", "an A/B split needs at least two variants"))
-        out += _format_problems(self.model, self.runtime, "model.format")
+        out += _served_problems(self.model, self.runtime, "model")
         if self.canary is not None:
-            out += _format_problems(self.canary.model or self.model, self.canary.runtime or self.runtime,
-                                    "canary.model.format")
+            out += _served_problems(self.canary.model or self.model, self.canary.runtime or self.runtime,
+                                    "canary.model")
         for key, variant in (self.variants or {}).items():
-            out += _format_problems(variant.model, self.runtime, f"variants.{key}.model.format")
+            out += _served_problems(variant.model, self.runtime, f"variants.{key}.model")
         if self.cpu_fallback and self.replicas == 0:
             out.append(SpecProblem("cpu_fallback", "serves the overflow of GPU replicas, and replicas is 0; "
                                    "for a CPU-only service remove the pool instead"))
         if self.cpu_fallback and not self.uses_gpu:
             out.append(SpecProblem("cpu_fallback", "only applies to a GPU service (gpu_fraction or gpus)"))
+        if self.autoscale is not None:
+            out += self.autoscale.slot_problems(self.runtime.max_concurrency, "autoscale.")
         multi = self.canary is not None or bool(self.variants) or self.cpu_fallback
         if self.autoscale is not None and self.autoscale.engine != "native" and multi:
             out.append(SpecProblem("autoscale.engine", f"{self.autoscale.engine!r} scales one Deployment; canary, "
@@ -264,6 +283,9 @@ class InferenceServiceSpec(Spec):
             for field in ("autoscale", "canary", "variants"):
                 if getattr(self, field):
                     out.append(SpecProblem(field, "does not apply to mode 'batch'"))
+            if self.replicas is not None:
+                out.append(SpecProblem("replicas", "does not apply to mode 'batch'; pods at once are "
+                                       "batch.parallelism"))
         elif self.batch is not None:
             out.append(SpecProblem("batch", "only applies to mode 'batch'; set mode: batch or remove it"))
         return out

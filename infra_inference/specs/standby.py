@@ -8,7 +8,7 @@ from infra_inference.specs.base import Spec
 from infra_inference.specs.cache import MODEL_CACHE_MAX_BYTES, MODEL_CACHE_MIN_BYTES
 from infra_inference.specs.image import ImageSpec
 from infra_inference.specs.names import DnsLabel
-from infra_inference.specs.uris import PlainUri
+from infra_inference.specs.uris import ModelUri
 
 
 class StandbyPoolSpec(Spec):
@@ -20,7 +20,7 @@ class StandbyPoolSpec(Spec):
     slots_per_instance: int | None = Field(
         None, ge=1, description="GPU slots each placeholder holds; default one node's worth.")
     prepull_images: list[str] = Field(default_factory=list, description="Images pulled onto every pool node.")
-    warm_models: list[PlainUri] = Field(default_factory=list, description="Model URIs cached on every pool node "
+    warm_models: list[ModelUri] = Field(default_factory=list, description="Model URIs cached on every pool node "
                                                                         "(no credentials in them).")
     model_cache_max_bytes: int = Field(
         MODEL_CACHE_MAX_BYTES, ge=MODEL_CACHE_MIN_BYTES,

@@ -68,3 +68,27 @@ def _check(uri: str) -> str:
 
 # A URI that a spec writes into a pod spec or a ConfigMap.
 PlainUri = Annotated[str, AfterValidator(_check)]
+
+# What the runtime's model sources read (runtime/server/loading/sources.py).
+MODEL_SCHEMES = ("", "file", "http", "https", "s3", "gs")
+
+
+def unreadable_scheme(uri: str) -> str | None:
+    """Why our runtime could not fetch `uri` (a scheme it has no source for: `gcs://`, `hf://`), or None.
+
+    Caught when planning, not when the replica starts and crash-loops on it."""
+    scheme = urlsplit(uri).scheme
+    if scheme in MODEL_SCHEMES:
+        return None
+    return f"our runtime reads no {scheme}:// URI; use a path, file://, http(s)://, s3:// or gs://"
+
+
+def _readable(uri: str) -> str:
+    problem = unreadable_scheme(uri)
+    if problem:
+        raise ValueError(problem)
+    return uri
+
+
+# A model URI that our runtime itself fetches (a StandbyPool's warm-up).
+ModelUri = Annotated[str, AfterValidator(_check), AfterValidator(_readable)]

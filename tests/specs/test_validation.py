@@ -122,6 +122,22 @@ def test_keda_on_a_gateway_metric_needs_a_gateway(metric: str) -> None:
     plan_policy("p", {**args, "metric": "custom", "custom": {"replica_metric": "vllm:num_requests_waiting"}}, None)
 
 
+@pytest.mark.parametrize("metric", ["concurrency", "gpu-utilization", "cpu-utilization"])
+def test_native_on_an_existing_deployment_needs_a_custom_query(metric: str) -> None:
+    """The native autoscaler reads a gateway and the replicas' Service; a bare Deployment has neither, and the
+    defaults ({"deployment": "api"}) would plan an autoscaler that never reads a value."""
+    with pytest.raises(SpecError) as err:
+        plan_policy("p", {"deployment": "legacy", "metric": metric, "target": 50}, None)
+    assert err.value.paths == ["engine"]
+    assert "use engine hpa or keda, a custom query" in str(err.value)
+    with pytest.raises(SpecError):
+        plan_policy("p", {"deployment": "legacy", "metric": "custom", "target": 5,
+                          "custom": {"replica_metric": "vllm:num_requests_waiting"}}, None)
+    # A Prometheus query needs neither; the same metric on an engine that reads Prometheus is fine.
+    plan_policy("p", {"deployment": "legacy", "metric": "custom", "target": 5, "custom": {"query": "sum(up)"}}, None)
+    plan_policy("p", {"deployment": "legacy", "metric": metric, "target": 50, "engine": "hpa"}, None)
+
+
 @given(replicas=st.integers(2, 48), gpus=st.integers(1, 8), k=st.integers(1, 48))
 def test_fraction_k_over_n_takes_exactly_k_slots_or_is_rejected(replicas: int, gpus: int, k: int) -> None:
     pool = GpuPoolSpec.parse({**POOL, "gpus_per_node": gpus,

@@ -23,6 +23,10 @@ from infra_inference.runtime.actuators.base import Replicas
 
 log = logging.getLogger(__name__)
 
+# A read or patch that has not answered in this long is not coming: without a client-side timeout
+# urllib3 waits forever on a half-open connection, and the autoscaler's tick with it.
+API_TIMEOUT_S = 10.0
+
 
 class KubernetesActuator:
     """Scales Deployments in `namespace`; `urls` gives a deployment's ready replica URLs (from EndpointSlices)."""
@@ -35,7 +39,8 @@ class KubernetesActuator:
 
     async def replicas(self, deployment: str) -> Replicas | None:
         try:
-            dep = await asyncio.to_thread(self._apps.read_namespaced_deployment, deployment, self._namespace)
+            dep = await asyncio.to_thread(self._apps.read_namespaced_deployment, deployment, self._namespace,
+                                          _request_timeout=API_TIMEOUT_S)
         except (ApiException, HTTPError, OSError) as exc:
             log.warning("cannot read %s/%s: %s", self._namespace, deployment, exc)
             return None
@@ -47,7 +52,7 @@ class KubernetesActuator:
 
     async def scale(self, deployment: str, replicas: int) -> None:
         await asyncio.to_thread(self._apps.patch_namespaced_deployment_scale, deployment, self._namespace,
-                                {"spec": {"replicas": replicas}})
+                                {"spec": {"replicas": replicas}}, _request_timeout=API_TIMEOUT_S)
 
     async def close(self) -> None:
         pass

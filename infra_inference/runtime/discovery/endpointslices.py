@@ -30,6 +30,10 @@ CONTROLLER = "endpointslice-controller.k8s.io"
 # A watch is re-issued this often even when healthy, and after an error, this long later.
 WATCH_TIMEOUT_S = 60
 RETRY_S = 1.0
+# The client's own (connect, read) timeouts: WATCH_TIMEOUT_S is the API server's, and without these
+# urllib3 waits forever on a connection that died half-open (a control-plane upgrade), and the
+# replica set would freeze at what it was.
+REQUEST_TIMEOUT_S = (5.0, WATCH_TIMEOUT_S + 10.0)
 
 
 def ready_addresses(endpoint_slice: Any, default_port: int, *, pinned: bool = False) -> list[str]:
@@ -102,12 +106,14 @@ class EndpointSliceDiscovery:
 
         while not self._stop.is_set():
             try:
-                listed = self._api.list_namespaced_endpoint_slice(self._namespace, label_selector=self._selector)
+                listed = self._api.list_namespaced_endpoint_slice(self._namespace, label_selector=self._selector,
+                                                                  _request_timeout=REQUEST_TIMEOUT_S)
                 slices = {s.metadata.name: self._entry(s) for s in listed.items}
                 publish_changes()
                 stream = watch.Watch().stream(
                     self._api.list_namespaced_endpoint_slice, self._namespace, label_selector=self._selector,
-                    resource_version=listed.metadata.resource_version, timeout_seconds=WATCH_TIMEOUT_S)
+                    resource_version=listed.metadata.resource_version, timeout_seconds=WATCH_TIMEOUT_S,
+                    _request_timeout=REQUEST_TIMEOUT_S)
                 for event in stream:
                     s = event["object"]
                     if event["type"] == "DELETED":

@@ -88,6 +88,9 @@ class Dispatcher:
 
     def eject(self, replica: Replica) -> None:
         replica.ejected_until = self._clock() + EJECT_S
+        # When the ejection ends nothing else may come to hand its slots on (no arrival, no release): the
+        # requests queued meanwhile would wait out their timeout for a replica that is back.
+        asyncio.get_running_loop().call_later(EJECT_S, self.pump)
 
     def try_acquire(self, backend: Backend) -> Replica | None:
         """A slot right now, without queueing; only when nobody is waiting ahead."""

@@ -216,6 +216,10 @@ class Generation:
             job.request.tokens = self
 
     def emit(self, token: str) -> None:
+        if self.cancelled:
+            # Answered already (a deadline's 504, a client gone): a model between its `cancelled` check and its
+            # next token must not start a second answer on the connection, which may carry the next request.
+            return
         stream = self._stream
         if stream is None:
             stream = self._stream = self._reply(Head(200, SSE))  # type: ignore[func-returns-value]

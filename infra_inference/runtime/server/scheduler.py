@@ -53,11 +53,12 @@ class _Pending:
 
 
 class _Batch:
-    __slots__ = ("pending", "task")
+    __slots__ = ("pending", "started", "task")
 
     def __init__(self, pending: list[_Pending]) -> None:
         self.pending = pending
         self.task: asyncio.Task[None] | None = None
+        self.started = False  # its task has begun: its own `finally` returns the slots
 
 
 class Scheduler:
@@ -212,6 +213,10 @@ class Scheduler:
         self._overdue[batch] = now
         assert batch.task is not None
         batch.task.cancel()
+        if not batch.started:
+            # A task cancelled before its first step never runs its body, `finally` included (a deadline
+            # due in the loop pass that dispatched it, under overload): its slots come back here or never.
+            self._release(batch)
 
     def _withdraw(self, pending: _Pending) -> None:
         """Forget a request whose caller went away: no answer is due any more."""
@@ -252,15 +257,20 @@ class Scheduler:
         self._dispatch()
 
     async def _run(self, batch: _Batch) -> None:
+        batch.started = True
         self._on_batch(len(batch.pending))
         try:
             await self._settle(batch.pending)
         finally:
-            self.inflight -= len(batch.pending)
-            self._overdue.pop(batch, None)
             # Here rather than in a done callback, which would cost one more pass of the loop.
-            self._batches.discard(asyncio.current_task(self._loop))  # type: ignore[arg-type]
-            self._dispatch()
+            self._release(batch)
+
+    def _release(self, batch: _Batch) -> None:
+        """A batch's slots are free: dispatch what waits for them."""
+        self.inflight -= len(batch.pending)
+        self._overdue.pop(batch, None)
+        self._batches.discard(batch.task)  # type: ignore[arg-type]
+        self._dispatch()
 
     async def _settle(self, batch: list[_Pending]) -> None:
         try:

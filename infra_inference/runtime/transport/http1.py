@@ -722,7 +722,10 @@ class HttpConnection(asyncio.Protocol):
         stream = Stream(self, chunked, head=request.method == b"HEAD")
         if connection is _CLOSE:
             self._closing = True
-        self.transport.write(b"".join((status_line, head.headers, framing, _Date.get(), connection, b"\r\n")))
+        # A client gone (reset) before the head: writing to its closed transport raises under uvloop, inside
+        # the producer (a model's batch, the gateway's relay); a stream that is not open tells it instead.
+        if not self.transport.is_closing():
+            self.transport.write(b"".join((status_line, head.headers, framing, _Date.get(), connection, b"\r\n")))
         if self.transport.is_closing():
             stream.open = False
         self._stream = stream
@@ -795,7 +798,12 @@ class HttpConnection(asyncio.Protocol):
         else:  # idle, still sending headers, or not reading its answers
             delay = since + timeout_s - self._loop.time()
             if delay <= 0:
-                self.transport.close()
+                # close() waits for the write buffer to drain, which a peer that stopped reading never lets
+                # happen: the connection and its buffered answers would be held for good.
+                if self._paused_since is None:
+                    self.transport.close()
+                else:
+                    self.transport.abort()
                 return
         self._idle_timer = self._loop.call_later(delay, self._on_idle_timer)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socketserver
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from infra_inference.runtime.gateway import GatewayApp, GatewayServer
+from infra_inference.runtime.gateway import GatewayApp, GatewayServer, dispatch
+from infra_inference.wire.gateway import BackendConfig
 from tests.runtime.gateway.support import ManualDiscovery, backend, closed_port, config, gateway_in_thread, serving
 from tests.runtime.server.support import (Reply, listening, post, request, scrape, server_in_thread, v2_body,
                                           wait_until)
@@ -265,3 +268,27 @@ def test_a_reused_connection_closed_under_the_request_is_retried_on_a_fresh_one_
             assert [infer(gport).status for _ in range(4)] == [200] * 4
             assert gauge(admin, "infra_inference_ready_replicas") == 1
         replica.shutdown()
+
+
+def test_requests_queued_behind_an_ejected_replica_get_it_back_when_the_ejection_ends(monkeypatch: Any) -> None:
+    """Nothing else may arrive or finish to hand the slot on once the ejection ends: the queue must not wait
+    out its timeout for a replica that is back."""
+    monkeypatch.setattr(dispatch, "EJECT_S", 0.2)
+
+    async def scenario() -> float:
+        dispatcher = dispatch.Dispatcher([BackendConfig(**backend("m"))], 16, time.monotonic)
+        dispatcher.set_replicas("m", ["127.0.0.1:1"])
+        main = dispatcher.backends["m"]
+        replica = dispatcher.try_acquire(main)
+        assert replica is not None
+        dispatcher.eject(replica)  # it failed once
+        dispatcher.release(replica)
+        start = time.monotonic()
+        await dispatcher.acquire(main, timeout_s=5.0)
+        return time.monotonic() - start
+
+    loop = asyncio.new_event_loop()  # not asyncio.run(), which leaves no current loop for later tests
+    try:
+        assert loop.run_until_complete(scenario()) < 2.0
+    finally:
+        loop.close()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+import uvloop
 
-from infra_inference.runtime.server.errors import BadRequest, QueueFull
+from infra_inference.runtime.server.errors import BadRequest, QueueFull, Timeout
 from infra_inference.runtime.server.model import InferRequest, Tensors
 from infra_inference.runtime.server.scheduler import Scheduler
 from tests.runtime.server.support import post, scrape, server_in_thread, v2_body
@@ -48,10 +50,10 @@ class _Recorder:
         return [{"y": r.inputs["x"] * 10} for r in batch]
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+def _run(coro: Coroutine[Any, Any, T], loop_kind: str = "asyncio") -> T:
     # Not asyncio.run(): it leaves the main thread without a current loop, which breaks
     # later tests in the same session that call asyncio.get_event_loop() (Pulumi's mocks).
-    loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop() if loop_kind == "uvloop" else asyncio.new_event_loop()
     try:
         return loop.run_until_complete(coro)
     finally:
@@ -120,3 +122,22 @@ def test_queue_stays_bounded_while_a_partial_batch_runs() -> None:
     depth, refused = _run(scenario())
     assert depth == 3 + 2  # max_queue, plus the two free slots waiting to form a full batch
     assert refused == 20 - depth
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_batch_recalled_before_its_task_starts_still_gives_its_slot_back(loop_kind: str) -> None:
+    """Under overload a deadline can pass before the batch dispatched for it first runs (uvloop runs due timers
+    before ready tasks): the task is cancelled before its body, `finally` included, and the slot must come back."""
+    async def scenario() -> tuple[list[object], int, Tensors]:
+        scheduler = Scheduler(_Recorder(), max_concurrency=1, max_queue=4, timeout_s=0.05)
+        answers: list[object] = []
+        scheduler.enqueue(_req(1.0), answers.append)  # dispatched now: its batch's task is created, not started
+        time.sleep(0.1)  # the loop held past the deadline (a GC pause, a large encode)
+        await asyncio.sleep(0.05)
+        inflight = scheduler.inflight
+        return answers, inflight, await scheduler.submit(_req(2.0))
+
+    answers, inflight, next_answer = _run(scenario(), loop_kind)
+    assert [type(a) for a in answers] == [Timeout]
+    assert inflight == 0, "the recalled batch's slot is free"
+    assert float(next_answer["y"][0]) == 20.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,32 @@ def test_a_deadline_passed_mid_stream_ends_it_with_an_error_event_not_a_short_an
         conn.close()
         assert b"event: error" in cut.value.partial and b"timeout_s=0.3" in cut.value.partial
         assert b"[DONE]" not in cut.value.partial
+
+
+def test_a_generation_answered_504_before_its_first_token_writes_nothing_more() -> None:
+    """A times out before its first token while B, its batch-mate, still generates: the model's next token for A
+    must not open a stream on A's connection (now carrying A's next request) nor fail B's batch."""
+    # A at 0 s waits (max_wait 1.6 s) for B at 1.2 s; their batch's first tokens come at 2.4 s, after A's
+    # deadline (2.0 s) and before B's (3.2 s).
+    with server_in_thread(model="tiny-lm", max_concurrency=2, max_batch_size=2, max_wait_ms=1600, timeout_s=2.0,
+                          token_delay_ms=1200) as (port, _):
+        doc = {"text_input": "a", "parameters": {"max_tokens": 1, "ignore_eos": True}}
+        a = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        a.request("POST", "/v2/models/tiny-lm/generate_stream", body=json.dumps(doc).encode())
+        time.sleep(1.2)
+        b, b_answer = _stream(port, "/v2/models/tiny-lm/generate_stream", doc)
+        first = a.getresponse()
+        assert first.status == 504 and b"timeout_s=2" in first.read()
+        # A's next request on the same connection, waiting for a batch-mate when the batch's token comes.
+        a.request("POST", "/v2/models/tiny-lm/generate", body=json.dumps({"text_input": "a", "parameters": {
+            "max_tokens": 0}}).encode())
+        b_body = b_answer.read()
+        second = a.getresponse()
+        assert (second.status, second.getheader("content-type")) == (200, "application/json")
+        assert json.loads(second.read())["text_output"] == ""
+        assert b_body.startswith(b"data: ") and b"error" not in b_body
+        a.close()
+        b.close()
 
 
 def test_v1_models_lists_the_served_name() -> None:

@@ -183,6 +183,26 @@ def test_idle_connections_are_closed_after_keep_alive_s() -> None:
             assert _closed_by_server(sock)  # blocks until the server closes it
 
 
+def test_a_client_that_stops_reading_its_answer_is_cut_off_after_keep_alive_s() -> None:
+    """close() would wait for the buffered answer to drain, which a peer that does not read never allows: the
+    connection, and megabytes of answer, would be held for good (and count against max_connections)."""
+    with server_in_thread(model="echo", keep_alive_s=0.3, max_request_bytes=64 * 2**20) as (port, server):
+        message = _post(INFER, json.dumps(v2_body([0.5] * 2_000_000)).encode())  # an 8 MB answer
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        with sock:
+            sock.sendall(message)
+            wait_until(lambda: len(server._connections) == 0, timeout_s=10)
+            received = 0
+            try:
+                while chunk := sock.recv(2**20):
+                    received += len(chunk)
+            except ConnectionResetError:
+                pass
+            assert received < 8 * 2**20, "the answer was cut off, not kept for a reader that never came"
+
+
 def test_drain_closes_idle_connections_and_the_server_stops() -> None:
     with server_in_thread(model="echo") as (port, server):
         sock, stream = _connect(port)
