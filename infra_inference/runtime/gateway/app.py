@@ -53,6 +53,8 @@ _PROMETHEUS = b"content-type: text/plain; version=0.0.4\r\n"
 _DEFAULT_CONTENT_TYPE = b"application/json"
 # The longest an activator long-poll may hold a connection open.
 MAX_ACTIVATOR_WAIT_S = 30.0
+# The status a request whose client left while it queued is counted under (nginx's "client closed request").
+CLIENT_GONE = 499
 
 
 def _error(status: int, message: str, extra_headers: bytes = b"") -> Response:
@@ -89,11 +91,23 @@ class GatewayApp:
         self.draining = False  # readiness answers 503 from then on (the gateway server's drain sets it)
         self._pokes: set[asyncio.Future[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._queued: dict[Reply, asyncio.Task[None]] = {}  # requests waiting for a slot, by their reply
         self._discovering: asyncio.Task[None] | None = None
 
     def respond(self, request: Request, reply: Reply) -> None:
         """Proxy one request of the service port; the answer comes later through ``reply``."""
         self._tasks.add(asyncio.get_running_loop().create_task(self._proxy(request, reply)))
+
+    def forget(self, reply: Reply) -> None:
+        """The client of a request went away: if it still waits for a slot, it leaves the queue.
+
+        Otherwise it would hold its place in `max_queue` until `timeout_s` and then take a replica's
+        slot for nobody: clients that time out at 10 s and retry, against a 30 s gateway timeout,
+        would fill the queue with the requests they gave up on. Once sent, a request runs to its end.
+        """
+        task = self._queued.pop(reply, None)
+        if task is not None:
+            task.cancel()
 
     def respond_admin(self, request: Request, reply: Reply) -> Response | None:
         """The admin port: health, metrics and the activator's long-poll."""
@@ -130,6 +144,11 @@ class GatewayApp:
         status = 500
         try:
             status = await self._forward(backend, metrics, request, reply, start)
+        except asyncio.CancelledError:  # forget(): its client left while it queued
+            status = CLIENT_GONE
+            # Every request is answered once: a half-closed connection closes after it, a lost one drops it.
+            reply(_error(CLIENT_GONE, "the client went away while the request queued"))
+            raise
         except Exception:  # a bug here must still answer, or the client waits forever
             log.exception("proxying a request failed")
             reply(error(500, "internal server error"))
@@ -148,7 +167,11 @@ class GatewayApp:
         for attempt in (0, 1):
             replica = self.dispatcher.try_acquire(backend)
             if replica is None:
-                replica = await self._wait_for_slot(backend, deadline, retry=attempt > 0)
+                self._queued[reply] = asyncio.current_task()  # type: ignore[assignment]
+                try:
+                    replica = await self._wait_for_slot(backend, deadline, retry=attempt > 0)
+                finally:
+                    self._queued.pop(reply, None)
                 if isinstance(replica, Response):
                     reply(replica)
                     return replica.status

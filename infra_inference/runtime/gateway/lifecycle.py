@@ -71,7 +71,7 @@ class GatewayServer:
 
         def connection() -> HttpConnection:
             return HttpConnection(self.app.respond, self._connections, keep_headers=self.app.headers,
-                                  forward_headers=True)
+                                  forward_headers=True, on_gone=self.app.forget)
 
         def admin_connection() -> HttpConnection:
             return HttpConnection(self.app.respond_admin, self._admin_connections)

@@ -356,11 +356,15 @@ class HttpConnection(asyncio.Protocol):
         connections: Where the connection registers itself while open; its ``limits`` apply.
         keep_headers: Lower-case names of the request headers the handler reads.
         forward_headers: Also collect the end-to-end header lines, for a proxy.
+        on_gone: Called with the ``reply`` of a request still waiting for its late answer (not yet
+            streaming) when the client goes away or half-closes: a proxy stops queueing it for a slot
+            nobody will use.
     """
 
     def __init__(self, handler: Handler, connections: Connections, keep_headers: frozenset[bytes] = frozenset(),
-                 forward_headers: bool = False) -> None:
+                 forward_headers: bool = False, on_gone: Callable[[Reply], None] | None = None) -> None:
         self._handler = handler
+        self._on_gone = on_gone
         self._keep_headers = keep_headers
         self._forward_headers = forward_headers
         self._connections = connections
@@ -431,6 +435,8 @@ class HttpConnection(asyncio.Protocol):
         self._in_message = False
         if self._stream is not None:
             self._stream.lost()
+        elif self._waiting is not None and self._on_gone is not None:
+            self._on_gone(self._reply)
         for timer in (self._idle_timer, self._body_timer):
             if timer is not None:
                 timer.cancel()
@@ -481,6 +487,10 @@ class HttpConnection(asyncio.Protocol):
         self._last = True
         if self._stream is not None:
             return False
+        if self._waiting is not None and self._on_gone is not None:
+            # Likewise for a request a proxy still queues: a client that gave up closes its socket, and FIN is
+            # all that arrives. If the request was sent already, its answer is still written.
+            self._on_gone(self._reply)
         return self._waiting is not None or bool(self._pipeline)
 
     def pause_writing(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import socketserver
 import threading
 import time
@@ -78,6 +79,28 @@ def test_queue_full_is_429_with_retry_after() -> None:
             assert refused.status == 429 and refused.headers["retry-after"] == "1"
             assert "queue full" in refused.json()["error"]
             assert busy.result().status == 200 and queued.result().status == 200
+
+
+def test_a_request_whose_client_left_while_queued_leaves_the_queue() -> None:
+    """It would otherwise hold its place in max_queue for timeout_s and then take the slot for nobody: clients
+    that give up and retry would fill the queue with the requests they abandoned."""
+    with server_in_thread() as (rport, _):
+        cfg = config([backend(max_concurrency=1, endpoints=[f"127.0.0.1:{rport}"])], max_queue=1, timeout_s=30)
+        with gateway_in_thread(cfg) as (gport, admin, _), ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(infer, gport, 1500)
+            wait_until(lambda: gauge(admin, "infra_inference_queue_depth") == 0 and
+                       gauge(admin, "infra_inference_inflight_requests") == 1)
+            body = json.dumps(v2_body([1.0])).encode()
+            gone = socket.create_connection(("127.0.0.1", gport))
+            gone.sendall(b"POST " + INFER.encode() + b" HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n\r\n" % len(body)
+                         + body)
+            wait_until(lambda: gauge(admin, "infra_inference_queue_depth") == 1)
+            gone.close()  # the client gives up
+            wait_until(lambda: gauge(admin, "infra_inference_queue_depth") == 0, timeout_s=5)
+            assert infer(gport).status == 200, "the queue's one place is free again, and the slot goes to a live one"
+            assert busy.result().status == 200
+            counts = {k: v for k, v in scrape(admin).items() if k.startswith("infra_inference_requests_total")}
+            assert counts.get('infra_inference_requests_total{code="499",deployment="svc",service="svc",variant="main"}') == 1, counts
 
 
 def test_queue_timeout_is_504_naming_the_limit() -> None:
