@@ -139,7 +139,7 @@ class ScalingSpec(Spec):
         """A concurrency target over the replica's slots: each replica would queue the excess before a scale-up."""
         if self.metric != "concurrency" or self.target is None or self.target <= max_concurrency:
             return []
-        return [SpecProblem(f"{at}target" if at else "target",
+        return [SpecProblem(f"{at}target",
                             f"{self.target:g} requests in flight per replica is over runtime.max_concurrency "
                             f"{max_concurrency}: every replica would queue {self.target - max_concurrency:g} before "
                             f"a scale-up; use at most {max_concurrency} (default 70 % of it)")]
