@@ -14,7 +14,7 @@ arrivals, a token-based service model): `llm-chat` and `llm-code` (bursty,
 with 30-240 s idle gaps). Cold starts 5, 30 and 60 s. Each cell pools
 several seeds; the defaults were chosen on other seeds (--seeds picks).
 
-With --real [llm-chat|synthetic], a few minutes of a trace go to the real
+With --real [llm-chat|synthetic], 15 (chat) or 4 (synthetic) minutes of a trace go to the real
 local stack instead (`infra-inference dev`'s gateway, autoscaler and echo
 replicas on 127.0.0.1, each request sleeping its own service time), and the
 simulator replays the same slice with the cold start measured here.

@@ -151,7 +151,8 @@ def _served_problems(model: ModelSpec, runtime: RuntimeSpec, at: str) -> list[Sp
     elif preset is not None and model.format not in preset.formats:
         out.append(SpecProblem(f"{at}.format", f"the {runtime.preset} preset serves {', '.join(preset.formats)}, "
                                f"not {model.format!r}"))
-    unreadable = unreadable_scheme(model.uri) if runtime.builtin else None
+    # A python model's uri is an import path (`pkg.mod:Echo`), not a URL.
+    unreadable = unreadable_scheme(model.uri) if runtime.builtin and model.format != "python" else None
     if unreadable:
         out.append(SpecProblem(f"{at}.uri", unreadable))
     return out

@@ -77,7 +77,8 @@ def test_latency_can_target_time_to_first_token() -> None:
 def test_a_config_change_rolls_exactly_the_pods_that_read_that_config() -> None:
     # The gateway and autoscaler read their ConfigMap's file once, at start; max_replicas reaches both
     # (the gateway's queue is max_queue x max_replicas), so both must get new pods, and nothing else changes.
-    before, after = _objects({}, {"max_replicas": 4}), _objects({}, {"max_replicas": 6})
+    ours = {"uri": "s3://models/qwen", "name": "qwen"}  # our runtime reads no hf:// (a SpecError)
+    before, after = _objects({}, {"max_replicas": 4}, ours), _objects({}, {"max_replicas": 6}, ours)
     changed = sorted(key for key in after if after[key] != before[key])
     assert changed == [("ConfigMap", "chat-autoscaler"), ("ConfigMap", "chat-gateway"),
                        ("Deployment", "chat-autoscaler"), ("Deployment", "chat-gateway")]

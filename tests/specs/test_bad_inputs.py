@@ -57,7 +57,24 @@ BAD_DOCUMENTS: list[tuple[str, dict[str, Any], str]] = [
     ("encoded '..' in a model URI", service(model={"uri": "s3://b/%2e%2e/x"}), "services.chat.model.uri"),
     ("short sha256 pin", service(model={"uri": "https://h/m#sha256=abc"}), "services.chat.model.uri"),
     ("md5 pin", service(model={"uri": "https://h/m#md5=" + "0" * 32}), "services.chat.model.uri"),
+    # What our runtime cannot fetch is caught when planning, not in a crash-looping pod.
+    ("a model URI scheme our runtime has no source for", service(model={"uri": "gcs://b/m"}),
+     "services.chat.model.uri"),
+    ("a warm model our runtime cannot fetch", {"pools": {"gpu": POOL}, "standby": {"warm": {
+        "pool": "gpu", "warm_models": ["hf://Qwen/Qwen2.5-0.5B"]}}}, "standby.warm.warm_models[0]"),
+    # Targets in the wrong unit, or past the replica's slots.
+    ("a concurrency target over max_concurrency", service(autoscale={"target": 50}), "services.chat.autoscale.target"),
+    ("a utilization target written as a fraction", service(autoscale={"metric": "cpu-utilization", "target": 0.7}),
+     "services.chat.autoscale.target"),
+    ("a latency target written in seconds", service(autoscale={"metric": "latency", "target": 0.2}),
+     "services.chat.autoscale.target"),
+    ("a standalone policy's namespace in an inline autoscale", service(autoscale={"namespace": "other"}),
+     "services.chat.autoscale"),
+    ("a standalone policy's target over the service's slots", {"services": {"chat": SERVICE},
+        "policies": {"extra": {"service": "chat", "target": 20}}}, "policies.extra.target"),
     # Batch mode (item 11).
+    ("replicas in mode batch", service(mode="batch", replicas=2, batch={"input_uri": "s3://in/", "output_uri": "s3://out/"}),
+     "services.chat.replicas"),
     ("batch output to a local path", batch(output_uri="/results/out.jsonl"), "services.chat.batch.output_uri"),
     ("batch input from file://", batch(input_uri="file:///data/in.jsonl"), "services.chat.batch.input_uri"),
     ("batch parallelism over one output object", batch(output_uri="s3://out/answers.jsonl", parallelism=4),

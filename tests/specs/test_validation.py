@@ -190,3 +190,12 @@ def test_a_preset_refuses_a_format_its_server_cannot_load() -> None:
     onnx = {"uri": "s3://m", "format": "onnx"}
     assert paths_of(lambda: plan_service("s", {"model": onnx, "runtime": {"preset": "vllm"}}, None)) == [
         "model.format"]
+
+
+def test_quantities_written_as_numbers_are_the_kubernetes_quantities() -> None:
+    """`cpu: 2` in YAML is a number; Kubernetes reads it as "2", and so does the spec (not "a valid string")."""
+    spec = plan_service("s", {"model": MODEL, "cpu": 2, "memory": "1Gi"}, None).spec
+    assert (spec.cpu, plan_service("s", {"model": MODEL, "cpu": 0.5}, None).spec.cpu) == ("2", "0.5")
+    with pytest.raises(SpecError) as err:
+        plan_service("s", {"model": MODEL, "cpu": True}, None)
+    assert err.value.paths == ["cpu"]
