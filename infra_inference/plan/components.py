@@ -19,11 +19,12 @@ from infra_inference.errors import SpecError, SpecProblem
 from infra_inference.plan.service import Placement, service_admin_url, variants
 from infra_inference.specs.autoscale import GATEWAY_METRICS, AutoscalePolicySpec, ScalingSpec
 from infra_inference.specs.image import ImageSpec
+from infra_inference.specs.names import check_dns_label
 from infra_inference.specs.platform import PlatformSpec
 from infra_inference.specs.pool import GpuPoolSpec
 from infra_inference.specs.service import InferenceServiceSpec
 from infra_inference.specs.standby import StandbyPoolSpec
-from infra_inference.wire.names import autoscaler_name
+from infra_inference.wire.names import autoscaler_name, replicas_service
 from infra_inference.wire.policy import FallbackConfig
 
 
@@ -90,15 +91,48 @@ def plan_platform(args: Mapping[str, Any], subject: str = "InferencePlatform") -
     return PlatformSpec.parse(args, subject=subject)
 
 
+# A Service's name is a DNS-1035 label: at most 63 characters, starting with a letter.
+MAX_SERVICE_NAME = 63
+
+
+def _named(name: str, subject: str) -> None:
+    """A component's name starts every object name it renders: it must be a DNS label, as a service's is."""
+    try:
+        check_dns_label(name)
+    except ValueError as exc:
+        raise SpecError([SpecProblem("name", str(exc))], subject=subject) from None
+
+
+def _object_name_problems(spec: InferenceServiceSpec) -> list[SpecProblem]:
+    """Service names the apiserver would refuse, found before any object is created.
+
+    A 50-character name with a canary makes `<name>-canary-replicas`, 66 characters; an A/B arm adds
+    its own key.
+    """
+    out = []
+    if not spec.name[0].isalpha():
+        out.append(SpecProblem("name", f"{spec.name!r} starts with a digit; its Services' names must start "
+                               f"with a letter"))
+    for v in variants(spec):
+        longest = replicas_service(v.deployment)
+        if len(longest) > MAX_SERVICE_NAME:
+            out.append(SpecProblem(f"variants.{v.key}" if spec.variants else "name",
+                                   f"makes the Service {longest!r}, {len(longest)} characters, over Kubernetes' "
+                                   f"{MAX_SERVICE_NAME}; shorten it by {len(longest) - MAX_SERVICE_NAME}"))
+    return out
+
+
 def plan_pool(name: str, args: Mapping[str, Any], subject: str = "") -> PoolPlan:
-    return PoolPlan(name, GpuPoolSpec.parse(args, subject=subject or f"GpuPool {name!r}"))
+    subject = subject or f"GpuPool {name!r}"
+    _named(name, subject)
+    return PoolPlan(name, GpuPoolSpec.parse(args, subject=subject))
 
 
 def plan_service(name: str, args: Mapping[str, Any], pool: PoolPlan | None, subject: str = "") -> ServicePlan:
     subject = subject or f"InferenceService {name!r}"
     spec = InferenceServiceSpec.parse({"name": name, **args}, subject=subject)
     pool_spec = pool.spec if pool else None
-    problems = service_problems(spec, pool_spec)
+    problems = _object_name_problems(spec) + service_problems(spec, pool_spec)
     problems += budget_problems(spec, estimate(spec, pool_spec, None))[0]
     if problems:
         raise SpecError(problems, subject=subject)
@@ -111,6 +145,7 @@ def plan_standby(name: str, args: Mapping[str, Any], pool: PoolPlan, services: S
                  subject: str = "") -> StandbyPlan:
     """`services`: the services on `pool` whose scaling step sizes the default `instances`."""
     subject = subject or f"StandbyPool {name!r}"
+    _named(name, subject)
     spec = StandbyPoolSpec.parse(args, subject=subject)
     slots = spec.slots_per_instance or pool.spec.slots_per_node
     instances = standby_instances(spec.instances, slots, [s.step_and_slots for s in services])
@@ -156,6 +191,7 @@ def plan_service_policy(service: ServicePlan) -> PolicyPlan | None:
 def plan_policy(name: str, args: Mapping[str, Any], service: ServicePlan | None, subject: str = "") -> PolicyPlan:
     """A standalone AutoscalePolicy: for a declared service, or an existing Deployment by name."""
     subject = subject or f"AutoscalePolicy {name!r}"
+    _named(name, subject)
     spec = AutoscalePolicySpec.parse(args, subject=subject)
     problems: list[SpecProblem] = []
     if (service is None) == (spec.deployment is None):

@@ -21,10 +21,16 @@ def _matching(pattern: str, max_length: int, what: str) -> Callable[[str], str]:
 
 
 # 63 is the DNS label limit; children append "-gateway" etc., so leave room.
-DnsLabel = Annotated[str, AfterValidator(_matching(
+check_dns_label = _matching(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", 50,
     "must be lowercase letters, digits and '-', start and end alphanumeric, at most 50 characters "
-    "(children add suffixes)"))]
+    "(children add suffixes)")
+DnsLabel = Annotated[str, AfterValidator(check_dns_label)]
+# A label value (a revision recorded in `app.kubernetes.io/version`): at most 63 characters.
+LabelValue = Annotated[str, AfterValidator(_matching(
+    r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", 63,
+    "is not a Kubernetes label value (letters, digits, '-', '_' and '.', starting and ending alphanumeric, "
+    "at most 63 characters)"))]
 # A Secret's or ConfigMap's name (a DNS subdomain).
 ObjectName = Annotated[str, AfterValidator(_matching(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", 253,

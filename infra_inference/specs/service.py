@@ -12,7 +12,7 @@ from infra_inference.specs.autoscale import STANDALONE_ONLY, ScalingSpec
 from infra_inference.specs.base import Spec
 from infra_inference.specs.cache import MODEL_CACHE_MAX_BYTES, MODEL_CACHE_MIN_BYTES
 from infra_inference.specs.image import DEFAULT_REGISTRY, ImageSpec, PullPolicy
-from infra_inference.specs.names import DnsLabel, EnvName, ObjectName
+from infra_inference.specs.names import DnsLabel, EnvName, LabelValue, ObjectName
 from infra_inference.specs.quantity import Quantity
 from infra_inference.specs.runtimes import PRESETS, PresetName, Protocol
 from infra_inference.specs.uris import PlainUri, unreadable_scheme
@@ -34,7 +34,7 @@ class ModelSpec(Spec):
                                                    "no credentials in it (see credentials_secret).")
     format: ModelFormat = Field("safetensors", description="safetensors, torch, onnx, sklearn or python.")
     name: DnsLabel | None = Field(None, description="Name in the inference URL; default the service name.")
-    revision: str | None = Field(None, description="Revision or version tag, recorded in labels.")
+    revision: LabelValue | None = Field(None, description="Revision or version tag, recorded in labels.")
     credentials_secret: ObjectName | None = Field(
         None, description="Secret in the service's namespace with what fetching `uri` needs, mounted read-only "
                           "into the server: key `authorization` (an HTTP Authorization header value), "

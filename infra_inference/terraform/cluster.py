@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from urllib3.exceptions import HTTPError
 
 from infra_inference.render.common import Obj
 
@@ -22,6 +25,10 @@ FIELD_MANAGER = "infra-inference"
 # components/kube.py does, so a ReplicaSet never starts before its ServiceAccount exists.
 _FIRST = ("Namespace", "PriorityClass", "ResourceQuota", "ServiceAccount", "Role", "RoleBinding", "ConfigMap")
 _LAST = ("Deployment", "DaemonSet", "Job")
+# Kinds whose spec the apiserver will not change in place (a Job's pod template): a changed one is
+# deleted and created again, as `pulumi up` replaces it. Anything else refused stays an error.
+RECREATED = ("Job",)
+RECREATE_WAIT_S = 60.0
 # Metadata the apiserver owns; two reads of an unchanged object differ only there.
 _VOLATILE_META = ("resourceVersion", "managedFields", "generation", "creationTimestamp", "uid", "selfLink")
 
@@ -83,7 +90,11 @@ def _comparable(o: Obj) -> Obj:
 
 
 class ClusterError(RuntimeError):
-    """The apiserver refused a request; the message carries its reason."""
+    """The apiserver refused a request (`status`), or could not be reached (`status` None); the message says why."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -106,13 +117,19 @@ class Connection:
         import kubernetes
         import yaml
 
+        try:
+            return Cluster(self._api_client(kubernetes, yaml))
+        except (kubernetes.config.ConfigException, yaml.YAMLError) as exc:
+            raise ClusterError(f"kubeconfig: {exc}") from None
+
+    def _api_client(self, kubernetes: Any, yaml: Any) -> Any:
         if self.kubeconfig:
             api = kubernetes.config.new_client_from_config_dict(yaml.safe_load(self.kubeconfig), context=self.context)
         else:
             path = self.kubeconfig_path or (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] \
                 or str(Path.home() / ".kube" / "config")
             api = kubernetes.config.new_client_from_config(config_file=os.path.expanduser(path), context=self.context)
-        return Cluster(api)
+        return api
 
 
 class Cluster:
@@ -129,18 +146,31 @@ class Cluster:
         request = self._api.param_serialize(
             method, path, query_params=query or [], body=body,
             header_params={"Content-Type": content_type, "Accept": "application/json"}, auth_settings=["BearerToken"])
-        resp = self._api.call_api(*request)
-        resp.read()
+        try:
+            resp = self._api.call_api(*request)
+            resp.read()
+        except HTTPError as exc:  # refused, reset, timed out: urllib3's, none of them an OSError
+            raise ClusterError(f"{method} {path}: {exc}") from None
         if resp.status == 404:
             return None
         if not 200 <= resp.status < 300:
-            raise ClusterError(f"{method} {path}: {resp.status} {_reason(resp.data)}")
+            raise ClusterError(f"{method} {path}: {resp.status} {_reason(resp.data)}", resp.status)
         return json.loads(resp.data)
 
     def apply(self, o: Obj, *, dry_run: bool = False) -> Obj:
-        """Server-side apply as our field manager, taking over fields another manager set."""
+        """Server-side apply as our field manager, taking over fields another manager set.
+
+        A RECREATED kind the apiserver refuses to change (422: a field is immutable) is deleted and
+        created again; a batch service whose input changed runs as a new Job.
+        """
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else [])
-        out = self._call("PATCH", _path(o), o, query, content_type="application/apply-patch+yaml")
+        try:
+            out = self._call("PATCH", _path(o), o, query, content_type="application/apply-patch+yaml")
+        except ClusterError as exc:
+            if dry_run or exc.status != 422 or o["kind"] not in RECREATED:
+                raise
+            self._recreate(key(o))
+            out = self._call("PATCH", _path(o), o, query, content_type="application/apply-patch+yaml")
         if out is None:
             raise ClusterError(f"apply {key(o)}: not found (does namespace {o['metadata'].get('namespace')!r} exist?)")
         return out
@@ -153,11 +183,28 @@ class Cluster:
         live = self.get(key(o))
         if live is None:
             return "missing"
-        return None if _comparable(self.apply(o, dry_run=True)) == _comparable(live) else "changed"
+        try:
+            applied = self.apply(o, dry_run=True)
+        except ClusterError as exc:
+            if exc.status != 422:
+                raise
+            # The apiserver refuses `o` over what is live (an immutable field): not what is live, and a refresh
+            # must say so rather than fail, or no plan could ever run again to fix it.
+            return "changed"
+        return None if _comparable(applied) == _comparable(live) else "changed"
 
     def delete(self, k: str) -> None:
         """Delete; an object already gone is fine (a destroy after a partial apply)."""
         self._call("DELETE", _path(_stub(k)), {"propagationPolicy": "Background"})
+
+    def _recreate(self, k: str) -> None:
+        """Delete `k` and wait until the apiserver no longer has it, so the same name can be created again."""
+        self.delete(k)
+        deadline = time.monotonic() + RECREATE_WAIT_S
+        while self.get(k) is not None:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"replace {k}: still there {RECREATE_WAIT_S:g} s after its delete")
+            time.sleep(0.2)
 
 
 def _reason(body: Any) -> str:

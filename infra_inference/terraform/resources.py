@@ -263,7 +263,7 @@ _STANDBY_ARGS = tuple(
 
 def _plan_standby(args: dict[str, Any]) -> Planned:
     name = _name(args)
-    pool = _pool_from_ref(args.pop("pool"))
+    pool = _pool_from_ref(args.pop("pool", None))  # None when imported by id: a SpecError naming pool
     services = [_service_from_ref(s, f"services[{i}]") for i, s in enumerate(args.pop("services", None) or [])]
     plan = plan_standby(name, args, pool, services)
     return Planned(f"{plan.namespace}/{name}", standby_objects(plan), {

@@ -241,3 +241,21 @@ def test_import_by_id_adopts_objects_applied_by_another_manager_and_update_prune
 
     tf.run("destroy", "-auto-approve", "-input=false")
     assert [key(o) for o in objects if exists(api, key(o))] == []
+
+
+def test_a_job_whose_pod_template_changed_is_replaced_by_the_real_apiserver_s_rules(
+        api: client.ApiClient, namespace: str) -> None:
+    """A batch service's new input is a new pod template, which the apiserver refuses in place (422, immutable):
+    the provider replaces the Job, and a refresh in between reports drift instead of failing every plan."""
+    def job(input_uri: str) -> dict[str, Any]:
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "score", "namespace": namespace},
+                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "server", "image": "registry.k8s.io/pause:3.10", "args": ["--input", input_uri]}]}}}}
+
+    cluster = Cluster(api)
+    cluster.apply(job("s3://b/in"))
+    assert cluster.drift(job("s3://b/in2")) == "changed"
+    cluster.apply(job("s3://b/in2"))
+    live = cluster.get(key(job("s3://b/in2")))
+    assert live is not None and live["spec"]["template"]["spec"]["containers"][0]["args"] == ["--input", "s3://b/in2"]
+    assert cluster.drift(job("s3://b/in2")) is None

@@ -72,6 +72,16 @@ BAD_DOCUMENTS: list[tuple[str, dict[str, Any], str]] = [
      "services.chat.autoscale"),
     ("a standalone policy's target over the service's slots", {"services": {"chat": SERVICE},
         "policies": {"extra": {"service": "chat", "target": 20}}}, "policies.extra.target"),
+    # Names the apiserver would refuse part-way through an apply.
+    ("a service name starting with a digit", {"services": {"7b-chat": SERVICE}}, "services.7b-chat.name"),
+    ("a canary making a Service name over 63 characters", {"services": {"c" * 50: {
+        **SERVICE, "canary": {"model": SERVICE["model"], "traffic_percent": 5}}}}, f"services.{'c' * 50}.name"),
+    ("an A/B arm making a Service name over 63 characters", service(variants={
+        "a" * 50: {"model": SERVICE["model"], "weight": 50}, "b": {"model": SERVICE["model"], "weight": 50}}),
+     f"services.chat.variants.{'a' * 50}"),
+    ("a pool name that is not a DNS label", {"pools": {"a100_pool": POOL}}, "pools.a100_pool.name"),
+    ("a revision that is not a label value", service(model={**SERVICE["model"], "revision": "v1.2+build 7"}),
+     "services.chat.model.revision"),
     # Batch mode (item 11).
     ("replicas in mode batch", service(mode="batch", replicas=2, batch={"input_uri": "s3://in/", "output_uri": "s3://out/"}),
      "services.chat.replicas"),
