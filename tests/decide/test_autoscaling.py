@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -535,3 +536,24 @@ def test_window_rise_per_second() -> None:
     assert w.rise_per_s(107, 6) == 5.0  # 100 s is out: (40 - 25) / 3
     assert Window().add(0, 40, 6).add(1, 10, 6).rise_per_s(1, 6) == 0.0  # falling: no rise
     assert Window().add(0, 40, 6).rise_per_s(0, 6) == 0.0
+
+
+def _at_capacity(queued: list[float], arrivals: float) -> Decision:
+    """3 ready replicas at 15 in flight (a target of 5), a measured 60 s cold start, 7.5 s requests queueing."""
+    p = policy(target=5, max_replicas=50)
+    state = ScalerState()
+    for t, q in enumerate(queued):
+        state = replace(state, cold=ColdStarts(estimate_s=60.0))
+        reading = Observation(at=float(t), value=15.0, outstanding=24 + q, current=3, ready=3, backlog_s=7.5 * q,
+                              queued=q, arrivals=arrivals)
+        d, state = decide(p, reading, state, float(t))
+    return d
+
+
+def test_a_queue_rise_within_the_arrivals_chance_is_not_projected_over_the_cold_start() -> None:
+    # 4 arrivals a second: over 3 s the queue moves by about sqrt(2 x 12) = 4.9 by chance. 0, 1, 3, 4 buys for
+    # the 30 s of work queued (over 15 s at 5: 0.4 replica), not for 4 / 3 a second x 7.5 s x 60 s = 600 s more
+    # (8 replicas, started for 60 s and let go once the queue is gone).
+    assert _at_capacity([0, 1, 3, 4], arrivals=4).desired == 4
+    # 30 a second piling up 70 in 3 s is a burst beyond chance (13.4): bought for in full, up to max_replicas.
+    assert _at_capacity([0, 20, 40, 70], arrivals=30).desired == 50
