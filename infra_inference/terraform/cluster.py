@@ -118,11 +118,14 @@ class Connection:
         import yaml
 
         try:
-            return Cluster(self._api_client(kubernetes, yaml))
+            return Cluster(self._api_client())
         except (kubernetes.config.ConfigException, yaml.YAMLError) as exc:
             raise ClusterError(f"kubeconfig: {exc}") from None
 
-    def _api_client(self, kubernetes: Any, yaml: Any) -> Any:
+    def _api_client(self) -> Any:
+        import kubernetes
+        import yaml
+
         if self.kubeconfig:
             api = kubernetes.config.new_client_from_config_dict(yaml.safe_load(self.kubeconfig), context=self.context)
         else:
