@@ -240,7 +240,7 @@ class InferenceServiceSpec(Spec):
     @classmethod
     def _no_standalone_fields(cls, value: Any) -> Any:
         """A standalone policy's keys (Pulumi's schema offers AutoscalePolicy's args here): say so, not "spelling"."""
-        given = [k for k in STANDALONE_ONLY if isinstance(value, dict) and k in value]
+        given = [k for k in STANDALONE_ONLY if k in value] if isinstance(value, dict) else []
         if given:
             raise ValueError(f"{', '.join(given)}: only a standalone AutoscalePolicy takes "
                              f"{'this' if len(given) == 1 else 'these'}; an inline autoscale scales this service, "

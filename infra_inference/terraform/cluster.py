@@ -117,22 +117,18 @@ class Connection:
         import kubernetes
         import yaml
 
+        path = self.kubeconfig_path or (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] \
+            or str(Path.home() / ".kube" / "config")
         try:
-            return Cluster(self._api_client())
+            if self.kubeconfig:
+                api = kubernetes.config.new_client_from_config_dict(yaml.safe_load(self.kubeconfig),
+                                                                    context=self.context)
+            else:
+                api = kubernetes.config.new_client_from_config(config_file=os.path.expanduser(path),
+                                                               context=self.context)
         except (kubernetes.config.ConfigException, yaml.YAMLError) as exc:
             raise ClusterError(f"kubeconfig: {exc}") from None
-
-    def _api_client(self) -> Any:
-        import kubernetes
-        import yaml
-
-        if self.kubeconfig:
-            api = kubernetes.config.new_client_from_config_dict(yaml.safe_load(self.kubeconfig), context=self.context)
-        else:
-            path = self.kubeconfig_path or (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] \
-                or str(Path.home() / ".kube" / "config")
-            api = kubernetes.config.new_client_from_config(config_file=os.path.expanduser(path), context=self.context)
-        return api
+        return Cluster(api)
 
 
 class Cluster:

@@ -736,8 +736,7 @@ class HttpConnection(asyncio.Protocol):
         # the producer (a model's batch, the gateway's relay); a stream that is not open tells it instead.
         if not self.transport.is_closing():
             self.transport.write(b"".join((status_line, head.headers, framing, _Date.get(), connection, b"\r\n")))
-        if self.transport.is_closing():
-            stream.open = False
+        stream.open = not self.transport.is_closing()
         self._stream = stream
         return stream
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from infra_inference.specs.uris import redact
+from infra_inference.specs.uris import redact, unreadable_scheme
 
 # Seconds an origin may send nothing (connect, or between reads) before the fetch fails: the default of
 # the server's model_stall_timeout_s.
@@ -119,8 +119,7 @@ def open_remote(uri: str, credentials: Credentials = Credentials(),
         if blob is None:
             raise FileNotFoundError(redact(uri))
         return blob.open("rb"), blob.size
-    raise ValueError(f"{redact(uri)}: unsupported scheme {parts.scheme!r}; use a path, file://, http(s)://, "
-                     f"s3:// or gs://")
+    raise ValueError(f"{redact(uri)}: {unreadable_scheme(uri)}")
 
 
 def _local(parts: SplitResult, uri: str) -> Path | None:
